@@ -1,0 +1,40 @@
+# Everything a fresh clone needs goes through these targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+export DVC_NO_ANALYTICS := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+export GX_ANALYTICS_ENABLED := False
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+.PHONY: help env run test test-fast bench clean
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+env: $(BIN)/.installed ## Create the virtual environment (.venv) with the project installed
+
+run: env ## Create the environment and run the whole pipeline (dvc repro) on the embedded sample
+	dvc repro
+
+test: env ## Create the environment and run the whole test suite (as CI does)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: env ## Run the tests without the slow end-to-end ones
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: env ## Run the benchmarks (prints images/s)
+	$(BIN)/python benchmarks/bench_sample.py
+	$(BIN)/python benchmarks/bench_validate.py
+
+clean: ## Remove the pipeline's outputs from the workspace (the DVC cache keeps them)
+	rm -rf data/raw data/manifest.parquet reports
