@@ -1,0 +1,273 @@
+"""The synthetic sample: layout, determinism, and a fingerprint that is learnable but no shortcut."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from realfake.errors import RealfakeError
+from realfake.layout import CLASSES, CSV_COLUMNS, LABELS, SPLITS, csv_path, image_root, layout_problems
+from realfake.sample import (
+    SampleConfig,
+    SampleConfigError,
+    generate_sample,
+    probe_auc,
+    render_face,
+    shortcut_features,
+    spectral_features,
+    split_files,
+)
+
+# Per class: enough for the linear probes (train) and >= 200 per class to score them (test).
+SIZES = {"train": 300, "valid": 8, "test": 200}
+
+
+def _config(**kw) -> SampleConfig:
+    return SampleConfig(seed=0, **SIZES, **kw)
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("sample") / "ds"
+    counts = generate_sample(root, _config(), workers=2)
+    return root, counts
+
+
+@pytest.fixture(scope="module")
+def sample_no_fingerprint(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("sample0") / "ds"
+    generate_sample(root, _config(strength=0.0), workers=2)
+    return root
+
+
+def _hashes(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+# ----------------------------------------------------------------------------- layout
+
+
+def test_counts_and_layout(sample):
+    root, counts = sample
+    assert counts == {s: {c: SIZES[s] for c in CLASSES} for s in SPLITS}
+    assert layout_problems(root) == []
+    for split in SPLITS:
+        for cls in CLASSES:
+            assert len(list((image_root(root) / split / cls).iterdir())) == SIZES[split]
+
+
+def test_csv_format(sample):
+    root, _ = sample
+    ids = {"real": [], "fake": []}
+    for split in SPLITS:
+        header = csv_path(root, split).read_text().splitlines()[0]
+        assert header == "," + ",".join(CSV_COLUMNS)  # unnamed leading index column
+        raw = pd.read_csv(csv_path(root, split))
+        assert list(raw.columns) == ["Unnamed: 0", *CSV_COLUMNS]
+        assert raw["Unnamed: 0"].tolist() == list(range(2 * SIZES[split]))
+        assert raw["label"].dtype == np.int64
+        for col in ("original_path", "id", "label_str", "path"):
+            assert pd.api.types.is_string_dtype(raw[col]), col
+        df = pd.read_csv(csv_path(root, split), index_col=0, dtype={"id": str})
+        assert (df["label_str"].map(LABELS) == df["label"]).all()
+        assert df["label_str"].value_counts().to_dict() == {c: SIZES[split] for c in CLASSES}
+        assert (df["path"] == split + "/" + df["label_str"] + "/" + df["id"] + ".jpg").all()
+        real, fake = df[df.label == 1], df[df.label == 0]
+        assert real["id"].str.fullmatch(r"\d{5}").all()
+        assert real["id"].astype(int).between(1, 69999).all()
+        assert fake["id"].str.fullmatch(r"[A-Z0-9]{10}").all()
+        assert (real["original_path"] == "/kaggle/input/flickrfaceshq-dataset-nvidia-part-1/" + real["id"] + ".png").all()
+        assert (fake["original_path"] == "/kaggle/input/1-million-fake-faces/1m_faces_00/" + fake["id"] + ".jpg").all()
+        ids["real"] += real["id"].tolist()
+        ids["fake"] += fake["id"].tolist()
+        # Rows are shuffled, not grouped by class.
+        if len(df) >= 20:
+            first = df["label"].to_numpy()[: len(df) // 2]
+            assert 0.2 < first.mean() < 0.8
+        # Every row has its file and every file its row.
+        on_disk = {
+            f"{split}/{cls}/{p.name}" for cls in CLASSES for p in (image_root(root) / split / cls).iterdir()
+        }
+        assert on_disk == set(df["path"])
+    for cls in CLASSES:  # unique across all splits
+        assert len(set(ids[cls])) == len(ids[cls])
+
+
+def test_images_are_rgb_jpegs_of_the_right_size(sample):
+    root, _ = sample
+    for split in SPLITS:
+        paths, _ = split_files(root, split)
+        for p in paths:
+            with Image.open(p) as im:
+                assert (im.format, im.mode, im.size) == ("JPEG", "RGB", (256, 256)), p
+
+
+def test_image_size_is_configurable(tmp_path):
+    generate_sample(tmp_path / "ds", SampleConfig(train=2, valid=1, test=1, image_size=64), workers=1)
+    paths, _ = split_files(tmp_path / "ds", "train")
+    for p in paths:
+        with Image.open(p) as im:
+            assert im.size == (64, 64) and im.mode == "RGB"
+
+
+def test_refuses_a_non_empty_out_dir(tmp_path):
+    (tmp_path / "junk.txt").write_text("x")
+    with pytest.raises(RealfakeError, match="not empty"):
+        generate_sample(tmp_path, SampleConfig(train=1, valid=1, test=1), workers=1)
+
+
+def test_accepts_an_existing_empty_out_dir(tmp_path):
+    counts = generate_sample(tmp_path, SampleConfig(train=1, valid=0, test=1), workers=1, progress=True)
+    assert counts["valid"] == {"real": 0, "fake": 0}
+    assert layout_problems(tmp_path) == []
+    assert len(pd.read_csv(csv_path(tmp_path, "valid"), index_col=0)) == 0
+
+
+# ----------------------------------------------------------------------------- determinism
+
+
+def test_byte_identical_across_runs_and_worker_counts(tmp_path):
+    cfg = SampleConfig(seed=7, train=6, valid=3, test=3, image_size=128)
+    generate_sample(tmp_path / "a", cfg, workers=1)
+    generate_sample(tmp_path / "b", cfg, workers=2)
+    generate_sample(tmp_path / "c", cfg, workers=2)
+    a, b, c = (_hashes(tmp_path / n) for n in "abc")
+    assert len(a) == 3 + 2 * (6 + 3 + 3)  # CSVs + images
+    assert a == b == c
+    generate_sample(tmp_path / "d", SampleConfig(seed=8, train=6, valid=3, test=3, image_size=128), workers=1)
+    d = _hashes(tmp_path / "d")
+    assert not set(a.values()) & set(d.values())
+
+
+def test_strength_only_touches_fakes(sample, sample_no_fingerprint):
+    """Same seed and sizes: the same ids and reals; only the fakes carry the fingerprint."""
+    root, _ = sample
+    for split in SPLITS:
+        assert csv_path(root, split).read_bytes() == csv_path(sample_no_fingerprint, split).read_bytes()
+    paths, labels = split_files(root, "test")
+    for p, label in list(zip(paths, labels))[:40]:
+        q = sample_no_fingerprint / p.relative_to(root)
+        same = p.read_bytes() == q.read_bytes()
+        assert same == bool(label), p
+
+
+def test_render_face_is_deterministic_content():
+    a = render_face(np.random.default_rng(3), 128)
+    b = render_face(np.random.default_rng(3), 128)
+    c = render_face(np.random.default_rng(4), 128)
+    assert a.shape == (128, 128, 3) and a.dtype == np.float32
+    assert 0 <= a.min() and a.max() <= 255
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert a.std() > 10  # not a blank canvas
+
+
+def test_import_has_no_side_effects(tmp_path):
+    code = (
+        "import sys, realfake.sample as s; "
+        "assert s._generator_weights.cache_info().currsize == 0; "
+        "assert 'pandas' not in sys.modules and 'sklearn' not in sys.modules"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "" and list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- the fingerprint
+
+
+def test_no_shortcut_in_global_statistics(sample):
+    """Channel means/stds and JPEG size must not separate the classes."""
+    root, _ = sample
+    auc = probe_auc(root, shortcut_features)
+    print(f"shortcut AUC {auc:.3f}")
+    assert auc <= 0.60
+
+
+def test_fingerprint_is_learnable_from_the_spectrum(sample):
+    root, _ = sample
+    auc = probe_auc(root, spectral_features)
+    print(f"spectral AUC {auc:.3f}")
+    assert auc >= 0.90
+
+
+def test_strength_zero_removes_the_fingerprint(sample_no_fingerprint):
+    auc = probe_auc(sample_no_fingerprint, spectral_features)
+    print(f"spectral AUC at strength 0: {auc:.3f}")
+    assert auc <= 0.65
+
+
+def test_feature_shapes(sample):
+    root, _ = sample
+    paths, _ = split_files(root, "valid")
+    assert shortcut_features(paths[:3]).shape == (3, 7)
+    assert spectral_features(paths[:3]).shape == (3, 64)
+    assert spectral_features(paths[:2], bins=16).shape == (2, 16)
+    assert np.isfinite(spectral_features(paths[:3])).all()
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def test_config_from_params():
+    params = {
+        "seed": 3,
+        "sizes": {"train": 10, "valid": 2, "test": 4},
+        "image_size": 128,
+        "strength": 1,
+        "jpeg_quality": [80, 90],
+    }
+    cfg = SampleConfig.from_params(params)
+    assert cfg == SampleConfig(seed=3, train=10, valid=2, test=4, image_size=128, strength=1.0, jpeg_quality=(80, 90))
+    assert cfg.jpeg_quality == (80, 90) and isinstance(cfg.strength, float)
+    assert SampleConfig.from_params(cfg.to_params()) == cfg
+    assert SampleConfig.from_params({}) == SampleConfig()
+    assert SampleConfig.from_params({"sizes": {"test": 5}}) == SampleConfig(test=5)
+    hash(cfg)  # frozen
+
+
+@pytest.mark.parametrize(
+    "params, names",
+    [
+        ({"seed": 0, "bogus": 1, "other": 2}, ["bogus", "other"]),
+        ({"sizes": {"train": 1, "val": 2}}, ["val"]),
+    ],
+)
+def test_config_unknown_keys_are_named(params, names):
+    with pytest.raises(ValueError) as err:
+        SampleConfig.from_params(params)
+    for name in names:
+        assert name in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"seed": -1},
+        {"train": -5},
+        {"valid": 1.5},
+        {"image_size": 255},
+        {"image_size": 16},
+        {"strength": -0.1},
+        {"strength": float("nan")},
+        {"jpeg_quality": (95, 85)},
+        {"jpeg_quality": (0, 90)},
+        {"jpeg_quality": (85,)},
+        {"train": 70000},
+    ],
+)
+def test_config_rejects_bad_values(kwargs):
+    with pytest.raises(SampleConfigError):
+        SampleConfig(**kwargs)
+    assert issubclass(SampleConfigError, ValueError) and issubclass(SampleConfigError, RealfakeError)
