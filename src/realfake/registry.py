@@ -1,0 +1,166 @@
+"""The MLflow model registry: log the pyfunc, register a version, move ``champion`` only when earned.
+
+Promotion rule (:func:`decide`): the new version takes the alias when its test
+ROC-AUC is at least ``register.min_auc`` and at least the current champion's
+measured on the same data. When the champion was evaluated on other data
+(another fingerprint), it is re-scored on this run's test split first, so the
+comparison is always like for like. A worse run never takes the alias.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from realfake.errors import RealfakeError
+
+SRC_PACKAGE = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class RegisterConfig:
+    """The ``register`` section of params.yaml."""
+
+    model_name: str = "realfake"
+    alias: str = "champion"
+    min_auc: float = 0.9
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> "RegisterConfig":
+        unknown = set(params) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise RealfakeError(f"Unknown keys in params.yaml 'register': {sorted(unknown)}.")
+        return cls(**params)
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reason: str
+
+
+def decide(new_auc: float, min_auc: float, champion_auc: float | None, champion_version: str | None = None) -> Decision:
+    """Whether a new version with test ROC-AUC ``new_auc`` takes the alias.
+
+    ``champion_auc`` is the current champion's AUC on the *same* test data (None: no champion).
+    """
+    if not new_auc >= min_auc:  # also false for NaN
+        return Decision(False, f"test ROC-AUC {new_auc:.4f} is below register.min_auc {min_auc:.4f}")
+    if champion_auc is None:
+        return Decision(True, f"test ROC-AUC {new_auc:.4f} passes min_auc {min_auc:.4f} and there is no champion yet")
+    if new_auc >= champion_auc:
+        return Decision(
+            True, f"test ROC-AUC {new_auc:.4f} >= champion v{champion_version}'s {champion_auc:.4f} on the same data"
+        )
+    return Decision(False, f"test ROC-AUC {new_auc:.4f} < champion v{champion_version}'s {champion_auc:.4f} on the same data")
+
+
+def log_pyfunc(mlflow, model_path: Path, threshold: float, example_image: bytes | None) -> Any:
+    """Log the detector as a pyfunc in the active run; returns MLflow's ModelInfo."""
+    import pandas as pd
+
+    from realfake.serving import CONFIG, WEIGHTS, signature
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "config.json"
+        config.write_text(json.dumps({"threshold": float(threshold)}))
+        example = pd.DataFrame({"image": [example_image]}) if example_image is not None else None
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(SRC_PACKAGE / "pyfunc_model.py"),
+            artifacts={WEIGHTS: str(model_path), CONFIG: str(config)},
+            code_paths=[str(SRC_PACKAGE)],
+            signature=signature(),
+            input_example=example,
+            pip_requirements=_requirements(),
+        )
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [
+        f"{name}=={version(name)}"
+        for name in ("torch", "torchvision", "facenet-pytorch", "pillow", "numpy", "pandas", "scikit-learn", "mlflow")
+    ]
+
+
+def champion(client, cfg: RegisterConfig):
+    """The version holding the alias, or None."""
+    try:
+        return client.get_model_version_by_alias(cfg.model_name, cfg.alias)
+    except Exception:  # noqa: BLE001 - MlflowException when the model or alias does not exist
+        return None
+
+
+def register(
+    mlflow,
+    model_uri: str,
+    run_id: str,
+    test_auc: float,
+    data_fingerprint: str,
+    metrics: dict[str, float],
+    cfg: RegisterConfig,
+    rescore_champion: Callable[[str], float],
+) -> dict[str, Any]:
+    """Register a new version, tag it, and move the alias if :func:`decide` says so.
+
+    ``rescore_champion(model_uri)`` returns a champion's test ROC-AUC on this
+    run's data; it is called only when the champion was evaluated on other data.
+    """
+    client = mlflow.MlflowClient()
+    current = champion(client, cfg)
+    version = mlflow.register_model(model_uri, cfg.model_name, tags={"data_fingerprint": data_fingerprint})
+    for key, value in metrics.items():
+        client.set_model_version_tag(cfg.model_name, version.version, key, f"{value:.6g}")
+    client.set_model_version_tag(cfg.model_name, version.version, "run_id", run_id)
+
+    champion_auc = None
+    compared_on = None
+    if current is not None:
+        tags = current.tags or {}
+        if tags.get("data_fingerprint") == data_fingerprint and "test_roc_auc" in tags:
+            champion_auc = float(tags["test_roc_auc"])
+            compared_on = "recorded"
+        else:
+            champion_auc = rescore_champion(f"models:/{cfg.model_name}/{current.version}")
+            compared_on = "re-scored on this test split"
+    decision = decide(test_auc, cfg.min_auc, champion_auc, current.version if current else None)
+    if decision.promote:
+        client.set_registered_model_alias(cfg.model_name, cfg.alias, version.version)
+    client.set_model_version_tag(cfg.model_name, version.version, "promotion", decision.reason)
+    return {
+        "model_name": cfg.model_name,
+        "version": int(version.version),
+        "alias": cfg.alias,
+        "alias_moved": decision.promote,
+        "reason": decision.reason,
+        "previous_champion": int(current.version) if current else None,
+        "previous_champion_auc": champion_auc,
+        "champion_auc_source": compared_on,
+        "champion": int(version.version) if decision.promote else (int(current.version) if current else None),
+        "test_roc_auc": test_auc,
+        "data_fingerprint": data_fingerprint,
+        "model_uri": f"models:/{cfg.model_name}/{version.version}",
+        "run_id": run_id,
+    }
+
+
+def weights_of(model_uri: str) -> Path:
+    """Download a registered version's weights file (a state dict) to a temporary folder."""
+    import mlflow
+
+    from realfake.serving import WEIGHTS
+
+    dest = Path(tempfile.mkdtemp(prefix="realfake-champion-"))
+    try:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=f"{model_uri}", dst_path=str(dest))
+    except Exception as exc:  # noqa: BLE001
+        raise RealfakeError(f"Cannot download {model_uri} from the registry: {exc}") from None
+    hits = list(Path(local).rglob(f"artifacts/{WEIGHTS}*")) + list(Path(local).rglob("artifacts/model.pt"))
+    if not hits:
+        raise RealfakeError(f"{model_uri} has no weights artifact; it was not logged by realfake.")
+    return hits[0]

@@ -1,0 +1,387 @@
+"""Training: ``train(cfg, ...) -> metrics``, a plain function the stage, the CLI and the tests call.
+
+Determinism and resume: every source of randomness is derived from
+``(seed, epoch)`` or ``(seed, epoch, index)`` -- the shuffle order, each
+image's augmentation, dropout -- so an epoch gives the same result whether the
+run went straight through or resumed from the checkpoint of the epoch before.
+A checkpoint is written atomically after every epoch; a killed run resumes
+from the last completed epoch when the configuration and data are unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from realfake.errors import RealfakeError
+from realfake.layout import image_root
+from realfake.model import build_model, load_state_dict
+from realfake.preprocess import Augment, InputSpec, TrainTransform, fit, load_rgb, to_tensor
+
+MODEL_FORMAT = "realfake-detector/1"
+CHECKPOINT_FORMAT = "realfake-checkpoint/1"
+HISTORY_COLUMNS = (
+    "epoch", "train_loss", "train_acc", "train_auc", "val_loss", "val_acc", "val_auc", "lr", "images_per_s", "seconds",
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The ``train`` section of params.yaml."""
+
+    pretrained: str = "none"
+    image_size: int = 128
+    input_policy: str = "crop"
+    augment: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 3
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    schedule: str = "onecycle"  # onecycle | cosine | constant
+    dropout: float = 0.2
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # mixed precision (bf16/fp16) on CUDA; ignored on CPU
+    workers: int = 0  # DataLoader worker processes
+    early_stopping_patience: int = 0  # epochs without val AUC gain before stopping; 0 = off
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> "TrainConfig":
+        unknown = set(params) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise RealfakeError(f"Unknown keys in params.yaml 'train': {sorted(unknown)}.")
+        cfg = cls(**params)
+        cfg.input_spec  # validates size and policy
+        Augment.from_params(cfg.augment)
+        if cfg.schedule not in ("onecycle", "cosine", "constant"):
+            raise RealfakeError(f"train.schedule is {cfg.schedule!r}; use onecycle, cosine or constant.")
+        if cfg.epochs < 1 or cfg.batch_size < 1:
+            raise RealfakeError("train.epochs and train.batch_size must be at least 1.")
+        return cfg
+
+    @property
+    def input_spec(self) -> InputSpec:
+        return InputSpec(image_size=self.image_size, policy=self.input_policy)
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RealfakeError(f"train.device is {name!r} but no CUDA device is available; use device=auto or cpu.")
+    return torch.device(name)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def target_of(label: np.ndarray) -> np.ndarray:
+    """The model predicts p_fake: target 1 for fake (Kaggle label 0), 0 for real (label 1)."""
+    return (1 - np.asarray(label)).astype(np.float32)
+
+
+class FaceDataset(Dataset):
+    """Rows of the validated manifest as (input tensor, target); ``epoch`` seeds the augmentation."""
+
+    def __init__(self, rows: pd.DataFrame, raw_dir: Path, spec: InputSpec, augment: Augment | None = None, seed: int = 0):
+        self.paths = [str(image_root(raw_dir) / p) for p in rows["path"]]
+        self.targets = target_of(rows["label"].to_numpy())
+        self.spec = spec
+        self.train_tf = TrainTransform(spec, augment) if augment is not None else None
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, float]:
+        img = load_rgb(self.paths[i])
+        if self.train_tf is None:
+            x = to_tensor(fit(img, self.spec))
+        else:
+            x = self.train_tf(img, np.random.default_rng([self.seed, self.epoch, i]))
+        return x, self.targets[i]
+
+
+def split_rows(manifest: pd.DataFrame, split: str) -> pd.DataFrame:
+    rows = manifest[manifest["split"] == split]
+    if rows.empty:
+        raise RealfakeError(f"The manifest has no '{split}' rows; rerun validation (`dvc repro validate`).")
+    return rows.reset_index(drop=True)
+
+
+def loader(ds: FaceDataset, batch_size: int, workers: int, shuffle_seed: int | None, device: torch.device) -> DataLoader:
+    gen = None
+    if shuffle_seed is not None:
+        gen = torch.Generator().manual_seed(shuffle_seed)
+    return DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=shuffle_seed is not None,
+        generator=gen,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def binary_metrics(logits: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import roc_auc_score
+
+    logits = np.asarray(logits, dtype=np.float64)
+    targets = np.asarray(targets)
+    loss = float(np.mean(np.logaddexp(0, logits) - targets * logits))  # BCE with logits, stable
+    acc = float(np.mean((logits > 0) == (targets > 0.5)))
+    auc = float(roc_auc_score(targets, logits)) if len(np.unique(targets)) == 2 else float("nan")
+    return {"loss": loss, "acc": acc, "auc": auc}
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, dl: DataLoader, device: torch.device, amp: bool = False) -> np.ndarray:
+    """Logits for every batch of ``dl``, gathered on the device and copied to the host once."""
+    model.eval()
+    outs = []
+    for x, _ in dl:
+        x = x.to(device, non_blocking=True)
+        with autocast(device, amp):
+            outs.append(model(x).float().squeeze(1))
+    return torch.cat(outs).cpu().numpy() if outs else np.zeros(0)
+
+
+def autocast(device: torch.device, amp: bool):
+    if device.type == "cuda" and amp:
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast("cpu", enabled=False)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    ckpt = load_state_dict(path, what="a training checkpoint")
+    if ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise RealfakeError(
+            f"{path} is not a realfake training checkpoint (format {ckpt.get('format')!r}). Delete it to start afresh."
+        )
+    return ckpt
+
+
+def save_model_file(path: Path, state_dict: dict[str, torch.Tensor], spec: InputSpec, extra: dict[str, Any]) -> None:
+    save_atomic({"format": MODEL_FORMAT, "input": spec.to_dict(), "state_dict": state_dict, **extra}, path)
+
+
+def load_model_file(path: Path) -> tuple[nn.Module, InputSpec, dict[str, Any]]:
+    """(model in eval mode, its input spec, the file's other fields) from a model file."""
+    from realfake.model import load_model
+
+    blob = load_state_dict(path, what="a realfake model file")
+    if blob.get("format") != MODEL_FORMAT or "state_dict" not in blob:
+        raise RealfakeError(
+            f"{path} is not a realfake model file (format {blob.get('format')!r}); expected one written by "
+            "the train stage (models/model.pt) or logged with the registered model."
+        )
+    model = load_model(blob["state_dict"], source=str(path))
+    extra = {k: v for k, v in blob.items() if k not in ("format", "input", "state_dict")}
+    return model, InputSpec.from_dict(blob["input"]), extra
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    total = cfg.epochs * steps_per_epoch
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.2)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+
+
+@dataclass
+class TrainResult:
+    metrics: dict[str, float]
+    history: pd.DataFrame
+    run_id: str | None
+    resumed_from_epoch: int
+
+
+def train(
+    cfg: TrainConfig,
+    manifest_path: Path,
+    raw_dir: Path,
+    model_path: Path,
+    checkpoint_dir: Path,
+    history_path: Path | None = None,
+    mlflow_run: Callable[[int | None], Any] | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> TrainResult:
+    """Train the detector on the manifest's train split, keep the best epoch by validation AUC.
+
+    ``mlflow_run(resume_run_id)`` opens (or reopens) the MLflow run to log to and
+    returns an object with ``log_epoch(row)`` and ``run_id``; None trains without
+    tracking (tests).
+    """
+    from realfake.manifest import fingerprint
+
+    torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    manifest = pd.read_parquet(manifest_path)
+    data_fp = fingerprint(manifest)
+    spec = cfg.input_spec
+    train_ds = FaceDataset(split_rows(manifest, "train"), raw_dir, spec, Augment.from_params(cfg.augment), cfg.seed)
+    val_ds = FaceDataset(split_rows(manifest, "valid"), raw_dir, spec)
+    val_dl = loader(val_ds, cfg.batch_size * 2, cfg.workers, None, device)
+
+    model = build_model(cfg.pretrained, dropout=cfg.dropout).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
+    sched = make_scheduler(opt, cfg, steps_per_epoch)
+    loss_fn = nn.BCEWithLogitsLoss()
+
+    # Resume a killed run of the same configuration on the same data.
+    start_epoch, history, best = 0, [], {"auc": -1.0, "epoch": 0, "state": None}
+    run_id = None
+    last = checkpoint_dir / "last.pt"
+    if last.exists():
+        ckpt = load_checkpoint(last)
+        if ckpt["complete"] or ckpt["config_digest"] != cfg.digest() or ckpt["data_fingerprint"] != data_fp:
+            log(f"train: {last} is from a finished run or other settings/data; starting afresh")
+        else:
+            model.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            sched.load_state_dict(ckpt["scheduler"])
+            start_epoch = int(ckpt["epoch"])
+            history = list(ckpt["history"])
+            best = {"auc": float(ckpt["best_auc"]), "epoch": int(ckpt["best_epoch"]), "state": ckpt["best_state"]}
+            run_id = ckpt.get("run_id")
+            log(f"train: resuming after epoch {start_epoch}/{cfg.epochs} from {last}")
+    tracker = mlflow_run(run_id) if mlflow_run else None
+    run_id = tracker.run_id if tracker else None
+
+    patience_left = cfg.early_stopping_patience
+    for epoch in range(start_epoch, cfg.epochs):
+        torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout of this epoch
+        train_ds.epoch = epoch
+        train_dl = loader(train_ds, cfg.batch_size, cfg.workers, cfg.seed * 1_000_003 + epoch, device)
+        model.train()
+        t0 = time.perf_counter()
+        logits_all, targets_all = [], []
+        bar = _progress(train_dl, f"epoch {epoch + 1}/{cfg.epochs}", progress)
+        seen = 0
+        for x, y in bar:
+            x = x.to(device, non_blocking=True)
+            y = y.to(device, non_blocking=True).float()
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(device, cfg.amp):
+                out = model(x).squeeze(1)
+                loss = loss_fn(out.float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            logits_all.append(out.detach().float())
+            targets_all.append(y)
+            seen += len(x)
+            if hasattr(bar, "set_postfix") and (seen // cfg.batch_size) % 10 == 1:
+                bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{seen / (time.perf_counter() - t0):.1f}")
+        seconds = time.perf_counter() - t0
+        tr = binary_metrics(torch.cat(logits_all).cpu().numpy(), torch.cat(targets_all).cpu().numpy())
+        va = binary_metrics(predict_logits(model, val_dl, device, cfg.amp), val_ds.targets)
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": tr["loss"], "train_acc": tr["acc"], "train_auc": tr["auc"],
+            "val_loss": va["loss"], "val_acc": va["acc"], "val_auc": va["auc"],
+            "lr": opt.param_groups[0]["lr"],
+            "images_per_s": len(train_ds) / seconds,
+            "seconds": time.perf_counter() - t0,
+        }
+        history.append(row)
+        log(
+            f"epoch {epoch + 1}/{cfg.epochs}: train loss {tr['loss']:.4f} auc {tr['auc']:.4f} | "
+            f"valid loss {va['loss']:.4f} acc {va['acc']:.4f} auc {va['auc']:.4f} | {row['images_per_s']:.1f} img/s"
+        )
+        if tracker:
+            tracker.log_epoch(row)
+        improved = va["auc"] > best["auc"] or best["state"] is None
+        if improved:
+            best = {"auc": va["auc"], "epoch": epoch + 1, "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+            patience_left = cfg.early_stopping_patience
+        else:
+            patience_left -= 1
+        stop = cfg.early_stopping_patience > 0 and patience_left <= 0
+        done = stop or epoch + 1 == cfg.epochs
+        save_atomic(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "epoch": epoch + 1,
+                "complete": done,
+                "config_digest": cfg.digest(),
+                "data_fingerprint": data_fp,
+                "run_id": run_id,
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "history": history,
+                "best_auc": best["auc"],
+                "best_epoch": best["epoch"],
+                "best_state": best["state"],
+            },
+            last,
+        )
+        if stop:
+            log(f"train: no validation AUC gain for {cfg.early_stopping_patience} epochs; stopping early")
+            break
+
+    hist = pd.DataFrame(history, columns=list(HISTORY_COLUMNS))
+    if history_path is not None:
+        history_path.parent.mkdir(parents=True, exist_ok=True)
+        hist.to_csv(history_path, index=False)
+    save_model_file(
+        model_path,
+        best["state"],
+        spec,
+        {"data_fingerprint": data_fp, "best_epoch": best["epoch"], "val_auc": best["auc"], "run_id": run_id or ""},
+    )
+    metrics = {"best_val_auc": best["auc"], "best_epoch": best["epoch"], "epochs_run": len(history)}
+    return TrainResult(metrics=metrics, history=hist, run_id=run_id, resumed_from_epoch=start_epoch)
+
+
+def _progress(it, desc: str, enabled: bool):
+    if not enabled:
+        return it
+    from tqdm.auto import tqdm
+
+    return tqdm(it, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
