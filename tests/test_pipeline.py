@@ -53,6 +53,8 @@ def clone_project(dest: Path, **overrides) -> Path:
     params = yaml.safe_load((dest / "params.yaml").read_text())
     params["data"]["sample"]["sizes"] = TINY_SIZES
     params["validate"]["min_images_per_class"] = {"train": 2, "valid": 2, "test": 2}
+    params["train"].update(epochs=1, batch_size=8)
+    params["register"]["min_auc"] = 0.0  # a one-epoch model on 20 images still becomes champion
     for dotted, value in overrides.items():
         section, key = dotted.split("__")
         params[section][key] = value
@@ -65,7 +67,7 @@ def clone_project(dest: Path, **overrides) -> Path:
 
 def test_dvc_repro_download_and_validate(tmp_path):
     repo = clone_project(tmp_path)
-    run(["dvc", "repro"], repo)
+    run(["dvc", "repro", "validate"], repo)
     assert (repo / "data/raw/train.csv").is_file()
     manifest = pd.read_parquet(repo / "data/manifest.parquet")
     assert len(manifest) == 2 * sum(TINY_SIZES.values())
@@ -75,7 +77,7 @@ def test_dvc_repro_download_and_validate(tmp_path):
     # data, manifest and reports are DVC outputs, never git's
     status = run(["git", "status", "--porcelain", "--untracked-files=all"], repo).stdout.split("\n")
     assert {line[3:] for line in status if line} <= {"dvc.lock", "data/.gitignore", "reports/validation/.gitignore"}, status
-    again = run(["dvc", "repro"], repo)
+    again = run(["dvc", "repro", "validate"], repo)
     assert "didn't change, skipping" in again.stdout and "Running stage" not in again.stdout
     metrics = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
     assert find_key(metrics, "validated_images") == [2 * sum(TINY_SIZES.values())]
@@ -100,7 +102,7 @@ def test_dvc_repro_with_kaggle_source_against_local_standin(tmp_path, tiny_sampl
     repo = clone_project(tmp_path / "repo", data__source="kaggle")
     env = kaggle_env(tmp_path)
     with KaggleStandin(zip_tree(tiny_sample)) as standin:
-        run(["dvc", "repro"], repo, env=env)
+        run(["dvc", "repro", "validate"], repo, env=env)
     assert len(standin.download_requests) == 1
     assert tree_bytes(repo / "data/raw") == tree_bytes(tiny_sample)
     assert (repo / "data/manifest.parquet").is_file()
