@@ -52,10 +52,9 @@ class DataConfig:
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "DataConfig":
-        unknown = set(params) - {"source", "kaggle_dataset", "dir", "sample"}
-        if unknown:
-            raise RealfakeError(f"Unknown keys in params.yaml 'data': {sorted(unknown)}.")
-        cfg = cls(**params)
+        from realfake.params import build_config
+
+        cfg = build_config(cls, params, "data")
         if cfg.source not in SOURCES:
             raise RealfakeError(
                 f"data.source is {cfg.source!r}; it must be one of {', '.join(SOURCES)}. "

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from realfake.errors import RealfakeError
+from realfake.params import build_config
 from realfake.train import FaceDataset, load_model_file, loader, predict_logits, resolve_device, split_rows
 
 THRESHOLD_RULES = ("youden", "f1", "eer", "fixed")
@@ -34,10 +35,7 @@ class EvaluateConfig:
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "EvaluateConfig":
-        unknown = set(params) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise RealfakeError(f"Unknown keys in params.yaml 'evaluate': {sorted(unknown)}.")
-        cfg = cls(**params)
+        cfg = build_config(cls, params, "evaluate")
         if cfg.threshold_rule not in THRESHOLD_RULES:
             raise RealfakeError(f"evaluate.threshold_rule is {cfg.threshold_rule!r}; use one of {', '.join(THRESHOLD_RULES)}.")
         return cfg

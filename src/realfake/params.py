@@ -32,3 +32,13 @@ def section(params: dict[str, Any], name: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise RealfakeError(f"params.yaml section '{name}' must be a mapping.")
     return value
+
+
+def build_config(cls, params: dict[str, Any] | None, name: str):
+    """``cls(**params)`` for a config dataclass, naming unknown keys of params.yaml section ``name``."""
+    params = dict(params or {})
+    known = set(cls.__dataclass_fields__)
+    unknown = set(params) - known
+    if unknown:
+        raise RealfakeError(f"Unknown keys in params.yaml '{name}': {sorted(unknown)}; known: {sorted(known)}.")
+    return cls(**params)

@@ -162,14 +162,13 @@ class Augment:
 
     @classmethod
     def from_params(cls, d: dict[str, Any]) -> "Augment":
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise RealfakeError(f"Unknown keys in train.augment: {sorted(unknown)}.")
+        from realfake.params import build_config
+
         d = dict(d)
         for key in ("jpeg_quality", "blur_sigma"):
             if key in d:
                 d[key] = tuple(d[key])
-        return cls(**d)
+        return build_config(cls, d, "train.augment")
 
 
 class TrainTransform:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from realfake.errors import RealfakeError
+from realfake.params import build_config
 
 SRC_PACKAGE = Path(__file__).resolve().parent
 
@@ -30,10 +31,7 @@ class RegisterConfig:
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "RegisterConfig":
-        unknown = set(params) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise RealfakeError(f"Unknown keys in params.yaml 'register': {sorted(unknown)}.")
-        return cls(**params)
+        return build_config(cls, params, "register")
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from realfake.errors import RealfakeError
 from realfake.layout import image_root
 from realfake.model import build_model, load_state_dict
+from realfake.params import build_config
 from realfake.preprocess import Augment, InputSpec, TrainTransform, fit, load_rgb, to_tensor
 
 MODEL_FORMAT = "realfake-detector/1"
@@ -59,10 +60,7 @@ class TrainConfig:
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "TrainConfig":
-        unknown = set(params) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise RealfakeError(f"Unknown keys in params.yaml 'train': {sorted(unknown)}.")
-        cfg = cls(**params)
+        cfg = build_config(cls, params, "train")
         cfg.input_spec  # validates size and policy
         Augment.from_params(cfg.augment)
         if cfg.schedule not in ("onecycle", "cosine", "constant"):

@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from realfake.errors import DataValidationError, RealfakeError
+from realfake.params import build_config
 from realfake.layout import CSV_COLUMNS, LABELS, SPLITS, layout_problems
 from realfake.manifest import MANIFEST_COLUMNS, build_manifest, fingerprint, split_summary
 
@@ -46,11 +47,7 @@ class ValidateConfig:
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "ValidateConfig":
-        known = set(cls.__dataclass_fields__)
-        unknown = set(params) - known
-        if unknown:
-            raise RealfakeError(f"Unknown keys in params.yaml 'validate': {sorted(unknown)}; known: {sorted(known)}.")
-        cfg = cls(**params)
+        cfg = build_config(cls, params, "validate")
         if not 0 <= cfg.max_bad_fraction < 1:
             raise RealfakeError(f"validate.max_bad_fraction is {cfg.max_bad_fraction}; it must be in [0, 1).")
         missing = set(SPLITS) - set(cfg.min_images_per_class)
