@@ -18,6 +18,7 @@ Input policies:
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Union
@@ -85,7 +86,10 @@ def load_rgb(source: ImageSource, name: str | None = None) -> Image.Image:
         if not data:
             raise ImageError(f"{label}: the file is empty (0 bytes).")
         try:
-            img = Image.open(io.BytesIO(data))
+            with warnings.catch_warnings():
+                # We apply our own, lower limit below, with a clearer message.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img = Image.open(io.BytesIO(data))
             w, h = img.size
             if w * h > MAX_PIXELS:
                 raise ImageError(
@@ -100,9 +104,11 @@ def load_rgb(source: ImageSource, name: str | None = None) -> Image.Image:
                 ImageFile.LOAD_TRUNCATED_IMAGES = previous
         except ImageError:
             raise
+        except Image.DecompressionBombError as exc:
+            raise ImageError(f"{label}: refused to decode: {exc} Downscale it first.") from None
         except UnidentifiedImageError:
             raise ImageError(f"{label}: not an image file (no known image format).") from None
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        except (OSError, SyntaxError, ValueError) as exc:
             raise ImageError(f"{label}: the image cannot be decoded ({exc}); it may be truncated or corrupt.") from None
     if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")

@@ -68,7 +68,9 @@ def train_stage(params: dict[str, Any], paths: Paths = Paths()) -> dict[str, Any
             except Exception:  # noqa: BLE001 - the run is gone (store reset): start a new one
                 resume_run_id = None
         if not resume_run_id:
+            # Inside `mlflow run`, start_run adopts the project's run (MLFLOW_RUN_ID).
             run = mlflow.start_run(run_name=tracking.run_name(), tags=tracking.run_tags(data_fp))
+            mlflow.set_tag("mlflow.runName", tracking.run_name())
             # The sections this stage declares in dvc.yaml; evaluate and register
             # record theirs as tags, which (unlike params) may change on a rerun.
             mlflow.log_params({k: str(v)[:500] for k, v in flatten({"data": params["data"], "train": params["train"]}).items()})

@@ -58,6 +58,11 @@ def setup(root: Path | None = None):
     root = root or project_root()
     mlflow.set_tracking_uri(tracking_uri(root))
     client = mlflow.MlflowClient()
+    if os.environ.get("MLFLOW_RUN_ID"):
+        # Inside `mlflow run`: the project run is the pipeline's run, in its experiment
+        # (pass --experiment-name realfake to keep it beside the others).
+        mlflow.set_experiment(experiment_id=client.get_run(os.environ["MLFLOW_RUN_ID"]).info.experiment_id)
+        return mlflow
     exp = client.get_experiment_by_name(EXPERIMENT)
     if exp is None:
         location = None
