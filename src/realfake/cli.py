@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -57,6 +58,86 @@ def validate(
     except RealfakeError as exc:
         _fail(exc)
     typer.echo(f"{outcome.summary['validated_images']} images validated; manifest at {manifest}")
+
+
+class FaceMode(str, Enum):
+    auto = "auto"
+    on = "on"
+    off = "off"
+
+
+@app.command()
+def predict(
+    inputs: list[str] = typer.Argument(..., help="Image files, folders (searched recursively) and glob patterns."),
+    model: str = typer.Option(
+        "models:/realfake@champion",
+        "--model", "-m",
+        help="A registry URI (models:/NAME@ALIAS or models:/NAME/VERSION), a run URI (runs:/RUN_ID/model), "
+        "or a local model file (models/model.pt).",
+    ),
+    faces: FaceMode = typer.Option(
+        FaceMode.auto,
+        help="auto: 256x256 images are taken as aligned face crops (the training format), any other image "
+        "goes through MTCNN face detection; on: always detect faces; off: score the whole image.",
+    ),
+    json_out: bool = typer.Option(False, "--json", help="One JSON object per face (JSON Lines) on stdout."),
+    csv_out: bool = typer.Option(False, "--csv", help="CSV with a header row on stdout."),
+    explain: Optional[Path] = typer.Option(None, "--explain", help="Folder for one Grad-CAM PNG per scored face."),
+    threshold: Optional[float] = typer.Option(
+        None, help="Decision threshold on p_fake; default: the one chosen at evaluation (0.5 for a model file)."
+    ),
+    batch_size: int = typer.Option(32, help="Faces scored per forward pass."),
+) -> None:
+    """Score images with the detector: p_fake and a verdict per face.
+
+    Exit code 0 when every input was scored, 1 when any failed (each failure gets one line on stderr),
+    2 when the model cannot be loaded.
+    """
+    import csv as csv_mod
+    import json
+    import sys
+
+    from realfake.predict import ROW_KEYS, as_table, expand_inputs, load_detector, predict as run_predict, summary_counts
+
+    if json_out and csv_out:
+        typer.echo("error: choose one of --json and --csv", err=True)
+        raise typer.Exit(2)
+    try:
+        detector, described = load_detector(model, threshold)
+        detector.batch_size = batch_size
+        paths, missing = expand_inputs(inputs)
+        rows = missing + run_predict(paths, detector, faces.value, explain)
+    except RealfakeError as exc:
+        _fail(exc)
+    for r in rows:
+        if r.error:
+            typer.echo(f"error: {r.error}", err=True)
+    if json_out:
+        for r in rows:
+            typer.echo(json.dumps(r.to_dict()))
+    elif csv_out:
+        writer = csv_mod.DictWriter(sys.stdout, fieldnames=list(ROW_KEYS), lineterminator="\n")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({**r.to_dict(), "box": " ".join(map(str, r.box)) if r.box else ""})
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"model: {described}", title_justify="left")
+        table.add_column("file", overflow="fold", ratio=3)
+        table.add_column("face", min_width=11, ratio=1)
+        table.add_column("p_fake", justify="right", min_width=6, no_wrap=True)
+        table.add_column("verdict", min_width=7, no_wrap=True)
+        table.add_column("problem", overflow="fold", ratio=2)
+        for cells in as_table(rows):
+            table.add_row(*cells)
+        Console(width=max(100, Console().width)).print(table)
+    scored, failed = summary_counts(rows)
+    n_faces = sum(r.error is None for r in rows)
+    typer.echo(f"{n_faces} face(s) scored in {scored} file(s); {failed} input(s) failed", err=True)
+    if failed:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -147,18 +147,25 @@ def register(
     }
 
 
-def weights_of(model_uri: str) -> Path:
-    """Download a registered version's weights file (a state dict) to a temporary folder."""
+def model_artifacts(model_uri: str) -> tuple[Path, float]:
+    """(weights file, decision threshold) of a logged realfake model (``models:/...`` or ``runs:/...``)."""
     import mlflow
 
-    from realfake.serving import WEIGHTS
+    from realfake.serving import CONFIG, WEIGHTS
 
-    dest = Path(tempfile.mkdtemp(prefix="realfake-champion-"))
+    dest = Path(tempfile.mkdtemp(prefix="realfake-model-"))
     try:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=f"{model_uri}", dst_path=str(dest))
-    except Exception as exc:  # noqa: BLE001
-        raise RealfakeError(f"Cannot download {model_uri} from the registry: {exc}") from None
-    hits = list(Path(local).rglob(f"artifacts/{WEIGHTS}*")) + list(Path(local).rglob("artifacts/model.pt"))
-    if not hits:
-        raise RealfakeError(f"{model_uri} has no weights artifact; it was not logged by realfake.")
-    return hits[0]
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dest)))
+    except Exception as exc:  # noqa: BLE001 - MlflowException for a missing model, alias or run
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RealfakeError(
+            f"{model_uri} cannot be loaded from the MLflow store at {mlflow.get_tracking_uri()}: {first}. "
+            "Run `dvc repro` to train and register a model, check the name/alias/version "
+            "(`mlflow ui` > Models), or pass a model file with --model models/model.pt."
+        ) from None
+    weights = sorted(local.rglob("artifacts/model.pt")) + sorted(local.rglob(f"artifacts/{WEIGHTS}"))
+    config = sorted(local.rglob("artifacts/config.json")) + sorted(local.rglob(f"artifacts/{CONFIG}"))
+    if not weights:
+        raise RealfakeError(f"{model_uri} holds no realfake weights (artifacts/model.pt); it was not logged by realfake.")
+    threshold = float(json.loads(config[0].read_text())["threshold"]) if config else 0.5
+    return weights[0], threshold

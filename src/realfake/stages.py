@@ -123,7 +123,7 @@ def register_stage(params: dict[str, Any], paths: Paths = Paths()) -> dict[str, 
     from realfake import tracking
     from realfake.evaluate import EvaluateConfig, score_split
     from realfake.layout import image_root
-    from realfake.registry import RegisterConfig, log_pyfunc, register, weights_of
+    from realfake.registry import RegisterConfig, log_pyfunc, model_artifacts, register
     from realfake.train import load_model_file, split_rows
 
     cfg = RegisterConfig.from_params(params["register"])
@@ -137,7 +137,7 @@ def register_stage(params: dict[str, Any], paths: Paths = Paths()) -> dict[str, 
     def rescore(model_uri: str) -> float:
         from sklearn.metrics import roc_auc_score
 
-        model, spec, _ = load_model_file(weights_of(model_uri))
+        model, spec, _ = load_model_file(model_artifacts(model_uri)[0])
         p = score_split(model, spec, test, paths.raw_dir, EvaluateConfig(device="cpu"))
         return float(roc_auc_score((test["label"].to_numpy() == 0).astype(int), p))
 
