@@ -167,6 +167,9 @@ def test_registry_uris(tmp_path, monkeypatch, model_file, astronaut):
     from realfake import tracking
     from realfake.registry import RegisterConfig, log_pyfunc, register
 
+    res = invoke(str(astronaut), "--model", "models:/realfake@champion")
+    assert res.exit_code == 2 and "No MLflow store at" in res.stderr
+    assert not (tmp_path / "mlflow.db").exists(), "predict must not create a store"
     mlflow = tracking.setup(tmp_path)
     res = invoke(str(astronaut), "--model", "models:/realfake@champion")
     assert res.exit_code == 2 and "models:/realfake@champion cannot be loaded from the MLflow store" in res.stderr

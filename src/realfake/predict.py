@@ -72,7 +72,7 @@ def load_detector(model: str, threshold: float | None = None, device: str = "cpu
         from realfake import tracking
         from realfake.registry import model_artifacts
 
-        tracking.setup()
+        tracking.use_existing_store()
         weights, registered = model_artifacts(model)
         chosen = registered if threshold is None else threshold
         return Detector(weights, threshold=chosen, device=device), f"{model} (threshold {chosen:.3f})"

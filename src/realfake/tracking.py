@@ -77,6 +77,26 @@ def setup(root: Path | None = None):
     return mlflow
 
 
+def use_existing_store():
+    """Point MLflow at the project store for reading (predict), without creating anything.
+
+    An sqlite store that does not exist yet would be created empty by MLflow;
+    say instead where we looked and what to do.
+    """
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import mlflow
+
+    quiet()
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+        raise RealfakeError(
+            f"No MLflow store at {uri[len('sqlite:///'):]}: run this in the repository root (where `dvc repro` "
+            "wrote mlflow.db), set MLFLOW_TRACKING_URI, or pass a model file with --model models/model.pt."
+        )
+    mlflow.set_tracking_uri(uri)
+    return mlflow
+
+
 def git(*args: str) -> str | None:
     try:
         out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, check=True).stdout.strip()
