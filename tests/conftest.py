@@ -32,3 +32,14 @@ def sample_copy(tiny_sample, tmp_path) -> Path:
     dest = tmp_path / "raw"
     shutil.copytree(tiny_sample, dest)
     return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_manifest(tiny_sample, tmp_path_factory) -> Path:
+    """The validated manifest of the tiny sample (what training reads)."""
+    from realfake.validation import ValidateConfig, run_validate
+
+    out = tmp_path_factory.mktemp("validated")
+    cfg = ValidateConfig(min_images_per_class={"train": 2, "valid": 2, "test": 2}, workers=1)
+    run_validate(tiny_sample, cfg, out / "manifest.parquet", out / "ge", out / "summary.json")
+    return out / "manifest.parquet"

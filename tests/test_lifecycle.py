@@ -13,9 +13,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import yaml
 
-from test_pipeline import clone_project, find_key, run
+from test_pipeline import TINY_HELDOUT, clone_project, find_key, run
 
 pytestmark = pytest.mark.slow
 
@@ -33,9 +35,11 @@ def client(repo: Path):
     return mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
 
 
-def test_repro_runs_all_five_stages_into_one_mlflow_run(repo):
+def test_repro_runs_all_six_stages_into_one_mlflow_run(repo):
     for out in ("models/model.pt", "models/run.json", "reports/train/history.csv", "reports/eval/metrics.json",
-                "reports/eval/plots/roc.png", "reports/eval/plots/errors.png", "reports/register.json"):
+                "reports/eval/plots/roc.png", "reports/eval/plots/errors.png", "reports/register.json",
+                "data/heldout/heldout.csv", "reports/robustness/metrics.json", "reports/robustness/auc.csv",
+                "reports/robustness/auc.png"):
         assert (repo / out).is_file(), out
     run_id = json.loads((repo / "models/run.json").read_text())["run_id"]
     c = client(repo)
@@ -52,6 +56,25 @@ def test_repro_runs_all_five_stages_into_one_mlflow_run(repo):
     reg = json.loads((repo / "reports/register.json").read_text())
     assert reg["version"] == 1 and reg["alias_moved"] and reg["run_id"] == run_id
     assert int(c.get_model_version_by_alias("realfake", "champion").version) == 1
+
+    # robustness: one row per perturbation plus clean, the clean row is the evaluate stage's test
+    # score, the held-out family is scored against the test reals, all in the same MLflow run.
+    robust = json.loads((repo / "reports/robustness/metrics.json").read_text())
+    table = pd.read_csv(repo / "reports/robustness/auc.csv")
+    n_perturbations = len(yaml.safe_load((repo / "params.yaml").read_text())["robustness"]["perturbations"])
+    assert len(table) == n_perturbations + 1 and table["name"].iloc[0] == "clean"
+    assert table[["auc", "acc"]].notna().all().all() and table["auc"].between(0, 1).all()
+    assert robust["clean"]["auc"] == pytest.approx(metrics["test"]["roc_auc"], abs=1e-6)
+    assert robust["threshold"] == pytest.approx(metrics["threshold"])
+    assert 0 <= robust["cross_generator_auc"] <= 1 and robust["cross_generator"]["n_fake"] == TINY_HELDOUT
+    assert r.data.metrics["robust_clean_auc"] == pytest.approx(robust["clean"]["auc"])
+    assert r.data.metrics["robust_jpeg_q50_auc"] == pytest.approx(robust["perturbations"]["jpeg_q50"]["auc"])
+    assert r.data.metrics["robust_cross_generator_auc"] == pytest.approx(robust["cross_generator_auc"])
+    assert {"robustness/metrics.json", "robustness/auc.csv", "robustness/auc.png"} <= {
+        a.path for a in c.list_artifacts(run_id, "robustness")}
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
+    assert robust["cross_generator_auc"] in find_key(shown, "cross_generator_auc")
+
     again = run(["dvc", "repro"], repo)
     assert "Running stage" not in again.stdout
 

@@ -19,6 +19,7 @@ from conftest import REPO
 pytestmark = pytest.mark.slow
 
 TINY_SIZES = {"train": 10, "valid": 4, "test": 4}
+TINY_HELDOUT = 4  # held-out fakes (data/heldout) for the cross-generator check
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -52,6 +53,7 @@ def clone_project(dest: Path, **overrides) -> Path:
             shutil.copy2(src, dest / rel)
     params = yaml.safe_load((dest / "params.yaml").read_text())
     params["data"]["sample"]["sizes"] = TINY_SIZES
+    params["data"]["sample"]["heldout"]["size"] = TINY_HELDOUT
     params["validate"]["min_images_per_class"] = {"train": 2, "valid": 2, "test": 2}
     params["train"].update(epochs=1, batch_size=8)
     params["register"]["min_auc"] = 0.0  # a one-epoch model on 20 images still becomes champion

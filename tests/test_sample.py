@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import subprocess
 import sys
@@ -18,8 +19,10 @@ from realfake.layout import CLASSES, CSV_COLUMNS, LABELS, SPLITS, csv_path, imag
 from realfake.sample import (
     SampleConfig,
     SampleConfigError,
+    generate_heldout,
     generate_sample,
     probe_auc,
+    read_heldout,
     render_face,
     shortcut_features,
     spectral_features,
@@ -271,3 +274,83 @@ def test_config_rejects_bad_values(kwargs):
     with pytest.raises(SampleConfigError):
         SampleConfig(**kwargs)
     assert issubclass(SampleConfigError, ValueError) and issubclass(SampleConfigError, RealfakeError)
+
+
+# ----------------------------------------------------------------------------- the held-out family
+
+
+def _heldout_config(**kw) -> SampleConfig:
+    return SampleConfig(**{**vars(_config()), "heldout_size": 40, **kw})
+
+
+@pytest.fixture(scope="module")
+def heldout(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("heldout") / "held"
+    assert generate_heldout(root, _heldout_config(), workers=2) == 40
+    return root
+
+
+def test_heldout_is_deterministic_whatever_the_workers(tmp_path):
+    cfg = SampleConfig(seed=7, train=2, valid=1, test=1, image_size=64, heldout_size=5)
+    generate_heldout(tmp_path / "a", cfg, workers=1)
+    generate_heldout(tmp_path / "b", cfg, workers=2)
+    a, b = _hashes(tmp_path / "a"), _hashes(tmp_path / "b")
+    assert a == b and len(a) == 5 + 2  # images + heldout.csv + info.json
+    generate_heldout(tmp_path / "c", SampleConfig(**{**vars(cfg), "heldout_family": "bilinear"}), workers=1)
+    c = _hashes(tmp_path / "c")
+    assert not {v for k, v in a.items() if k.endswith(".jpg")} & set(c.values())
+
+
+def test_heldout_layout_and_ids(heldout, sample):
+    root, _ = sample
+    index = pd.read_csv(heldout / "heldout.csv", dtype=str)
+    assert list(index.columns) == ["id", "label", "label_str", "family", "path"]
+    assert (index["label"] == "0").all() and (index["label_str"] == "fake").all() and (index["family"] == "nearest").all()
+    assert (index["path"] == "fake/" + index["id"] + ".jpg").all() and index["id"].str.fullmatch(r"[A-Z0-9]{10}").all()
+    assert {p.name for p in (heldout / "fake").iterdir()} == set(index["id"] + ".jpg")
+    main_ids = set()
+    for split in SPLITS:
+        main_ids |= set(pd.read_csv(csv_path(root, split), dtype=str)["id"])
+    assert not main_ids & set(index["id"]), "held-out ids must not collide with the dataset's"
+    for p in read_heldout(heldout)[0][:5]:
+        with Image.open(p) as im:
+            assert (im.format, im.mode, im.size) == ("JPEG", "RGB", (256, 256))
+    assert json.loads((heldout / "info.json").read_text())["family"] == "nearest"
+
+
+def test_heldout_fingerprint_differs_from_the_training_fakes(heldout, sample):
+    """Another up-sampler: its spectrum differs from the main family's, its global statistics do not."""
+    root, _ = sample
+    paths, labels = split_files(root, "train")
+    paths = np.array(paths)
+    held_paths = read_heldout(heldout)[0]
+    real, fake, held = (spectral_features(x) for x in (paths[labels == 1][:40], paths[labels == 0][:40], held_paths))
+    top = slice(-8, None)  # the Nyquist corner, where the main family's checkerboard peaks sit
+    print("top-band log power real/fake/heldout", real[:, top].mean(), fake[:, top].mean(), held[:, top].mean())
+    assert fake[:, top].mean() - held[:, top].mean() > 1.0
+    # ... by many standard errors of the mean, in every one of the top bins.
+    se = np.sqrt(fake[:, top].var(0) / len(fake) + held[:, top].var(0) / len(held))
+    assert ((fake[:, top].mean(0) - held[:, top].mean(0)) / se > 5).all()
+    # Same content and JPEG size distribution as the reals (no file-size shortcut).
+    s_real = shortcut_features(paths[labels == 1][:40])
+    s_held = shortcut_features(held_paths)
+    print("mean JPEG bytes real/heldout", s_real[:, 6].mean(), s_held[:, 6].mean())
+    assert abs(np.log(s_held[:, 6].mean() / s_real[:, 6].mean())) < 0.12
+
+
+def test_heldout_size_zero_writes_the_index_only(tmp_path):
+    assert generate_heldout(tmp_path / "h", SampleConfig(train=1, valid=1, test=1, heldout_size=0), workers=1) == 0
+    assert (tmp_path / "h/heldout.csv").read_text() == "id,label,label_str,family,path\n"
+    assert read_heldout(tmp_path / "h")[0] == [] and not list((tmp_path / "h/fake").iterdir())
+
+
+def test_heldout_config():
+    cfg = SampleConfig.from_params({"heldout": {"size": 3, "family": "bilinear"}})
+    assert (cfg.heldout_size, cfg.heldout_family) == (3, "bilinear")
+    assert SampleConfig.from_params(cfg.to_params()) == cfg
+    with pytest.raises(SampleConfigError, match="unknown key.*heldout: sizes"):
+        SampleConfig.from_params({"heldout": {"sizes": 3}})
+    with pytest.raises(SampleConfigError, match="heldout.family must be one of nearest, bilinear, got 'stylegan'"):
+        SampleConfig.from_params({"heldout": {"family": "stylegan"}})
+    with pytest.raises(SampleConfigError, match="heldout.size must be a non-negative integer"):
+        SampleConfig(heldout_size=-1)

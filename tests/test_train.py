@@ -21,23 +21,14 @@ from realfake.train import (
     load_model_file,
     train,
 )
-from realfake.validation import ValidateConfig, run_validate
 
 #: The smallest configuration that still trains the real model: 80 px crops, CPU, no workers.
 TINY_TRAIN = dict(image_size=80, epochs=2, batch_size=8, lr=1e-3, device="cpu", workers=0, seed=3)
 
 
-@pytest.fixture(scope="module")
-def manifest(tiny_sample, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("validated")
-    run_validate(
-        tiny_sample,
-        ValidateConfig(min_images_per_class={"train": 2, "valid": 2, "test": 2}, workers=1),
-        out / "manifest.parquet",
-        out / "ge",
-        out / "summary.json",
-    )
-    return out / "manifest.parquet"
+@pytest.fixture
+def manifest(tiny_manifest) -> Path:
+    return tiny_manifest
 
 
 def run_train(cfg: TrainConfig, manifest: Path, raw: Path, out: Path):

@@ -9,6 +9,13 @@ Three sources, one result:
 Landing is atomic: everything is built in a hidden staging folder beside the
 target and renamed into place only once it has the full layout, so a killed
 or failed run never leaves a half dataset that looks complete.
+
+The stage also writes ``data/heldout/``: fakes of a generator family that
+training never sees (the sample's held-out family, see
+:func:`realfake.sample.generate_heldout`), for the cross-generator check. Only
+the sample has one; the other sources get an empty but valid folder (the index
+with its header only, and ``info.json`` saying why). Both folders are built
+in full before either is renamed into place.
 """
 
 from __future__ import annotations
@@ -63,23 +70,83 @@ class DataConfig:
         return cfg
 
 
-def download(cfg: DataConfig, raw_dir: Path, *, workers: int | None = None) -> Path:
-    """Land the dataset chosen by ``cfg.source`` at ``raw_dir``; return ``raw_dir``."""
+def download(
+    cfg: DataConfig, raw_dir: Path, *, workers: int | None = None, heldout_dir: Path | None = None
+) -> Path:
+    """Land the dataset chosen by ``cfg.source`` at ``raw_dir``; return ``raw_dir``.
+
+    With ``heldout_dir``, also land the held-out fake family there (empty for
+    the kaggle and dir sources).
+    """
     raw_dir = Path(raw_dir)
     raw_dir.parent.mkdir(parents=True, exist_ok=True)
     clear_stale_staging(raw_dir)
+    if heldout_dir is not None:
+        heldout_dir = Path(heldout_dir)
+        heldout_dir.parent.mkdir(parents=True, exist_ok=True)
+        clear_stale_staging(heldout_dir)
     if cfg.source == "sample":
-        from realfake.sample import SampleConfig, generate_sample
+        from realfake.sample import SampleConfig, generate_heldout, generate_sample
 
         sample_cfg = SampleConfig.from_params(cfg.sample)
-        with staging_dir(raw_dir) as staging:
+        with contextlib.ExitStack() as stack:
+            staging = stack.enter_context(staging_dir(raw_dir))
             generate_sample(staging, sample_cfg, workers=workers, progress=True)
+            held = None
+            if heldout_dir is not None:
+                held = stack.enter_context(staging_dir(heldout_dir))
+                generate_heldout(held, sample_cfg, workers=workers, progress=True)
+                check_heldout(held, heldout_dir)
             land(staging, raw_dir)
-    elif cfg.source == "kaggle":
+            if held is not None:
+                land_heldout(held, heldout_dir)
+        return raw_dir
+    # Check the source first: a bad kaggle/dir source must not replace data/heldout either.
+    if cfg.source == "kaggle":
         fetch_kaggle(cfg.kaggle_dataset, raw_dir)
     else:
         link_dir(Path(cfg.dir), raw_dir)
+    if heldout_dir is not None:
+        write_empty_heldout(
+            heldout_dir,
+            cfg.source,
+            f"data.source={cfg.source} has no held-out generator family (only the embedded sample has one)",
+        )
     return raw_dir
+
+
+# --------------------------------------------------------------------------- held-out family
+
+
+def check_heldout(staging: Path, heldout_dir: Path) -> None:
+    """A held-out folder is complete when its index exists and lists only files that exist."""
+    from realfake.sample import read_heldout
+
+    try:
+        paths, _ = read_heldout(staging)
+    except RealfakeError as exc:
+        raise RealfakeError(f"The held-out family is incomplete, so nothing was written to {heldout_dir}: {exc}") from None
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise RealfakeError(
+            f"The held-out family is incomplete, so nothing was written to {heldout_dir}: "
+            f"{len(missing)} listed image(s) are missing, e.g. {', '.join(missing[:3])}."
+        )
+
+
+def land_heldout(staging: Path, heldout_dir: Path) -> None:
+    """Check ``staging`` is a complete held-out folder, then rename it to ``heldout_dir`` atomically."""
+    check_heldout(staging, heldout_dir)
+    _swap_in(staging, heldout_dir)
+
+
+def write_empty_heldout(heldout_dir: Path, source: str, note: str) -> None:
+    """Land an empty held-out folder (index header only, ``info.json`` with ``note``)."""
+    from realfake.sample import write_heldout_index
+
+    with staging_dir(heldout_dir) as staging:
+        write_heldout_index(staging, [], {"source": source, "family": None, "size": 0, "note": note})
+        land_heldout(staging, heldout_dir)
 
 
 # --------------------------------------------------------------------------- landing
@@ -117,14 +184,21 @@ def land(staging: Path, raw_dir: Path) -> None:
             "The dataset is not in the Kaggle layout, so nothing was written to "
             f"{raw_dir}: {'; '.join(problems[:6])}."
         )
-    # The old dataset (if any) is moved aside first; a crash in between leaves
-    # either the old or the new dataset complete, plus a stale folder that the
-    # next run removes.
+    _swap_in(staging, raw_dir)
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    """Rename ``staging`` to ``target``, replacing what was there.
+
+    The old folder (if any) is moved aside first; a crash in between leaves
+    either the old or the new folder complete, plus a stale folder that the
+    next run removes.
+    """
     old = None
-    if raw_dir.exists() or raw_dir.is_symlink():
-        old = raw_dir.parent / f"{STAGING_PREFIX}{raw_dir.name}-old-{os.getpid()}"
-        os.replace(raw_dir, old)
-    os.replace(staging, raw_dir)
+    if target.exists() or target.is_symlink():
+        old = target.parent / f"{STAGING_PREFIX}{target.name}-old-{os.getpid()}"
+        os.replace(target, old)
+    os.replace(staging, target)
     if old is not None:
         _remove(old)
 

@@ -110,7 +110,6 @@ class Evaluation:
 
 def evaluate(model_path: Path, manifest_path: Path, raw_dir: Path, cfg: EvaluateConfig) -> Evaluation:
     """Score valid and test, choose the threshold on valid, compute the test metrics."""
-    torch.set_grad_enabled(False)
     model, spec, extra = load_model_file(model_path)
     manifest = pd.read_parquet(manifest_path)
     valid, test = split_rows(manifest, "valid"), split_rows(manifest, "test")

@@ -19,12 +19,21 @@ quality are drawn from the same distributions for both classes.
 
 Every image has its own random generator derived from ``(seed, split, class,
 index)``, so the output is byte-identical whatever the number of workers.
+
+A *held-out* fake family (:func:`generate_heldout`) tests whether a detector
+generalises to a generator it never saw: the same content, sensor noise and
+JPEG quality distributions, but a different up-sampler (``nearest``:
+nearest-neighbour up-sampling, or ``bilinear``: bilinear up-sampling, each
+followed by its own seeded 3x3 convolution calibrated to the reals' JPEG size).
+It draws from its own random streams, so generating it never changes the
+train/valid/test files.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from pathlib import Path
@@ -37,9 +46,15 @@ from realfake.errors import RealfakeError
 from realfake.layout import CLASSES, CSV_COLUMNS, LABELS, SPLITS, csv_path, image_root
 
 __all__ = [
+    "HELDOUT_CSV",
+    "HELDOUT_FAMILIES",
+    "HELDOUT_INFO",
     "SampleConfig",
     "SampleConfigError",
+    "generate_heldout",
     "generate_sample",
+    "read_heldout",
+    "write_heldout_index",
     "probe_auc",
     "render_face",
     "shortcut_features",
@@ -60,6 +75,21 @@ _STREAM_IDS = 2
 _STREAM_SHUFFLE = 3
 _STREAM_IMAGE = 4
 _STREAM_CALIBRATION = 5
+_STREAM_HELDOUT_WEIGHTS = 6
+_STREAM_HELDOUT_IMAGE = 7
+_STREAM_HELDOUT_IDS = 8
+
+#: Held-out fake families: the up-sampling taps (1-D, per axis) of a stride-2 transposed
+#: convolution on the zero-inserted signal, before the family's seeded 3x3 convolution.
+HELDOUT_FAMILIES: dict[str, tuple[float, float, float, float]] = {
+    "nearest": (0.0, 1.0, 1.0, 0.0),  # each pixel copied to a 2x2 block
+    "bilinear": (0.25, 0.75, 0.75, 0.25),  # plain bilinear, no seeded kernel jitter, no phase gains
+}
+#: Files of a held-out folder: the index of its images, and what generated them.
+HELDOUT_CSV = "heldout.csv"
+HELDOUT_INFO = "info.json"
+HELDOUT_COLUMNS = ("id", "label", "label_str", "family", "path")
+_HELDOUT_POST_KERNEL_JITTER = 0.06  # std of the held-out family's seeded zero-sum 3x3 perturbation
 
 # Fingerprint and noise calibration (see the module docstring and the tests).
 _SHARED_KERNEL_JITTER = 0.10  # std of the seeded perturbation of the 4x4 kernel
@@ -93,9 +123,17 @@ class SampleConfig:
     image_size: int = 256
     strength: float = 1.0
     jpeg_quality: tuple[int, int] = (85, 95)
+    heldout_size: int = 250  # held-out fakes (another generator family); 0 = none
+    heldout_family: str = "nearest"
 
     def __post_init__(self) -> None:
         problems = []
+        if not _is_int(self.heldout_size) or self.heldout_size < 0:
+            problems.append(f"heldout.size must be a non-negative integer, got {self.heldout_size!r}")
+        if self.heldout_family not in HELDOUT_FAMILIES:
+            problems.append(
+                f"heldout.family must be one of {', '.join(HELDOUT_FAMILIES)}, got {self.heldout_family!r}"
+            )
         if not _is_int(self.seed) or self.seed < 0:
             problems.append(f"seed must be a non-negative integer, got {self.seed!r}")
         for split in SPLITS:
@@ -148,14 +186,15 @@ class SampleConfig:
         """Build from the ``data.sample`` mapping of ``params.yaml``.
 
         Keys: ``seed``, ``sizes`` (``train``/``valid``/``test``), ``image_size``,
-        ``strength``, ``jpeg_quality`` (``[lo, hi]``); all optional, unknown keys
-        raise :class:`SampleConfigError` (a ``ValueError``) naming them.
+        ``strength``, ``jpeg_quality`` (``[lo, hi]``), ``heldout`` (``size``,
+        ``family``); all optional, unknown keys raise :class:`SampleConfigError`
+        (a ``ValueError``) naming them.
         """
         if params is None:
             params = {}
         if not isinstance(params, Mapping):
             raise SampleConfigError(f"data.sample must be a mapping, got {type(params).__name__}")
-        allowed = {"seed", "sizes", "image_size", "strength", "jpeg_quality"}
+        allowed = {"seed", "sizes", "image_size", "strength", "jpeg_quality", "heldout"}
         unknown = sorted(map(str, set(params) - allowed))
         if unknown:
             raise SampleConfigError(
@@ -175,6 +214,15 @@ class SampleConfig:
                 f"(allowed: {', '.join(SPLITS)})"
             )
         kwargs.update({split: sizes[split] for split in SPLITS if split in sizes})
+        heldout = params.get("heldout") or {}
+        if not isinstance(heldout, Mapping):
+            raise SampleConfigError(f"data.sample.heldout must be a mapping, got {type(heldout).__name__}")
+        unknown = sorted(map(str, set(heldout) - {"size", "family"}))
+        if unknown:
+            raise SampleConfigError(
+                f"unknown key(s) in data.sample.heldout: {', '.join(unknown)} (allowed: family, size)"
+            )
+        kwargs.update({f"heldout_{k}": heldout[k] for k in ("size", "family") if k in heldout})
         if isinstance(kwargs.get("strength"), int) and not isinstance(kwargs["strength"], bool):
             kwargs["strength"] = float(kwargs["strength"])
         return cls(**kwargs)
@@ -187,6 +235,7 @@ class SampleConfig:
             "image_size": self.image_size,
             "strength": self.strength,
             "jpeg_quality": list(self.jpeg_quality),
+            "heldout": {"size": self.heldout_size, "family": self.heldout_family},
         }
 
 
@@ -590,6 +639,64 @@ def _write_image(task: tuple[int, int, int, str], cfg: SampleConfig, out_dir: st
     return 1
 
 
+# --------------------------------------------------------------------------- held-out family
+
+
+@lru_cache(maxsize=16)
+def _heldout_polyphase(seed: int, family: str) -> np.ndarray:
+    """The held-out generator's weights in polyphase form (see :func:`_polyphase`).
+
+    The family's fixed up-sampling taps, then the identity plus a seeded zero-sum
+    3x3 perturbation plus a sharpening term calibrated (like the main family's)
+    so that these fakes compress to the same JPEG size as reals.
+    """
+    tap = np.asarray(HELDOUT_FAMILIES[family], dtype=np.float64)
+    k4 = np.outer(tap, tap)[..., None] + np.zeros((1, 1, 3))
+    rng = np.random.default_rng(np.random.SeedSequence([seed, _STREAM_HELDOUT_WEIGHTS, zlib.crc32(family.encode())]))
+    k3_jitter = rng.normal(0, _HELDOUT_POST_KERNEL_JITTER, (3, 3, 3))
+    k3_jitter -= k3_jitter.mean(axis=(0, 1))
+    sharpen = _calibrate_sharpen(seed, k4, k3_jitter)
+    k3 = k3_jitter + sharpen * _LAPLACE[..., None]
+    k3[1, 1] += 1.0
+    return _polyphase(k4, k3)
+
+
+def _render_heldout(cfg: SampleConfig, index: int) -> tuple[np.ndarray, int]:
+    """One held-out fake: the same content, noise and quality distributions, another up-sampler."""
+    ss = np.random.SeedSequence([cfg.seed, _STREAM_HELDOUT_IMAGE, index])
+    content_ss, noise_ss, quality_ss = ss.spawn(3)
+    base = render_face(np.random.default_rng(content_ss), cfg.image_size // 2)
+    img = _ideal_upsample(base)
+    if cfg.strength > 0:
+        gan = _gan_upsample(base, _heldout_polyphase(cfg.seed, cfg.heldout_family))
+        img += np.float32(cfg.strength) * (gan - img)
+    img = _sensor_noise(img, np.random.default_rng(noise_ss))
+    quality = int(np.random.default_rng(quality_ss).integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
+    return _to_uint8(img), quality
+
+
+def _write_heldout(task: tuple[int, str], cfg: SampleConfig, out_dir: str) -> int:
+    index, rel = task
+    arr, quality = _render_heldout(cfg, index)
+    Image.fromarray(arr, "RGB").save(os.path.join(out_dir, rel), format="JPEG", quality=quality)
+    return 1
+
+
+def _heldout_ids(cfg: SampleConfig) -> list[str]:
+    """Fake-style ids for the held-out images, distinct from every id of the main sample."""
+    taken = set(_draw_ids(cfg)[1])
+    rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, _STREAM_HELDOUT_IDS]))
+    alphabet = np.array(list(FAKE_ID_ALPHABET))
+    ids: list[str] = []
+    while len(ids) < cfg.heldout_size:
+        for row in rng.integers(0, len(alphabet), size=(cfg.heldout_size - len(ids), FAKE_ID_LENGTH)):
+            fid = "".join(alphabet[row])
+            if fid not in taken:
+                taken.add(fid)
+                ids.append(fid)
+    return ids
+
+
 # --------------------------------------------------------------------------- plan and write
 
 
@@ -668,14 +775,24 @@ def generate_sample(
         for cls in CLASSES:
             (image_root(out_dir) / split / cls).mkdir(parents=True, exist_ok=True)
 
+    _run_tasks(partial(_write_image, cfg=cfg, out_dir=str(image_root(out_dir))), tasks, workers, progress, "sample images")
+
+    for split in SPLITS:
+        frame = pd.DataFrame(plan["rows"][split], columns=list(CSV_COLUMNS))
+        frame["label"] = frame["label"].astype("int64")
+        frame.to_csv(csv_path(out_dir, split), index=True)
+    return {split: {cls: cfg.sizes[split] for cls in CLASSES} for split in SPLITS}
+
+
+def _run_tasks(work, tasks: list, workers: int | None, progress: bool, desc: str) -> None:
+    """``work(task)`` for every task, in ``workers`` processes (None: all cores)."""
     n_workers = (os.cpu_count() or 1) if workers is None else int(workers)
     n_workers = max(1, min(n_workers, len(tasks)))
-    work = partial(_write_image, cfg=cfg, out_dir=str(image_root(out_dir)))
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(tasks), desc="sample images", unit="img")
+        bar = tqdm(total=len(tasks), desc=desc, unit="img")
     try:
         if n_workers == 1:
             for task in tasks:
@@ -695,11 +812,75 @@ def generate_sample(
         if bar is not None:
             bar.close()
 
-    for split in SPLITS:
-        frame = pd.DataFrame(plan["rows"][split], columns=list(CSV_COLUMNS))
-        frame["label"] = frame["label"].astype("int64")
-        frame.to_csv(csv_path(out_dir, split), index=True)
-    return {split: {cls: cfg.sizes[split] for cls in CLASSES} for split in SPLITS}
+
+def write_heldout_index(out_dir: Path, rows: list[dict[str, Any]], info: Mapping[str, Any]) -> None:
+    """``heldout.csv`` (one row per image; header only when there are none) and ``info.json``."""
+    import json
+
+    out_dir = Path(out_dir)
+    (out_dir / "fake").mkdir(parents=True, exist_ok=True)
+    header = ",".join(HELDOUT_COLUMNS)
+    lines = [header] + [",".join(str(r[c]) for c in HELDOUT_COLUMNS) for r in rows]
+    (out_dir / HELDOUT_CSV).write_text("\n".join(lines) + "\n")
+    (out_dir / HELDOUT_INFO).write_text(json.dumps(dict(info), indent=2) + "\n")
+
+
+def generate_heldout(
+    out_dir: Path,
+    cfg: SampleConfig,
+    workers: int | None = None,
+    progress: bool = False,
+) -> int:
+    """Write ``cfg.heldout_size`` held-out fakes into ``out_dir`` (new or empty); return how many.
+
+    Layout: ``fake/<id>.jpg``, ``heldout.csv`` (``id,label,label_str,family,path``
+    with ``path`` relative to ``out_dir``; label 0 = fake as in the Kaggle CSVs)
+    and ``info.json`` (what generated them). Byte-identical for the same
+    ``cfg`` whatever the number of workers; size 0 writes the index only.
+    """
+    if not isinstance(cfg, SampleConfig):
+        raise TypeError(f"cfg must be a SampleConfig, got {type(cfg).__name__}")
+    out_dir = Path(out_dir)
+    _check_out_dir(out_dir)
+    rows = [
+        {"id": iid, "label": LABELS["fake"], "label_str": "fake", "family": cfg.heldout_family, "path": f"fake/{iid}.jpg"}
+        for iid in _heldout_ids(cfg)
+    ]
+    (out_dir / "fake").mkdir(parents=True, exist_ok=True)
+    tasks = [(i, r["path"]) for i, r in enumerate(rows)]
+    if tasks:
+        _run_tasks(partial(_write_heldout, cfg=cfg, out_dir=str(out_dir)), tasks, workers, progress, "held-out fakes")
+    info = {
+        "source": "sample",
+        "family": cfg.heldout_family if rows else None,
+        "size": len(rows),
+        "seed": cfg.seed,
+        "strength": cfg.strength,
+        "note": "" if rows else "data.sample.heldout.size is 0: no held-out fakes",
+    }
+    write_heldout_index(out_dir, rows, info)
+    return len(rows)
+
+
+def read_heldout(heldout_dir: Path) -> tuple[list[Path], dict[str, Any]]:
+    """(image paths, info) of a held-out folder written by :func:`generate_heldout` or the download stage."""
+    import json
+
+    import pandas as pd
+
+    heldout_dir = Path(heldout_dir)
+    index = heldout_dir / HELDOUT_CSV
+    if not index.is_file():
+        raise RealfakeError(f"{index} not found: run the download stage (`dvc repro download`).")
+    try:
+        frame = pd.read_csv(index, dtype=str, keep_default_na=False)
+    except (ValueError, OSError) as exc:
+        raise RealfakeError(f"{index} cannot be read as the held-out index ({exc}).") from None
+    if "path" not in frame.columns:
+        raise RealfakeError(f"{index} has no 'path' column; rerun the download stage.")
+    info_path = heldout_dir / HELDOUT_INFO
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    return [heldout_dir / p for p in frame["path"]], info
 
 
 # --------------------------------------------------------------------------- features

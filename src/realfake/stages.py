@@ -25,6 +25,8 @@ class Paths:
     eval_metrics: Path = Path("reports/eval/metrics.json")
     eval_plots: Path = Path("reports/eval/plots")
     register_report: Path = Path("reports/register.json")
+    heldout_dir: Path = Path("data/heldout")
+    robustness_report: Path = Path("reports/robustness")
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -73,7 +75,9 @@ def train_stage(params: dict[str, Any], paths: Paths = Paths()) -> dict[str, Any
             mlflow.set_tag("mlflow.runName", tracking.run_name())
             # The sections this stage declares in dvc.yaml; evaluate and register
             # record theirs as tags, which (unlike params) may change on a rerun.
-            mlflow.log_params({k: str(v)[:500] for k, v in flatten({"data": params["data"], "train": params["train"]}).items()})
+            logged = {k: v for k, v in flatten({"data": params["data"], "train": params["train"]}).items()
+                      if not k.startswith("data.sample.heldout")}  # as declared in dvc.yaml
+            mlflow.log_params({k: str(v)[:500] for k, v in logged.items()})
         tracking.write_run_info(paths.run_info, run.info.run_id, run.info.experiment_id)
         return _Tracker(mlflow, run)
 
@@ -162,3 +166,29 @@ def register_stage(params: dict[str, Any], paths: Paths = Paths()) -> dict[str, 
     paths.register_report.parent.mkdir(parents=True, exist_ok=True)
     paths.register_report.write_text(json.dumps(record, indent=2) + "\n")
     return record
+
+
+def robustness_stage(params: dict[str, Any], paths: Paths = Paths()) -> dict[str, Any]:
+    """Re-score the test split under perturbations and the held-out fakes; log to the pipeline's MLflow run."""
+    from realfake import tracking
+    from realfake.robustness import RobustnessConfig, flat_metrics, run_robustness, write_reports
+
+    cfg = RobustnessConfig.from_params(params.get("robustness"))
+    try:
+        threshold = float(json.loads(paths.eval_metrics.read_text())["threshold"])
+    except FileNotFoundError:
+        raise RealfakeError(f"{paths.eval_metrics} not found: run the evaluate stage first.") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RealfakeError(f"{paths.eval_metrics} holds no decision threshold ({exc}); rerun the evaluate stage.") from None
+    result = run_robustness(paths.model, paths.manifest, paths.raw_dir, paths.heldout_dir, threshold, cfg)
+    files = write_reports(result, paths.robustness_report)
+    with tracking.reopen_run(paths.run_info):
+        import mlflow
+
+        mlflow.set_tags({"robustness.perturbations": ", ".join(p.name for p in cfg.perturbations) or "none",
+                         "robustness.seed": str(cfg.seed)})
+        mlflow.log_metrics({**flat_metrics(result.metrics), "robust_seconds": result.seconds})
+        for path in files.values():
+            mlflow.log_artifact(str(path), artifact_path="robustness")
+    print(f"robustness: {len(result.table)} conditions scored in {result.seconds:.1f} s")
+    return result.metrics
