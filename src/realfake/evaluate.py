@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from realfake.errors import RealfakeError
 from realfake.params import build_config

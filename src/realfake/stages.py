@@ -108,7 +108,7 @@ def evaluate_stage(params: dict[str, Any], paths: Paths = Paths()) -> dict[str, 
     cfg = EvaluateConfig.from_params(params["evaluate"])
     ev = evaluate(paths.model, paths.manifest, paths.raw_dir, cfg)
     pngs = write_reports(ev, paths.raw_dir, paths.eval_metrics, paths.eval_plots, cfg.gallery_size)
-    with tracking.reopen_run(paths.run_info) as run:
+    with tracking.reopen_run(paths.run_info):
         import mlflow
 
         mlflow.set_tags(flatten({"evaluate": params["evaluate"]}))
