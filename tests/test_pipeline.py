@@ -62,8 +62,11 @@ def clone_project(dest: Path, **overrides) -> Path:
         params[section][key] = value
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], dest)
+    # A repo-local identity: `dvc exp run` commits too, and CI may have no global git config.
+    run(["git", "config", "user.name", "realfake tests"], dest)
+    run(["git", "config", "user.email", "tests@realfake.invalid"], dest)
     run(["git", "add", "-A"], dest)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "clone"], dest)
+    run(["git", "commit", "-qm", "clone"], dest)
     return dest
 
 
