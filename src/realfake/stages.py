@@ -5,6 +5,7 @@ registry to one MLflow run. The scripts in ``pipeline/`` only pass params and pa
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,10 @@ def train_stage(params: dict[str, Any], paths: Paths = Paths()) -> dict[str, Any
     import pandas as pd
 
     cfg = TrainConfig.from_params(params["train"])
+    if int(os.environ.get("RANK", "0")) != 0:
+        # Another torchrun process: it trains its share; rank 0 tracks and writes.
+        train(cfg, paths.manifest, paths.raw_dir, paths.model, paths.checkpoints, progress=False, log=lambda s: None)
+        return {}
     if not paths.manifest.is_file():
         raise RealfakeError(f"{paths.manifest} not found: run validation first (`dvc repro validate`).")
     data_fp = fingerprint(pd.read_parquet(paths.manifest))

@@ -57,6 +57,7 @@ class TrainConfig:
     amp: bool = True  # mixed precision (bf16/fp16) on CUDA; ignored on CPU
     workers: int = 0  # DataLoader worker processes
     early_stopping_patience: int = 0  # epochs without val AUC gain before stopping; 0 = off
+    launcher: str = "python"  # how dvc.yaml starts the stage: python, or torchrun --nproc_per_node=N ...
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "TrainConfig":
@@ -74,7 +75,13 @@ class TrainConfig:
         return InputSpec(image_size=self.image_size, policy=self.input_policy)
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        """What a checkpoint must match to be resumed: the settings that change the arithmetic.
+
+        How the stage is launched and how many loader processes it uses do not, so a killed
+        run may resume under another number of torchrun processes.
+        """
+        settings = {k: v for k, v in asdict(self).items() if k not in ("launcher", "workers")}
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -251,8 +258,14 @@ def train(
     """
     from realfake.manifest import fingerprint
 
+    from realfake import distributed
+
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
+    d = distributed.from_env(device)
+    if d.enabled and device.type == "cuda":
+        device = torch.device("cuda", d.local_rank)
+        torch.cuda.set_device(device)
     manifest = pd.read_parquet(manifest_path)
     data_fp = fingerprint(manifest)
     spec = cfg.input_spec
@@ -263,6 +276,10 @@ def train(
     model = build_model(cfg.pretrained, dropout=cfg.dropout).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
+    # The DDP wrapper trains; the plain module is what we validate and save.
+    net = model
+    if d.enabled:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
     sched = make_scheduler(opt, cfg, steps_per_epoch)
@@ -285,14 +302,15 @@ def train(
             best = {"auc": float(ckpt["best_auc"]), "epoch": int(ckpt["best_epoch"]), "state": ckpt["best_state"]}
             run_id = ckpt.get("run_id")
             log(f"train: resuming after epoch {start_epoch}/{cfg.epochs} from {last}")
-    tracker = mlflow_run(run_id) if mlflow_run else None
+    tracker = mlflow_run(run_id) if mlflow_run and d.is_main else None
     run_id = tracker.run_id if tracker else None
 
     patience_left = cfg.early_stopping_patience
     for epoch in range(start_epoch, cfg.epochs):
         torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout of this epoch
         train_ds.epoch = epoch
-        train_dl = loader(train_ds, cfg.batch_size, cfg.workers, cfg.seed * 1_000_003 + epoch, device)
+        batches = distributed.shard_batches(len(train_ds), cfg.batch_size, cfg.seed * 1_000_003 + epoch, d.rank, d.world)
+        train_dl = DataLoader(train_ds, batch_sampler=batches, num_workers=cfg.workers, pin_memory=device.type == "cuda")
         model.train()
         t0 = time.perf_counter()
         logits_all, targets_all = [], []
@@ -304,7 +322,7 @@ def train(
             if device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(device, cfg.amp):
-                out = model(x).squeeze(1)
+                out = net(x).squeeze(1)
                 loss = loss_fn(out.float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -316,7 +334,12 @@ def train(
             if hasattr(bar, "set_postfix") and (seen // cfg.batch_size) % 10 == 1:
                 bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{seen / (time.perf_counter() - t0):.1f}")
         seconds = time.perf_counter() - t0
-        tr = binary_metrics(torch.cat(logits_all).cpu().numpy(), torch.cat(targets_all).cpu().numpy())
+        logits = distributed.all_gather_array(torch.cat(logits_all), d)
+        tr = binary_metrics(logits.cpu().numpy(), distributed.all_gather_array(torch.cat(targets_all), d).cpu().numpy())
+        if not d.is_main:  # rank 0 validates, checkpoints and logs; the others wait for its verdict
+            if distributed.broadcast_flag(False, d):
+                break
+            continue
         va = binary_metrics(predict_logits(model, val_dl, device, cfg.amp), val_ds.targets)
         row = {
             "epoch": epoch + 1,
@@ -359,10 +382,15 @@ def train(
             },
             last,
         )
+        distributed.broadcast_flag(stop, d)
         if stop:
             log(f"train: no validation AUC gain for {cfg.early_stopping_patience} epochs; stopping early")
             break
 
+    distributed.barrier(d)
+    if not d.is_main:
+        distributed.shutdown(d)
+        return TrainResult(metrics={}, history=pd.DataFrame(columns=list(HISTORY_COLUMNS)), run_id=None, resumed_from_epoch=start_epoch)
     hist = pd.DataFrame(history, columns=list(HISTORY_COLUMNS))
     if history_path is not None:
         history_path.parent.mkdir(parents=True, exist_ok=True)
@@ -374,6 +402,7 @@ def train(
         {"data_fingerprint": data_fp, "best_epoch": best["epoch"], "val_auc": best["auc"], "run_id": run_id or ""},
     )
     metrics = {"best_val_auc": best["auc"], "best_epoch": best["epoch"], "epochs_run": len(history)}
+    distributed.shutdown(d)
     return TrainResult(metrics=metrics, history=hist, run_id=run_id, resumed_from_epoch=start_epoch)
 
 
