@@ -72,13 +72,15 @@ def ours(root: Path, size: int, device, workers: int, warmup: int, steps: int, b
     from realfake.manifest import build_manifest
     from realfake.model import build_model
     from realfake.preprocess import Augment, InputSpec
-    from realfake.train import FaceDataset, autocast, loader
+    from realfake.distributed import shard_batches
+    from realfake.train import FaceDataset, autocast
 
     manifest = build_manifest(root)
     rows = manifest[(manifest["split"] == "train") & manifest["in_csv"]].reset_index(drop=True)
     rows = rows.assign(label=rows["label"].astype(int))
     ds = FaceDataset(pd.DataFrame(rows), root, InputSpec(size, "crop"), Augment(), seed=0)
-    dl = loader(ds, batch, workers, 0, device)
+    # The same batches training draws (one seeded permutation, split across processes: here one).
+    dl = torch.utils.data.DataLoader(ds, batch_sampler=shard_batches(len(ds), batch, seed=0), num_workers=workers)
     model = build_model("none", dropout=0.2).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)

@@ -98,7 +98,7 @@ def classification_metrics(y_fake: np.ndarray, p_fake: np.ndarray, threshold: fl
 def score_split(model, spec, rows: pd.DataFrame, raw_dir: Path, cfg: EvaluateConfig) -> np.ndarray:
     device = resolve_device(cfg.device)
     ds = FaceDataset(rows, raw_dir, spec)
-    return sigmoid(predict_logits(model.to(device), loader(ds, cfg.batch_size, 0, None, device), device))
+    return sigmoid(predict_logits(model.to(device), loader(ds, cfg.batch_size, 0, device), device))
 
 
 @dataclass

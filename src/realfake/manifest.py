@@ -126,7 +126,7 @@ def build_manifest(root: Path, workers: int | None = None) -> pd.DataFrame:
     csv = csv.assign(in_csv=True)
     files = list_image_files(root)
     file_splits, _ = _folder_parts(files)
-    disk = pd.DataFrame({"split": file_splits, "path": files, "file_exists": True})
+    disk = pd.DataFrame({"split": file_splits, "path": files})
     # Rows join on (split, path): a CSV row whose path points into another
     # split's folder shows up as a split/folder mismatch, not as a missing file.
     df = csv.merge(disk, on=["split", "path"], how="outer")

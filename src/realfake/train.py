@@ -130,19 +130,10 @@ def split_rows(manifest: pd.DataFrame, split: str) -> pd.DataFrame:
     return rows.reset_index(drop=True)
 
 
-def loader(ds: FaceDataset, batch_size: int, workers: int, shuffle_seed: int | None, device: torch.device) -> DataLoader:
-    gen = None
-    if shuffle_seed is not None:
-        gen = torch.Generator().manual_seed(shuffle_seed)
-    return DataLoader(
-        ds,
-        batch_size=batch_size,
-        shuffle=shuffle_seed is not None,
-        generator=gen,
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=False,
-    )
+def loader(ds: FaceDataset, batch_size: int, workers: int, device: torch.device) -> DataLoader:
+    """In-order batches for scoring (validation, evaluation); training batches come from
+    :func:`realfake.distributed.shard_batches`."""
+    return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=device.type == "cuda")
 
 
 # --------------------------------------------------------------------------- metrics
@@ -271,7 +262,7 @@ def train(
     spec = cfg.input_spec
     train_ds = FaceDataset(split_rows(manifest, "train"), raw_dir, spec, Augment.from_params(cfg.augment), cfg.seed)
     val_ds = FaceDataset(split_rows(manifest, "valid"), raw_dir, spec)
-    val_dl = loader(val_ds, cfg.batch_size * 2, cfg.workers, None, device)
+    val_dl = loader(val_ds, cfg.batch_size * 2, cfg.workers, device)
 
     model = build_model(cfg.pretrained, dropout=cfg.dropout).to(device)
     if device.type == "cuda":
