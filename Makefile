@@ -37,4 +37,4 @@ bench: env ## Run the benchmarks (prints images/s)
 	$(BIN)/python benchmarks/bench_validate.py
 
 clean: ## Remove the pipeline's outputs from the workspace (the DVC cache keeps them)
-	rm -rf data/raw data/manifest.parquet reports
+	rm -rf data/raw data/heldout data/manifest.parquet data/packed reports

@@ -1,20 +1,30 @@
-"""Training throughput: our train loop against the original notebook's plain loop, same model and input size.
+"""Training throughput, end to end: our training run against the original notebook's loop.
 
-Baseline (as the notebook did): torchvision ImageFolder over the train split,
-PIL decode + Resize every step, fp32, batch 30, Adam. Ours: the library's
-FaceDataset/TrainTransform (crop policy, no resampling), AdamW, one-logit head,
-autocast + channels_last on CUDA. Both train the same Inception-ResNet-V1 for
-the same number of timed steps after warm-up; the script prints images/s for
-each and the ratio. Run by hand:
+Baseline (as the notebook did): torchvision ImageFolder over the train split, PIL
+decode + Resize(299) + ToTensor in loader processes, fp32, batch 30, Adam,
+2-logit head; timed over ``--baseline-steps`` steps after warm-up.
 
-    python benchmarks/bench_train.py [--size 128] [--steps 12] [--device auto] [--data data/raw]
+Ours: the library's ``train()`` itself, as the train stage runs it, on the same
+images: the packed store (or the files, ``--source files``), grid-aligned crops at
+``--size``, uint8 batches standardised on the device, AdamW, one-logit head,
+bf16 autocast + channels_last on CUDA, optionally ``torch.compile``. Its figure is
+the images/s of the last epoch's training loop (loading included, validation
+not), from the run's own history.
 
-Without --data it generates a small sample in a temporary folder.
+Also printed: the model FLOPs of one training step per image (forward + backward,
+counted by torch.utils.flop_counter) and, on a GPU, the model FLOPs utilisation:
+achieved FLOP/s over the GPU's dense bf16 peak (--peak-tflops overrides the table).
+
+Run by hand:
+
+    python benchmarks/bench_train.py                                    # CPU, small
+    python benchmarks/bench_train.py --device cuda --images 20000 --size 160 --batch 512 --workers 15 --compile
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -22,26 +32,34 @@ from pathlib import Path
 import torch
 from torch import nn
 
+#: Dense (no sparsity) bf16 tensor-core peaks, TFLOP/s, from NVIDIA's data sheets.
+PEAK_BF16_TFLOPS = {"H100 SXM": 989.4, "H100 80GB HBM3": 989.4, "H100 PCIe": 756.0, "H100 NVL": 835.0,
+                    "H200": 989.4, "A100": 312.0, "L40S": 362.0, "A10G": 70.0, "L4": 121.0}
 
-def timed(step, loader, warmup: int, steps: int, device) -> float:
-    it = iter(loader)
-    n = 0
-    for i in range(warmup + steps):
-        try:
-            x, y = next(it)
-        except StopIteration:
-            it = iter(loader)
-            x, y = next(it)
-        if i == warmup:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-        step(x, y)
-        if i >= warmup:
-            n += len(x)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return n / (time.perf_counter() - t0)
+
+def peak_tflops(device: torch.device, override: float | None) -> float | None:
+    if override:
+        return override
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, peak in sorted(PEAK_BF16_TFLOPS.items(), key=lambda kv: -len(kv[0])):
+        if key in name:
+            return peak
+    return None
+
+
+def train_step_flops(size: int) -> float:
+    """Model FLOPs of one training step (forward + backward) per image at ``size`` px."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from realfake.model import build_model
+
+    model = build_model("none", dropout=0.2)
+    x = torch.zeros(2, 3, size, size)
+    with FlopCounterMode(display=False) as counter:
+        model(x).sum().backward()
+    return counter.get_total_flops() / 2
 
 
 def baseline(root: Path, size: int, device, workers: int, warmup: int, steps: int) -> float:
@@ -55,82 +73,99 @@ def baseline(root: Path, size: int, device, workers: int, warmup: int, steps: in
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
     model.train()
-
-    def step(x, y):
+    it, n = iter(dl), 0
+    for i in range(warmup + steps):
+        try:
+            x, y = next(it)
+        except StopIteration:
+            it = iter(dl)
+            x, y = next(it)
+        if i == warmup:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
         x, y = x.to(device), y.to(device)
         loss = loss_fn(model(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
-
-    return timed(step, dl, warmup, steps, device)
-
-
-def ours(root: Path, size: int, device, workers: int, warmup: int, steps: int, batch: int) -> float:
-    import pandas as pd
-
-    from realfake.manifest import build_manifest
-    from realfake.model import build_model
-    from realfake.preprocess import Augment, InputSpec
-    from realfake.distributed import shard_batches
-    from realfake.train import FaceDataset, autocast
-
-    manifest = build_manifest(root)
-    rows = manifest[(manifest["split"] == "train") & manifest["in_csv"]].reset_index(drop=True)
-    rows = rows.assign(label=rows["label"].astype(int))
-    ds = FaceDataset(pd.DataFrame(rows), root, InputSpec(size, "crop"), Augment(), seed=0)
-    # The same batches training draws (one seeded permutation, split across processes: here one).
-    dl = torch.utils.data.DataLoader(ds, batch_sampler=shard_batches(len(ds), batch, seed=0), num_workers=workers)
-    model = build_model("none", dropout=0.2).to(device)
+        if i >= warmup:
+            n += len(x)
     if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    loss_fn = nn.BCEWithLogitsLoss()
-    model.train()
+        torch.cuda.synchronize()
+    return n / (time.perf_counter() - t0)
 
-    def step(x, y):
-        x = x.to(device, non_blocking=True)
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        y = y.to(device, non_blocking=True).float()
-        with autocast(device, True):
-            out = model(x).squeeze(1)
-            loss = loss_fn(out.float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
 
-    return timed(step, dl, warmup, steps, device)
+def ours(manifest_path: Path, root: Path, packed: Path | None, args, device) -> tuple[float, list[float]]:
+    from realfake.train import TrainConfig, train
+
+    cfg = TrainConfig(image_size=args.size, epochs=args.epochs, batch_size=args.batch, device=str(device),
+                      workers=args.workers, compile=args.compile, amp=True, augment={"hflip": True})
+    with tempfile.TemporaryDirectory() as out:
+        result = train(cfg, manifest_path, root, Path(out) / "model.pt", Path(out) / "ckpt", progress=False,
+                       log=lambda s: None, packed_dir=packed)
+    rates = [float(r) for r in result.history["images_per_s"]]
+    return rates[-1], rates
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size", type=int, default=128)
-    p.add_argument("--steps", type=int, default=12, help="timed steps per loop")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--batch", type=int, default=30, help="our batch size (baseline is always 30)")
+    p.add_argument("--size", type=int, default=160, help="our crop size")
+    p.add_argument("--baseline-size", type=int, default=299, help="the notebook's resize")
+    p.add_argument("--images", type=int, default=240, help="train images in the generated sample")
+    p.add_argument("--epochs", type=int, default=2, help="our epochs; the last one is reported")
+    p.add_argument("--batch", type=int, default=32, help="our batch size (the baseline's is 30)")
+    p.add_argument("--baseline-steps", type=int, default=8)
+    p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--source", choices=("packed", "files"), default="packed")
     p.add_argument("--device", default="auto")
-    p.add_argument("--data", type=Path, default=None, help="dataset root in the Kaggle layout")
+    p.add_argument("--peak-tflops", type=float, default=None, help="the device's dense bf16 peak")
+    p.add_argument("--skip-baseline", action="store_true")
     args = p.parse_args()
 
+    from realfake.manifest import trusted_manifest
+    from realfake.packed import PrepareConfig, prepare
+    from realfake.sample import SampleConfig, generate_sample
     from realfake.train import resolve_device
 
     device = resolve_device(args.device)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        root = args.data
-        if root is None:
-            from realfake.sample import SampleConfig, generate_sample
-
-            root = Path(tmp) / "raw"
-            generate_sample(root, SampleConfig(train=200, valid=2, test=2))
-        print(f"device {device}, input {args.size} px, {args.steps} timed steps after {args.warmup} warm-up")
-        b = baseline(root, args.size, device, args.workers, args.warmup, args.steps)
-        print(f"baseline (ImageFolder + PIL resize, fp32, batch 30): {b:8.1f} images/s")
-        o = ours(root, args.size, device, args.workers, args.warmup, args.steps, args.batch)
-        print(f"ours (crop policy, AdamW{', autocast, channels_last' if device.type == 'cuda' else ''}, batch {args.batch}): {o:8.1f} images/s")
-        print(f"speed-up: {o / b:.2f}x")
+        root = Path(tmp) / "raw"
+        t0 = time.perf_counter()
+        generate_sample(root, SampleConfig(train=args.images // 2, valid=16, test=2))
+        manifest = trusted_manifest(root)
+        manifest.to_parquet(Path(tmp) / "manifest.parquet")
+        packed = None
+        if args.source == "packed":
+            packed = Path(tmp) / "packed"
+            prepare(Path(tmp) / "manifest.parquet", root, packed, PrepareConfig(), log=lambda s: None)
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)"
+        print(f"device {name}; {args.images} train images ready in {time.perf_counter() - t0:.0f} s")
+        b = None
+        if not args.skip_baseline:
+            b = baseline(root, args.baseline_size, device, args.workers, args.warmup, args.baseline_steps)
+            print(f"baseline (notebook: ImageFolder + PIL resize {args.baseline_size}, fp32, batch 30, "
+                  f"{args.workers} workers): {b:9.1f} images/s")
+        o, rates = ours(Path(tmp) / "manifest.parquet", root, packed, args, device)
+        mode = ", ".join(x for x in [
+            f"{args.source}", f"{args.size} px crops", f"batch {args.batch}", f"{args.workers} workers",
+            "bf16 autocast + channels_last" if device.type == "cuda" else "fp32",
+            "torch.compile" if args.compile else "",
+        ] if x)
+        print(f"ours ({mode}): {o:9.1f} images/s (epochs: {', '.join(f'{r:.1f}' for r in rates)})")
+        if b:
+            print(f"speed-up: {o / b:.1f}x")
+        print(f"full train split (100,000 images): {100_000 / o:.1f} s per epoch at this rate")
+        flops = train_step_flops(args.size)
+        achieved = flops * o
+        peak = peak_tflops(device, args.peak_tflops)
+        line = f"model FLOPs per image and step: {flops / 1e9:.2f} GFLOP; achieved {achieved / 1e12:.2f} TFLOP/s"
+        if peak:
+            line += f"; MFU {100 * achieved / (peak * 1e12):.1f} % of {peak:.0f} TFLOP/s bf16 peak"
+        print(line)
 
 
 if __name__ == "__main__":

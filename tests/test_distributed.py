@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from realfake.distributed import shard_batches
-from test_train import TINY_TRAIN
+from test_train import KILLABLE, TINY_TRAIN, kill_after_epoch_1
 
 SCRIPT = r"""
 import json, os, sys
@@ -93,3 +93,29 @@ def test_dvc_runs_the_train_stage_under_torchrun(tmp_path):
     runs = c.search_runs([c.get_experiment_by_name("realfake").experiment_id])
     assert len(runs) == 1, "only rank 0 logs: one MLflow run"
     assert runs[0].data.params["train.launcher"].startswith("torchrun") and "test_roc_auc" in runs[0].data.metrics
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_under_another_number_of_processes(tiny_manifest, tiny_sample, tmp_path):
+    """Killed after epoch 1 as one process, resumed by torchrun with two: the checkpoint is world-size free."""
+    from realfake.train import load_checkpoint
+
+    cfg = {**TINY_TRAIN, "epochs": 2, "batch_size": 8}
+    out = tmp_path / "run"
+    kill_after_epoch_1(tiny_manifest, tiny_sample, out, cfg)
+    epoch1 = load_checkpoint(out / "checkpoints" / "last.pt")["history"][0]
+
+    script = tmp_path / "killable.py"
+    script.write_text(KILLABLE)
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+         str(tiny_manifest), str(tiny_sample), str(out), repr(cfg), "plain"],
+        env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("RESUMED_FROM 1") == 2, "both processes resume after epoch 1"
+    hist = pd.read_csv(out / "history.csv")
+    assert list(hist["epoch"]) == [1, 2]
+    assert hist.iloc[0]["val_loss"] == pytest.approx(epoch1["val_loss"], rel=1e-9)
+    ckpt = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert ckpt["complete"] and ckpt["epoch"] == 2 and (out / "model.pt").is_file()

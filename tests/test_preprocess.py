@@ -66,15 +66,48 @@ def test_eval_dataset_predict_and_pyfunc_share_preprocessing(tiny_sample):
     """Parity: the training/evaluation dataset, predict (to_input) and the served model agree."""
     import pandas as pd
 
-    from realfake.train import FaceDataset
+    from realfake.train import FaceDataset, to_model_input
 
     rows = pd.read_csv(tiny_sample / "test.csv", index_col=0).head(3)
-    spec = InputSpec(96, "crop")
-    ds = FaceDataset(rows, tiny_sample, spec)
-    for i, rel in enumerate(rows["path"]):
-        path = image_root(tiny_sample) / rel
-        assert torch.equal(ds[i][0], to_input(path, spec))
-        assert torch.equal(ds[i][0], to_input(path.read_bytes(), spec))
+    for spec in (InputSpec(96, "crop"), InputSpec(96, "resize")):
+        ds = FaceDataset(rows, tiny_sample, spec)
+        for i, rel in enumerate(rows["path"]):
+            path = image_root(tiny_sample) / rel
+            x = to_model_input(ds[i][0][None], torch.device("cpu"))[0]
+            assert torch.equal(x, to_input(path, spec))
+            assert torch.equal(x, to_input(path.read_bytes(), spec))
+
+
+@pytest.mark.parametrize(
+    "spec, augment",
+    [
+        (InputSpec(96, "crop"), Augment(hflip=True)),  # the slicing fast path
+        (InputSpec(96, "crop"), Augment(hflip=True, jpeg_prob=0.5, blur_prob=0.5)),
+        (InputSpec(96, "resize"), Augment(hflip=True)),
+        (InputSpec(300, "crop"), Augment(hflip=True)),  # smaller than the window: scaled up first
+    ],
+)
+def test_train_transform_gives_the_same_pixels_from_decoded_arrays_and_images(photo, spec, augment):
+    """The packed store feeds decoded arrays; the files feed PIL images. Same draws, same bits."""
+    tf = TrainTransform(spec, augment)
+    arr = np.asarray(photo)
+    for seed in range(8):
+        a = tf.pixels(arr, np.random.default_rng([seed, 1, 2]))
+        b = tf.pixels(photo, np.random.default_rng([seed, 1, 2]))
+        assert a.dtype == np.uint8 and a.shape == (spec.image_size, spec.image_size, 3)
+        assert np.array_equal(a, b)
+        assert torch.equal(to_tensor(a), tf(photo, np.random.default_rng([seed, 1, 2])))
+
+
+def test_standardise_on_a_batch_equals_to_tensor_per_image(photo):
+    from realfake.preprocess import standardise
+
+    crops = [fit(photo, InputSpec(64, "crop"), (8 * k, 0)) for k in range(3)]
+    batch = torch.from_numpy(np.stack([np.asarray(c) for c in crops]))
+    out = standardise(batch)
+    assert out.shape == (3, 3, 64, 64) and out.dtype == torch.float32
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert all(torch.equal(out[k], to_tensor(c)) for k, c in enumerate(crops))
 
 
 def test_small_images_are_scaled_up_before_cropping():

@@ -47,6 +47,28 @@ def test_tiny_training_run_writes_model_history_and_checkpoint(manifest, tiny_sa
     assert ckpt["complete"] and ckpt["epoch"] == 2
 
 
+def test_training_from_the_packed_store_equals_training_from_the_files(manifest, tiny_sample, tmp_path):
+    from realfake.packed import prepare
+
+    prepare(manifest, tiny_sample, tmp_path / "packed", log=lambda s: None)
+    cfg = TrainConfig(**{**TINY_TRAIN, "augment": {"hflip": True}})
+    files = run_train(cfg, manifest, tiny_sample, tmp_path / "files")
+    packed = train(cfg, manifest, tiny_sample, tmp_path / "store" / "model.pt", tmp_path / "store" / "checkpoints",
+                   progress=False, log=lambda s: None, packed_dir=tmp_path / "packed")
+    cols = ["train_loss", "train_auc", "val_loss", "val_auc", "lr"]
+    pd.testing.assert_frame_equal(files.history[cols], packed.history[cols], check_exact=False, rtol=1e-6)
+
+
+def test_lr_follows_the_batch_size_by_the_chosen_rule():
+    base = dict(lr=1e-3, lr_reference_batch=32)
+    assert TrainConfig(**base, batch_size=32).effective_lr == pytest.approx(1e-3)
+    assert TrainConfig(**base, batch_size=512).effective_lr == pytest.approx(4e-3)  # sqrt(16)
+    assert TrainConfig(**base, batch_size=512, lr_scaling="linear").effective_lr == pytest.approx(16e-3)
+    assert TrainConfig(**base, batch_size=512, lr_scaling="none").effective_lr == pytest.approx(1e-3)
+    with pytest.raises(RealfakeError, match="train.lr_scaling is 'cubic'"):
+        TrainConfig.from_params({"lr_scaling": "cubic"})
+
+
 def test_finished_checkpoint_is_not_resumed(manifest, tiny_sample, tmp_path):
     cfg = TrainConfig(**{**TINY_TRAIN, "epochs": 1})
     run_train(cfg, manifest, tiny_sample, tmp_path)
@@ -83,6 +105,18 @@ def _train_process(manifest, raw, out, cfg: dict, mode: str) -> subprocess.Popen
     )
 
 
+def kill_after_epoch_1(manifest, raw, out, cfg: dict) -> None:
+    """Start a training process and SIGKILL it once its epoch-1 checkpoint is on disk."""
+    p = _train_process(manifest, raw, out, cfg, "hang-after-epoch-1")
+    lines: list[str] = []
+    while "CHECKPOINT 1" not in lines:
+        line = p.stdout.readline()
+        assert line, f"the run ended before its first checkpoint: {lines} {p.stderr.read()}"
+        lines.append(line.strip())
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=60)
+
+
 def test_killed_run_resumes_and_matches_an_uninterrupted_run(manifest, tiny_sample, tmp_path):
     cfg = {**TINY_TRAIN, "epochs": 3}
     straight = tmp_path / "straight"
@@ -92,14 +126,7 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_run(manifest, tiny_samp
     assert "RESUMED_FROM 0" in out
 
     killed = tmp_path / "killed"
-    p = _train_process(manifest, tiny_sample, killed, cfg, "hang-after-epoch-1")
-    lines = []
-    while "CHECKPOINT 1" not in lines:
-        line = p.stdout.readline()
-        assert line, f"the run ended before its first checkpoint: {lines} {p.stderr.read()}"
-        lines.append(line.strip())
-    p.send_signal(signal.SIGKILL)
-    p.wait(timeout=60)
+    kill_after_epoch_1(manifest, tiny_sample, killed, cfg)
     assert not (killed / "model.pt").exists()
     assert load_checkpoint(killed / "checkpoints" / "last.pt")["epoch"] == 1
 

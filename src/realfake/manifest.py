@@ -182,3 +182,22 @@ def fingerprint(manifest: pd.DataFrame) -> str:
     for split, path, label, digest in manifest[["split", "path", "label", "sha256"]].itertuples(index=False):
         h.update(f"{split}\t{path}\t{label}\t{digest}\n".encode())
     return h.hexdigest()[:16]
+
+
+def split_rows(manifest: pd.DataFrame, split: str) -> pd.DataFrame:
+    """The rows of one split of a validated manifest, in manifest order."""
+    from realfake.errors import RealfakeError
+
+    rows = manifest[manifest["split"] == split]
+    if rows.empty:
+        raise RealfakeError(f"The manifest has no '{split}' rows; rerun validation (`dvc repro validate`).")
+    return rows.reset_index(drop=True)
+
+
+def trusted_manifest(root: Path, workers: int | None = None) -> pd.DataFrame:
+    """The manifest of a dataset known to be good (a freshly generated sample), built without
+    the expectation suites: for benchmarks, and machines without Great Expectations."""
+    df = build_manifest(root, workers)
+    ok = df["in_csv"] & df["file_exists"] & df["readable"].fillna(False).astype(bool)
+    manifest = df.loc[ok, list(MANIFEST_COLUMNS)].reset_index(drop=True)
+    return manifest.assign(label=manifest["label"].astype(int))

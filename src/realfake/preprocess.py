@@ -21,13 +21,15 @@ import io
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
-import torch
 from PIL import Image, ImageFile, ImageFilter, UnidentifiedImageError
 
 from realfake.errors import RealfakeError
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: decoding alone (prepare) needs none
+    import torch
 
 #: facenet-pytorch's fixed_image_standardization: (x - 127.5) / 128.
 PIXEL_CENTER = 127.5
@@ -134,17 +136,45 @@ def fit(img: Image.Image, spec: InputSpec, offset: tuple[int, int] | None = None
         scale = size / min(w, h)
         img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
         w, h = img.size
-    if offset is None:
-        offset = ((w - size) // 2 // CROP_GRID * CROP_GRID, (h - size) // 2 // CROP_GRID * CROP_GRID)
-    left, top = offset
+    left, top = offset if offset is not None else centre_offset(w, h, size)
     return img.crop((left, top, left + size, top + size))
 
 
-def to_tensor(img: Image.Image) -> torch.Tensor:
-    """HxWx3 uint8 RGB -> 3xHxW float32, standardised as facenet expects."""
-    arr = np.asarray(img, dtype=np.uint8)
-    t = torch.from_numpy(arr.copy()).permute(2, 0, 1).float()
-    return (t - PIXEL_CENTER) / PIXEL_SCALE
+def centre_offset(w: int, h: int, size: int) -> tuple[int, int]:
+    """(left, top) of the centred ``size`` window, on the JPEG grid."""
+    return (w - size) // 2 // CROP_GRID * CROP_GRID, (h - size) // 2 // CROP_GRID * CROP_GRID
+
+
+def fit_array(arr: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """:func:`fit` on decoded HxWx3 uint8 pixels (the packed store), to HxWx3 uint8.
+
+    A crop is a slice, with no round trip through PIL; anything else goes through :func:`fit`.
+    """
+    h, w = arr.shape[:2]
+    size = spec.image_size
+    if spec.policy == "crop" and min(w, h) >= size:
+        left, top = centre_offset(w, h, size)
+        return np.ascontiguousarray(arr[top : top + size, left : left + size])
+    return np.array(fit(Image.fromarray(arr), spec))
+
+
+def standardise(x: torch.Tensor) -> torch.Tensor:
+    """A batch of BxHxWx3 uint8 pixels -> Bx3xHxW float32, standardised as facenet expects.
+
+    Runs where ``x`` is: training sends uint8 batches (a quarter of the bytes of
+    float32) to the GPU and standardises there. The result is channels_last in
+    memory (the permute is free). The arithmetic is exact in float32, so CPU and
+    GPU give the same bits.
+    """
+    return (x.permute(0, 3, 1, 2).float() - PIXEL_CENTER) / PIXEL_SCALE
+
+
+def to_tensor(img: Image.Image | np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 RGB (an image or an array) -> 3xHxW float32, standardised as facenet expects."""
+    import torch
+
+    arr = np.array(img, dtype=np.uint8)  # a copy: torch wants a writable array
+    return standardise(torch.from_numpy(arr)[None])[0].contiguous()
 
 
 def to_input(source: ImageSource, spec: InputSpec, name: str | None = None) -> torch.Tensor:
@@ -178,30 +208,45 @@ class Augment:
 
 
 class TrainTransform:
-    """Augment then fit and standardise; randomness comes only from the ``rng`` passed in."""
+    """Augment then fit; randomness comes only from the ``rng`` passed in.
+
+    Takes a PIL image or decoded HxWx3 uint8 pixels (the packed store). For the
+    usual crop + flip, pixels are sliced without PIL; both forms draw the same
+    random numbers in the same order and give the same pixels.
+    """
 
     def __init__(self, spec: InputSpec, augment: Augment):
         self.spec = spec
         self.augment = augment
 
-    def __call__(self, img: Image.Image, rng: np.random.Generator) -> torch.Tensor:
-        a = self.augment
+    def __call__(self, img: Image.Image | np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        return to_tensor(self.pixels(img, rng))
+
+    def pixels(self, img: Image.Image | np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The augmented, fitted HxWx3 uint8 pixels (standardise them with :func:`standardise`)."""
+        a, size = self.augment, self.spec.image_size
+        arr = img if isinstance(img, np.ndarray) else None
+        if arr is not None and (a.blur_prob or a.jpeg_prob or self.spec.policy != "crop" or min(arr.shape[:2]) < size):
+            img, arr = Image.fromarray(arr), None  # PIL does everything but a plain crop
         if a.blur_prob and rng.random() < a.blur_prob:
             img = img.filter(ImageFilter.GaussianBlur(float(rng.uniform(*a.blur_sigma))))
         if a.jpeg_prob and rng.random() < a.jpeg_prob:
             buf = io.BytesIO()
             img.save(buf, format="JPEG", quality=int(rng.integers(a.jpeg_quality[0], a.jpeg_quality[1] + 1)))
             img = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+        h, w = arr.shape[:2] if arr is not None else (img.size[1], img.size[0])
         offset = None
-        if self.spec.policy == "crop":
-            w, h = img.size
-            size = self.spec.image_size
-            if min(w, h) >= size:
-                offset = (
-                    int(rng.integers(0, (w - size) // CROP_GRID + 1)) * CROP_GRID,
-                    int(rng.integers(0, (h - size) // CROP_GRID + 1)) * CROP_GRID,
-                )
+        if self.spec.policy == "crop" and min(w, h) >= size:
+            offset = (
+                int(rng.integers(0, (w - size) // CROP_GRID + 1)) * CROP_GRID,
+                int(rng.integers(0, (h - size) // CROP_GRID + 1)) * CROP_GRID,
+            )
+        flip = a.hflip and rng.random() < 0.5
+        if arr is not None:
+            left, top = offset
+            out = arr[top : top + size, left : left + size]
+            return np.ascontiguousarray(out[:, ::-1] if flip else out)
         img = fit(img, self.spec, offset)
-        if a.hflip and rng.random() < 0.5:
+        if flip:
             img = img.transpose(Image.FLIP_LEFT_RIGHT)
-        return to_tensor(img)
+        return np.array(img)

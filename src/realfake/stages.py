@@ -19,6 +19,7 @@ class Paths:
 
     raw_dir: Path = Path("data/raw")
     manifest: Path = Path("data/manifest.parquet")
+    packed: Path = Path("data/packed")
     model: Path = Path("models/model.pt")
     checkpoints: Path = Path("models/checkpoints")
     run_info: Path = Path("models/run.json")
@@ -61,7 +62,8 @@ def train_stage(params: dict[str, Any], paths: Paths = Paths()) -> dict[str, Any
     cfg = TrainConfig.from_params(params["train"])
     if int(os.environ.get("RANK", "0")) != 0:
         # Another torchrun process: it trains its share; rank 0 tracks and writes.
-        train(cfg, paths.manifest, paths.raw_dir, paths.model, paths.checkpoints, progress=False, log=lambda s: None)
+        train(cfg, paths.manifest, paths.raw_dir, paths.model, paths.checkpoints, progress=False, log=lambda s: None,
+              packed_dir=paths.packed)
         return {}
     if not paths.manifest.is_file():
         raise RealfakeError(f"{paths.manifest} not found: run validation first (`dvc repro validate`).")
@@ -95,6 +97,7 @@ def train_stage(params: dict[str, Any], paths: Paths = Paths()) -> dict[str, Any
             paths.checkpoints,
             history_path=paths.train_report / "history.csv",
             mlflow_run=open_run,
+            packed_dir=paths.packed,
         )
         summary = {**result.metrics, "resumed_from_epoch": result.resumed_from_epoch}
         (paths.train_report / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")

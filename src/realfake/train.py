@@ -6,6 +6,12 @@ image's augmentation, dropout -- so an epoch gives the same result whether the
 run went straight through or resumed from the checkpoint of the epoch before.
 A checkpoint is written atomically after every epoch; a killed run resumes
 from the last completed epoch when the configuration and data are unchanged.
+
+The input pipeline: loader processes read decoded pixels (from the packed
+store, :mod:`realfake.packed`, or by decoding the JPEG files), crop and flip
+them as uint8, and the training process sends uint8 batches to the device,
+where :func:`realfake.preprocess.standardise` makes the model input. The hot
+loop never waits for the device: metrics stay there until the epoch ends.
 """
 
 from __future__ import annotations
@@ -17,22 +23,24 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from realfake.errors import RealfakeError
 from realfake.layout import image_root
+from realfake.manifest import split_rows  # noqa: F401 - part of this module's API
 from realfake.model import build_model, load_state_dict
 from realfake.params import build_config
-from realfake.preprocess import Augment, InputSpec, TrainTransform, fit, load_rgb, to_tensor
+from realfake.preprocess import Augment, InputSpec, TrainTransform, fit_array, load_rgb, standardise
 
 MODEL_FORMAT = "realfake-detector/1"
 CHECKPOINT_FORMAT = "realfake-checkpoint/1"
+LR_SCALING = ("sqrt", "linear", "none")
 HISTORY_COLUMNS = (
     "epoch", "train_loss", "train_acc", "train_auc", "val_loss", "val_acc", "val_auc", "lr", "images_per_s", "seconds",
 )
@@ -48,7 +56,9 @@ class TrainConfig:
     augment: dict[str, Any] = field(default_factory=dict)
     epochs: int = 3
     batch_size: int = 32
-    lr: float = 1e-3
+    lr: float = 1e-3  # at lr_reference_batch; see effective_lr
+    lr_scaling: str = "sqrt"  # sqrt | linear | none: how lr follows batch_size
+    lr_reference_batch: int = 32
     weight_decay: float = 1e-4
     schedule: str = "onecycle"  # onecycle | cosine | constant
     dropout: float = 0.2
@@ -56,6 +66,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # mixed precision (bf16/fp16) on CUDA; ignored on CPU
     workers: int = 0  # DataLoader worker processes
+    compile: bool = False  # torch.compile the training step (pays a compile time once per run)
     early_stopping_patience: int = 0  # epochs without val AUC gain before stopping; 0 = off
     launcher: str = "python"  # how dvc.yaml starts the stage: python, or torchrun --nproc_per_node=N ...
 
@@ -68,7 +79,24 @@ class TrainConfig:
             raise RealfakeError(f"train.schedule is {cfg.schedule!r}; use onecycle, cosine or constant.")
         if cfg.epochs < 1 or cfg.batch_size < 1:
             raise RealfakeError("train.epochs and train.batch_size must be at least 1.")
+        if cfg.lr_scaling not in LR_SCALING or cfg.lr_reference_batch < 1:
+            raise RealfakeError(
+                f"train.lr_scaling is {cfg.lr_scaling!r} (reference batch {cfg.lr_reference_batch}); use "
+                f"{', '.join(LR_SCALING)} and a reference batch of at least 1."
+            )
         return cfg
+
+    @property
+    def effective_lr(self) -> float:
+        """``lr`` scaled from ``lr_reference_batch`` to ``batch_size``.
+
+        sqrt (the default) is the rule for Adam-type optimisers (Malladi et al.,
+        NeurIPS 2022: the square-root scaling keeps the SDE of adaptive methods);
+        linear is Goyal et al.'s rule for SGD. OneCycle's warm-up covers the
+        first 20 % of steps either way.
+        """
+        ratio = self.batch_size / self.lr_reference_batch
+        return self.lr * {"sqrt": math.sqrt(ratio), "linear": ratio, "none": 1.0}[self.lr_scaling]
 
     @property
     def input_spec(self) -> InputSpec:
@@ -77,10 +105,11 @@ class TrainConfig:
     def digest(self) -> str:
         """What a checkpoint must match to be resumed: the settings that change the arithmetic.
 
-        How the stage is launched and how many loader processes it uses do not, so a killed
-        run may resume under another number of torchrun processes.
+        How the stage is launched, how many loader processes it uses and whether the step
+        is compiled do not, so a killed run may resume under another number of torchrun
+        processes, or compiled where it was not.
         """
-        settings = {k: v for k, v in asdict(self).items() if k not in ("launcher", "workers")}
+        settings = {k: v for k, v in asdict(self).items() if k not in ("launcher", "workers", "compile")}
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -100,40 +129,94 @@ def target_of(label: np.ndarray) -> np.ndarray:
     return (1 - np.asarray(label)).astype(np.float32)
 
 
-class FaceDataset(Dataset):
-    """Rows of the validated manifest as (input tensor, target); ``epoch`` seeds the augmentation."""
+class ImageFiles:
+    """Decoded pixels of image files, by row: what the packed store holds, decoded on every access."""
 
-    def __init__(self, rows: pd.DataFrame, raw_dir: Path, spec: InputSpec, augment: Augment | None = None, seed: int = 0):
-        self.paths = [str(image_root(raw_dir) / p) for p in rows["path"]]
-        self.targets = target_of(rows["label"].to_numpy())
-        self.spec = spec
-        self.train_tf = TrainTransform(spec, augment) if augment is not None else None
-        self.seed = seed
-        self.epoch = 0
+    def __init__(self, paths: list[str]):
+        self.paths = paths
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, float]:
-        img = load_rgb(self.paths[i])
+    def __getitem__(self, i: int) -> np.ndarray:
+        return np.asarray(load_rgb(self.paths[i]))
+
+
+class FaceDataset(Dataset):
+    """Rows of the validated manifest as (HxWx3 uint8 input, target).
+
+    The pixels come from the image files, or from ``packed`` (a
+    :class:`realfake.packed.PackedSplit` of the same rows). With ``augment`` an
+    item is keyed by ``(epoch, i)`` and ``(seed, epoch, i)`` seeds its
+    augmentation; without, it is the evaluation crop. :func:`to_model_input`
+    standardises a batch on the device.
+    """
+
+    def __init__(self, rows: pd.DataFrame, raw_dir: Path, spec: InputSpec, augment: Augment | None = None,
+                 seed: int = 0, packed=None):
+        self.paths = [str(image_root(raw_dir) / p) for p in rows["path"]]
+        self.pixels = packed if packed is not None else ImageFiles(self.paths)
+        self.targets = target_of(rows["label"].to_numpy())
+        self.spec = spec
+        self.train_tf = TrainTransform(spec, augment) if augment is not None else None
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, float]:
+        epoch, i = key if isinstance(key, tuple) else (0, key)
+        arr = self.pixels[i]
         if self.train_tf is None:
-            x = to_tensor(fit(img, self.spec))
+            x = fit_array(arr, self.spec)
         else:
-            x = self.train_tf(img, np.random.default_rng([self.seed, self.epoch, i]))
-        return x, self.targets[i]
+            x = self.train_tf.pixels(arr, np.random.default_rng([self.seed, epoch, i]))
+        return torch.from_numpy(x), self.targets[i]
 
 
-def split_rows(manifest: pd.DataFrame, split: str) -> pd.DataFrame:
-    rows = manifest[manifest["split"] == split]
-    if rows.empty:
-        raise RealfakeError(f"The manifest has no '{split}' rows; rerun validation (`dvc repro validate`).")
-    return rows.reset_index(drop=True)
+class EpochBatches(Sampler):
+    """This process's training batches of one epoch, as ``(epoch, index)`` keys.
+
+    The batches are :func:`realfake.distributed.shard_batches` of the epoch's
+    seeded permutation (the role of DistributedSampler + set_epoch). Keys carry
+    the epoch, so persistent loader workers augment with the right seed.
+    """
+
+    def __init__(self, n: int, global_batch: int, seed: int, rank: int = 0, world: int = 1):
+        self.n, self.global_batch, self.seed, self.rank, self.world = n, global_batch, seed, rank, world
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def batches(self) -> list[list[int]]:
+        from realfake import distributed
+
+        return distributed.shard_batches(self.n, self.global_batch, self.seed * 1_000_003 + self.epoch, self.rank, self.world)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for batch in self.batches():
+            yield [(self.epoch, i) for i in batch]
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.global_batch)
+
+
+def to_model_input(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A loader batch on ``device`` as the model takes it: uint8 pixels are copied
+    (asynchronously from pinned memory) and standardised there; channels_last on CUDA."""
+    x = x.to(device, non_blocking=True)
+    if x.dtype == torch.uint8:
+        x = standardise(x)
+    fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    return x.contiguous(memory_format=fmt)
 
 
 def loader(ds: FaceDataset, batch_size: int, workers: int, device: torch.device) -> DataLoader:
     """In-order batches for scoring (validation, evaluation); training batches come from
     :func:`realfake.distributed.shard_batches`."""
-    return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=device.type == "cuda")
+    return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=device.type == "cuda",
+                      persistent_workers=workers > 0)
 
 
 # --------------------------------------------------------------------------- metrics
@@ -156,7 +239,7 @@ def predict_logits(model: nn.Module, dl: DataLoader, device: torch.device, amp: 
     model.eval()
     outs = []
     for x, _ in dl:
-        x = x.to(device, non_blocking=True)
+        x = to_model_input(x, device)
         with autocast(device, amp):
             outs.append(model(x).float().squeeze(1))
     return torch.cat(outs).cpu().numpy() if outs else np.zeros(0)
@@ -216,7 +299,7 @@ def load_model_file(path: Path) -> tuple[nn.Module, InputSpec, dict[str, Any]]:
 def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
     total = cfg.epochs * steps_per_epoch
     if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.2)
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.effective_lr, total_steps=total, pct_start=0.2)
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
@@ -240,8 +323,12 @@ def train(
     mlflow_run: Callable[[int | None], Any] | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    packed_dir: Path | None = None,
 ) -> TrainResult:
     """Train the detector on the manifest's train split, keep the best epoch by validation AUC.
+
+    ``packed_dir``: read the train and valid pixels from the packed store made by
+    :func:`realfake.packed.prepare` instead of decoding the image files.
 
     ``mlflow_run(resume_run_id)`` opens (or reopens) the MLflow run to log to and
     returns an object with ``log_epoch(row)`` and ``run_id``; None trains without
@@ -260,9 +347,22 @@ def train(
     manifest = pd.read_parquet(manifest_path)
     data_fp = fingerprint(manifest)
     spec = cfg.input_spec
-    train_ds = FaceDataset(split_rows(manifest, "train"), raw_dir, spec, Augment.from_params(cfg.augment), cfg.seed)
-    val_ds = FaceDataset(split_rows(manifest, "valid"), raw_dir, spec)
+    train_rows, val_rows = split_rows(manifest, "train"), split_rows(manifest, "valid")
+    train_px = val_px = None
+    if packed_dir is not None:
+        from realfake.packed import PackedSplit
+
+        train_px = PackedSplit(packed_dir, "train", train_rows, data_fp)
+        val_px = PackedSplit(packed_dir, "valid", val_rows, data_fp)
+    train_ds = FaceDataset(train_rows, raw_dir, spec, Augment.from_params(cfg.augment), cfg.seed, packed=train_px)
+    val_ds = FaceDataset(val_rows, raw_dir, spec, packed=val_px)
     val_dl = loader(val_ds, cfg.batch_size * 2, cfg.workers, device)
+    sampler = EpochBatches(len(train_ds), cfg.batch_size, cfg.seed, d.rank, d.world)
+    # Built once: with workers, the processes persist across epochs (the keys carry the epoch).
+    train_dl = DataLoader(
+        train_ds, batch_sampler=sampler, num_workers=cfg.workers, pin_memory=device.type == "cuda",
+        persistent_workers=cfg.workers > 0, prefetch_factor=4 if cfg.workers > 0 else None,
+    )
 
     model = build_model(cfg.pretrained, dropout=cfg.dropout).to(device)
     if device.type == "cuda":
@@ -271,7 +371,9 @@ def train(
     net = model
     if d.enabled:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.compile:
+        net = torch.compile(net)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.effective_lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
     sched = make_scheduler(opt, cfg, steps_per_epoch)
     loss_fn = nn.BCEWithLogitsLoss()
@@ -299,19 +401,15 @@ def train(
     patience_left = cfg.early_stopping_patience
     for epoch in range(start_epoch, cfg.epochs):
         torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout of this epoch
-        train_ds.epoch = epoch
-        batches = distributed.shard_batches(len(train_ds), cfg.batch_size, cfg.seed * 1_000_003 + epoch, d.rank, d.world)
-        train_dl = DataLoader(train_ds, batch_sampler=batches, num_workers=cfg.workers, pin_memory=device.type == "cuda")
+        sampler.set_epoch(epoch)
         model.train()
         t0 = time.perf_counter()
         logits_all, targets_all = [], []
         bar = _progress(train_dl, f"epoch {epoch + 1}/{cfg.epochs}", progress)
-        seen = 0
-        for x, y in bar:
-            x = x.to(device, non_blocking=True)
+        readout = LossReadout(device)
+        for step, (x, y) in enumerate(bar):
+            x = to_model_input(x, device)
             y = y.to(device, non_blocking=True).float()
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
             with autocast(device, cfg.amp):
                 out = net(x).squeeze(1)
                 loss = loss_fn(out.float(), y)
@@ -321,9 +419,11 @@ def train(
             sched.step()
             logits_all.append(out.detach().float())
             targets_all.append(y)
-            seen += len(x)
-            if hasattr(bar, "set_postfix") and (seen // cfg.batch_size) % 10 == 1:
-                bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{seen / (time.perf_counter() - t0):.1f}")
+            if hasattr(bar, "set_postfix") and step % 10 == 0:
+                readout.offer(loss)
+                bar.set_postfix(loss=f"{readout.value:.3f}", refresh=False)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # the epoch's time includes its last queued steps
         seconds = time.perf_counter() - t0
         logits = distributed.all_gather_array(torch.cat(logits_all), d)
         tr = binary_metrics(logits.cpu().numpy(), distributed.all_gather_array(torch.cat(targets_all), d).cpu().numpy())
@@ -395,6 +495,33 @@ def train(
     metrics = {"best_val_auc": best["auc"], "best_epoch": best["epoch"], "epochs_run": len(history)}
     distributed.shutdown(d)
     return TrainResult(metrics=metrics, history=hist, run_id=run_id, resumed_from_epoch=start_epoch)
+
+
+class LossReadout:
+    """The most recent *finished* loss, for the progress bar, without stalling the device.
+
+    On CUDA, ``loss.item()`` would wait for every queued step. Instead the loss is
+    copied into pinned host memory behind an event, and read once the event has
+    passed; until then the previous value is shown.
+    """
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.host = torch.zeros((), pin_memory=self.cuda)
+        self.event = None
+        self.value = float("nan")
+
+    def offer(self, loss: torch.Tensor) -> None:
+        if not self.cuda:
+            self.value = float(loss.detach())
+            return
+        if self.event is not None:
+            if not self.event.query():
+                return  # the last copy is still in flight
+            self.value = float(self.host)
+        self.host.copy_(loss.detach(), non_blocking=True)
+        self.event = torch.cuda.Event()
+        self.event.record()
 
 
 def _progress(it, desc: str, enabled: bool):
