@@ -35,12 +35,15 @@ def client(repo: Path):
     return mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
 
 
-def test_repro_runs_all_six_stages_into_one_mlflow_run(repo):
-    for out in ("models/model.pt", "models/run.json", "reports/train/history.csv", "reports/eval/metrics.json",
+def test_repro_runs_all_seven_stages_into_one_mlflow_run(repo):
+    for out in ("data/packed/index.json", "data/packed/train.npy", "models/model.pt", "models/run.json", "reports/train/history.csv", "reports/eval/metrics.json",
                 "reports/eval/plots/roc.png", "reports/eval/plots/errors.png", "reports/register.json",
                 "data/heldout/heldout.csv", "reports/robustness/metrics.json", "reports/robustness/auc.csv",
                 "reports/robustness/auc.png"):
         assert (repo / out).is_file(), out
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    assert "data/packed" in {d["path"] for d in lock["train"]["deps"]}, "train reads the packed store"
+    assert "data/raw" not in {d["path"] for d in lock["train"]["deps"]}
     run_id = json.loads((repo / "models/run.json").read_text())["run_id"]
     c = client(repo)
     r = c.get_run(run_id)

@@ -252,6 +252,12 @@ def autocast(device: torch.device, amp: bool):
     return torch.autocast("cpu", enabled=False)
 
 
+def grad_scaler(device: torch.device, amp: bool) -> torch.amp.GradScaler:
+    """Loss scaling where autocast falls back to fp16 (GPUs without bf16); a no-op otherwise."""
+    fp16 = device.type == "cuda" and amp and not torch.cuda.is_bf16_supported()
+    return torch.amp.GradScaler("cuda", enabled=fp16)
+
+
 # --------------------------------------------------------------------------- checkpoints
 
 
@@ -376,6 +382,7 @@ def train(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.effective_lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
     sched = make_scheduler(opt, cfg, steps_per_epoch)
+    scaler = grad_scaler(device, cfg.amp)
     loss_fn = nn.BCEWithLogitsLoss()
 
     # Resume a killed run of the same configuration on the same data.
@@ -390,6 +397,8 @@ def train(
             model.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["optimizer"])
             sched.load_state_dict(ckpt["scheduler"])
+            if ckpt.get("scaler"):
+                scaler.load_state_dict(ckpt["scaler"])
             start_epoch = int(ckpt["epoch"])
             history = list(ckpt["history"])
             best = {"auc": float(ckpt["best_auc"]), "epoch": int(ckpt["best_epoch"]), "state": ckpt["best_state"]}
@@ -414,8 +423,9 @@ def train(
                 out = net(x).squeeze(1)
                 loss = loss_fn(out.float(), y)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             sched.step()
             logits_all.append(out.detach().float())
             targets_all.append(y)
@@ -466,6 +476,7 @@ def train(
                 "model": model.state_dict(),
                 "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(),
+                "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                 "history": history,
                 "best_auc": best["auc"],
                 "best_epoch": best["epoch"],
