@@ -15,6 +15,7 @@ IMAGES=${IMAGES:-20000}
 WORKERS=${WORKERS:-$(( $(nproc) - 1 ))}
 DEVICE=${DEVICE:-cuda}   # DEVICE=cpu IMAGES=200 COMPILE=0 checks the script itself on a machine without a GPU
 COMPILE=${COMPILE:-1}
+BASELINE_STEPS=${BASELINE_STEPS:-30}
 export PYTHONUNBUFFERED=1 MLFLOW_DISABLE_TELEMETRY=true DVC_NO_ANALYTICS=1
 if ! python3 -c "import facenet_pytorch" 2>/dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
@@ -29,7 +30,7 @@ python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py 2>&1 | tee "$O
 python3 benchmarks/bench_loader.py --images "$(( IMAGES < 8000 ? IMAGES : 8000 ))" --size 160 --batch 512 --workers 0 "$WORKERS" 2>&1 \
   | tee "$OUT/loader.log" || status=1
 python3 benchmarks/bench_train.py --device "$DEVICE" --images "$IMAGES" --size 160 --batch 512 --epochs 3 \
-  --workers "$WORKERS" --baseline-steps 30 --warmup 5 2>&1 | tee "$OUT/train-eager.log" || status=1
+  --workers "$WORKERS" --baseline-steps "$BASELINE_STEPS" --warmup 5 2>&1 | tee "$OUT/train-eager.log" || status=1
 if [ "$COMPILE" = 1 ]; then
   python3 benchmarks/bench_train.py --device "$DEVICE" --images "$IMAGES" --size 160 --batch 512 --epochs 3 \
     --workers "$WORKERS" --compile --skip-baseline 2>&1 | tee "$OUT/train-compile.log" || status=1
