@@ -37,10 +37,11 @@ def rate(dl, passes: int = 2) -> float:
     return n / seconds
 
 
-def notebook_loader(root: Path, workers: int):
+def notebook_loader(root: Path, workers: int, size: int = 299):
+    """The original notebook's input pipeline (also the training benchmark's baseline)."""
     from torchvision import datasets, transforms
 
-    tf = transforms.Compose([transforms.Resize((299, 299)), transforms.ToTensor()])
+    tf = transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor()])
     ds = datasets.ImageFolder(str(root / "real_vs_fake" / "real-vs-fake" / "train"), transform=tf)
     return torch.utils.data.DataLoader(ds, batch_size=30, shuffle=True, num_workers=workers,
                                        persistent_workers=workers > 0)

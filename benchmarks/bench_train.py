@@ -63,12 +63,10 @@ def train_step_flops(size: int) -> float:
 
 
 def baseline(root: Path, size: int, device, workers: int, warmup: int, steps: int) -> float:
+    from bench_loader import notebook_loader  # benchmarks/ is on sys.path when run as a script
     from facenet_pytorch import InceptionResnetV1
-    from torchvision import datasets, transforms
 
-    tf = transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor()])
-    ds = datasets.ImageFolder(str(root / "real_vs_fake" / "real-vs-fake" / "train"), transform=tf)
-    dl = torch.utils.data.DataLoader(ds, batch_size=30, shuffle=True, num_workers=workers)
+    dl = notebook_loader(root, workers, size)
     model = InceptionResnetV1(classify=True, num_classes=2).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()

@@ -214,7 +214,7 @@ def to_model_input(x: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 def loader(ds: FaceDataset, batch_size: int, workers: int, device: torch.device) -> DataLoader:
     """In-order batches for scoring (validation, evaluation); training batches come from
-    :func:`realfake.distributed.shard_batches`."""
+    :class:`EpochBatches`."""
     return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=device.type == "cuda",
                       persistent_workers=workers > 0)
 
@@ -245,17 +245,21 @@ def predict_logits(model: nn.Module, dl: DataLoader, device: torch.device, amp: 
     return torch.cat(outs).cpu().numpy() if outs else np.zeros(0)
 
 
-def autocast(device: torch.device, amp: bool):
+def amp_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
+    """The autocast dtype: bf16 on CUDA, fp16 where the GPU has no bf16; None (fp32) on the CPU."""
     if device.type == "cuda" and amp:
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast("cpu", enabled=False)
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return None
+
+
+def autocast(device: torch.device, amp: bool):
+    dtype = amp_dtype(device, amp)
+    return torch.autocast("cuda", dtype=dtype) if dtype else torch.autocast("cpu", enabled=False)
 
 
 def grad_scaler(device: torch.device, amp: bool) -> torch.amp.GradScaler:
-    """Loss scaling where autocast falls back to fp16 (GPUs without bf16); a no-op otherwise."""
-    fp16 = device.type == "cuda" and amp and not torch.cuda.is_bf16_supported()
-    return torch.amp.GradScaler("cuda", enabled=fp16)
+    """Loss scaling where autocast runs in fp16 (its small gradients underflow); a no-op otherwise."""
+    return torch.amp.GradScaler("cuda", enabled=amp_dtype(device, amp) == torch.float16)
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -380,8 +384,7 @@ def train(
     if cfg.compile:
         net = torch.compile(net)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.effective_lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
-    sched = make_scheduler(opt, cfg, steps_per_epoch)
+    sched = make_scheduler(opt, cfg, len(sampler))
     scaler = grad_scaler(device, cfg.amp)
     loss_fn = nn.BCEWithLogitsLoss()
 
