@@ -121,6 +121,8 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--peak-tflops", type=float, default=None, help="the device's dense bf16 peak")
     p.add_argument("--skip-baseline", action="store_true")
+    p.add_argument("--workdir", type=Path, default=None,
+                   help="keep the generated sample and packed store here and reuse them on the next run")
     args = p.parse_args()
 
     from realfake.manifest import trusted_manifest
@@ -131,15 +133,19 @@ def main() -> None:
     device = resolve_device(args.device)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "raw"
+        work = args.workdir or Path(tmp)
+        root = work / "raw"
         t0 = time.perf_counter()
-        generate_sample(root, SampleConfig(train=args.images // 2, valid=16, test=2))
-        manifest = trusted_manifest(root)
-        manifest.to_parquet(Path(tmp) / "manifest.parquet")
+        ready = work / f"ready-{args.images}"
+        if not ready.exists():
+            generate_sample(root, SampleConfig(train=args.images // 2, valid=16, test=2))
+            trusted_manifest(root).to_parquet(work / "manifest.parquet")
         packed = None
         if args.source == "packed":
-            packed = Path(tmp) / "packed"
-            prepare(Path(tmp) / "manifest.parquet", root, packed, PrepareConfig(), log=lambda s: None)
+            packed = work / "packed"
+            if not ready.exists():
+                prepare(work / "manifest.parquet", root, packed, PrepareConfig(), log=lambda s: None)
+        ready.touch()
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)"
         print(f"device {name}; {args.images} train images ready in {time.perf_counter() - t0:.0f} s")
         b = None
@@ -147,7 +153,7 @@ def main() -> None:
             b = baseline(root, args.baseline_size, device, args.workers, args.warmup, args.baseline_steps)
             print(f"baseline (notebook: ImageFolder + PIL resize {args.baseline_size}, fp32, batch 30, "
                   f"{args.workers} workers): {b:9.1f} images/s")
-        o, rates = ours(Path(tmp) / "manifest.parquet", root, packed, args, device)
+        o, rates = ours(work / "manifest.parquet", root, packed, args, device)
         mode = ", ".join(x for x in [
             f"{args.source}", f"{args.size} px crops", f"batch {args.batch}", f"{args.workers} workers",
             "bf16 autocast + channels_last" if device.type == "cuda" else "fp32",
