@@ -17,7 +17,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-.PHONY: help env run test test-fast bench clean
+.PHONY: help env run test test-fast lint bench clean
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
@@ -28,6 +28,9 @@ run: env ## Create the environment and run the whole pipeline (dvc repro) on the
 
 test: env ## Create the environment and run the whole test suite (as CI does)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: env ## Check the code with ruff (pyflakes, import order, 120 columns, docstrings on public names)
+	$(BIN)/ruff check src tests pipeline benchmarks
 
 test-fast: env ## Run the tests without the slow end-to-end ones
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -29,7 +29,7 @@ import torch
 
 def rate(dl, passes: int = 2) -> float:
     """Images/s of the last pass over ``dl`` (the first one warms up workers and the page cache)."""
-    for p in range(passes):
+    for _ in range(passes):
         t0, n = time.perf_counter(), 0
         for x, _ in dl:
             n += len(x)
@@ -47,15 +47,12 @@ def notebook_loader(root: Path, workers: int, size: int = 299):
                                        persistent_workers=workers > 0)
 
 
-def our_loader(root: Path, manifest, packed_dir: Path | None, size: int, batch: int, workers: int):
-    from realfake.manifest import fingerprint
-    from realfake.packed import PackedSplit
-    from realfake.preprocess import Augment, InputSpec
-    from realfake.train import EpochBatches, FaceDataset, split_rows
+def our_loader(data, packed_dir: Path | None, size: int, batch: int, workers: int):
+    from realfake.detector.preprocess import Augment, InputSpec, Preprocessor
+    from realfake.training.data import EpochBatches, TrainImages, split_pixels, targets
 
-    rows = split_rows(manifest, "train")
-    packed = PackedSplit(packed_dir, "train", rows, fingerprint(manifest)) if packed_dir else None
-    ds = FaceDataset(rows, root, InputSpec(size, "crop"), Augment(hflip=True), seed=0, packed=packed)
+    pre = Preprocessor(InputSpec(size, "crop"), Augment(hflip=True))
+    ds = TrainImages(split_pixels(data, "train", packed_dir), targets(data, "train"), pre, seed=0)
     sampler = EpochBatches(len(ds), batch, seed=0)
     return torch.utils.data.DataLoader(ds, batch_sampler=sampler, num_workers=workers, persistent_workers=workers > 0,
                                        prefetch_factor=4 if workers else None)
@@ -70,21 +67,23 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=None, help="an existing dataset root (Kaggle layout) instead")
     args = p.parse_args()
 
-    from realfake.manifest import trusted_manifest
-    from realfake.packed import PrepareConfig, prepare
+    from realfake.data.manifest import Manifest, trusted_manifest
+    from realfake.data.packed import PrepareConfig, prepare
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         root = args.data
         if root is None:
-            from realfake.sample import SampleConfig, generate_sample
+            from realfake.data.sample.config import SampleConfig, Sizes
+            from realfake.data.sample.generate import generate_sample
 
             root = Path(tmp) / "raw"
-            generate_sample(root, SampleConfig(train=args.images // 2, valid=2, test=2))
+            generate_sample(root, SampleConfig(sizes=Sizes(args.images // 2, 2, 2)))
         manifest = trusted_manifest(root)
         manifest.to_parquet(Path(tmp) / "manifest.parquet")
         t0 = time.perf_counter()
-        index = prepare(Path(tmp) / "manifest.parquet", root, Path(tmp) / "packed", PrepareConfig(), log=lambda s: None)
+        data = Manifest(Path(tmp) / "manifest.parquet", root)
+        index = prepare(data, Path(tmp) / "packed", PrepareConfig(), log=lambda s: None)
         n = sum(s["count"] for s in index["splits"].values())
         prep_s = time.perf_counter() - t0
         print(f"{len(manifest[manifest['split'] == 'train'])} train images, {os.cpu_count()} cores; "
@@ -92,9 +91,9 @@ def main() -> None:
         results: dict[tuple[str, int], float] = {}
         for workers in args.workers:
             loaders = {
-                "notebook": lambda: notebook_loader(root, workers),
-                "files": lambda: our_loader(root, manifest, None, args.size, args.batch, workers),
-                "packed": lambda: our_loader(root, manifest, Path(tmp) / "packed", args.size, args.batch, workers),
+                "notebook": lambda w=workers: notebook_loader(root, w),
+                "files": lambda w=workers: our_loader(data, None, args.size, args.batch, w),
+                "packed": lambda w=workers: our_loader(data, Path(tmp) / "packed", args.size, args.batch, w),
             }
             for name, make in loaders.items():
                 results[name, workers] = r = rate(make())

@@ -27,21 +27,22 @@ def main() -> None:
 
     from skimage import data
 
-    from realfake.model import build_model
-    from realfake.predict import load_detector, predict
-    from realfake.preprocess import InputSpec
-    from realfake.sample import SampleConfig, generate_sample
-    from realfake.train import save_model_file
+    from realfake.data.sample.config import SampleConfig, Sizes
+    from realfake.data.sample.generate import generate_sample
+    from realfake.detector.modelfile import save_model_file
+    from realfake.detector.network import build_model
+    from realfake.detector.preprocess import InputSpec
+    from realfake.inference.predict import load_detector, predict
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model = args.model
         if model is None:
             model = tmp / "model.pt"
-            save_model_file(model, build_model().eval().state_dict(), InputSpec(96, "crop"), {})
+            save_model_file(model, build_model(dropout=0.2).eval().state_dict(), InputSpec(96, "crop"), {})
         detector, described = load_detector(str(model))
         per_class = max(1, args.images // 2)
-        generate_sample(tmp / "raw", SampleConfig(train=1, valid=1, test=per_class))
+        generate_sample(tmp / "raw", SampleConfig(sizes=Sizes(1, 1, per_class)))
         crops = sorted((tmp / "raw" / "real_vs_fake" / "real-vs-fake" / "test").rglob("*.jpg"))
         photos_dir = tmp / "photos"
         photos_dir.mkdir()
@@ -51,12 +52,14 @@ def main() -> None:
 
         print(f"model {described}, {torch.get_num_threads()} threads")
         predict(crops[:8], detector, faces="off")  # warm-up (oneDNN kernels)
-        for label, paths, faces in (("whole image (256x256 crops)", crops, "off"), ("with MTCNN (512x512 photos)", photos, "on")):
+        runs = (("whole image (256x256 crops)", crops, "off"), ("with MTCNN (512x512 photos)", photos, "on"))
+        for label, paths, faces in runs:
             t0 = time.perf_counter()
             rows = predict(paths, detector, faces=faces)
             seconds = time.perf_counter() - t0
             scored = sum(r.error is None for r in rows)
-            print(f"{label}: {len(paths)} images, {scored} faces scored in {seconds:.1f} s = {len(paths) / seconds:.1f} images/s")
+            print(f"{label}: {len(paths)} images, {scored} faces scored in {seconds:.1f} s "
+                  f"= {len(paths) / seconds:.1f} images/s")
 
 
 if __name__ == "__main__":

@@ -16,11 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from realfake.sample import SampleConfig, _generator_weights, generate_sample
+from realfake.data.sample.config import SampleConfig, Sizes
+from realfake.data.sample.generate import generate_sample
+from realfake.data.sample.upsampling import polyphase_weights
 
 
 def bench(images: int, workers: int, seed: int = 0) -> float:
-    cfg = SampleConfig(seed=seed, train=images // 2, valid=0, test=0)
+    cfg = SampleConfig(seed=seed, sizes=Sizes(images // 2, 0, 0))
     tmp = Path(tempfile.mkdtemp(prefix="bench_sample_"))
     try:
         t0 = time.perf_counter()
@@ -38,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"cpu_count={os.cpu_count()} images={args.images} (incl. process start and per-seed calibration)")
     t0 = time.perf_counter()
-    _generator_weights(args.seed)
+    polyphase_weights(args.seed)
     print(f"generator calibration (once per process and seed): {time.perf_counter() - t0:.2f} s")
     for workers in args.workers:
         rate = bench(args.images, workers, args.seed)

@@ -21,10 +21,13 @@ import torch
 from torch import nn
 
 
-def step_rate(device: torch.device, size: int, batch: int, steps: int, warmup: int, compiled: bool) -> tuple[float, float]:
+def step_rate(device: torch.device, size: int, batch: int, steps: int, warmup: int,
+              compiled: bool) -> tuple[float, float]:
     """(images/s, seconds of the warm-up steps, which include any compilation)."""
-    from realfake.model import build_model
-    from realfake.train import autocast, make_optimizer, to_model_input
+    from realfake.detector.network import build_model
+    from realfake.detector.preprocess import to_model_input
+    from realfake.detector.scoring import autocast
+    from realfake.training.train import make_optimizer
 
     torch.manual_seed(0)
     model = build_model("none", dropout=0.2).to(device)
@@ -68,8 +71,10 @@ def profile(device: torch.device, size: int, batch: int, steps: int = 5, top: in
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
-    from realfake.model import build_model
-    from realfake.train import autocast, make_optimizer, to_model_input
+    from realfake.detector.network import build_model
+    from realfake.detector.preprocess import to_model_input
+    from realfake.detector.scoring import autocast
+    from realfake.training.train import make_optimizer
 
     model = build_model("none", dropout=0.2).to(device).to(memory_format=torch.channels_last)
     opt = make_optimizer(model, 1e-3, 1e-4, device)
@@ -78,7 +83,8 @@ def profile(device: torch.device, size: int, batch: int, steps: int = 5, top: in
 
     def step():
         with autocast(device, True):
-            loss = nn.functional.binary_cross_entropy_with_logits(model(to_model_input(x, device)).squeeze(1).float(), y)
+            logits = model(to_model_input(x, device)).squeeze(1).float()
+            loss = nn.functional.binary_cross_entropy_with_logits(logits, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -113,7 +119,7 @@ def main() -> None:
     p.add_argument("--profile", action="store_true", help="print the eager step's kernel table (CUDA only)")
     args = p.parse_args()
 
-    from realfake.train import resolve_device
+    from realfake.detector.scoring import resolve_device
 
     device = resolve_device(args.device)
     print(f"step alone on {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}, "

@@ -53,7 +53,7 @@ def train_step_flops(size: int) -> float:
     """Model FLOPs of one training step (forward + backward) per image at ``size`` px."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from realfake.model import build_model
+    from realfake.detector.network import build_model
 
     model = build_model("none", dropout=0.2)
     x = torch.zeros(2, 3, size, size)
@@ -63,8 +63,9 @@ def train_step_flops(size: int) -> float:
 
 
 def baseline(root: Path, size: int, device, workers: int, warmup: int, steps: int) -> float:
-    from bench_loader import notebook_loader  # benchmarks/ is on sys.path when run as a script
     from facenet_pytorch import InceptionResnetV1
+
+    from bench_loader import notebook_loader  # benchmarks/ is on sys.path when run as a script
 
     dl = notebook_loader(root, workers, size)
     model = InceptionResnetV1(classify=True, num_classes=2).to(device)
@@ -95,13 +96,16 @@ def baseline(root: Path, size: int, device, workers: int, warmup: int, steps: in
 
 
 def ours(manifest_path: Path, root: Path, packed: Path | None, args, device) -> tuple[float, list[float]]:
-    from realfake.train import TrainConfig, train
+    from realfake.data.manifest import Manifest
+    from realfake.training.config import TrainConfig
+    from realfake.training.train import TrainOutputs, train
 
-    cfg = TrainConfig(image_size=args.size, epochs=args.epochs, batch_size=args.batch, device=str(device),
-                      workers=args.workers, compile=args.compile, amp=True, augment={"hflip": True})
+    cfg = TrainConfig.from_params(dict(image_size=args.size, epochs=args.epochs, batch_size=args.batch,
+                                       device=str(device), workers=args.workers, compile=args.compile, amp=True,
+                                       augment={"hflip": True}))
     with tempfile.TemporaryDirectory() as out:
-        result = train(cfg, manifest_path, root, Path(out) / "model.pt", Path(out) / "ckpt", progress=False,
-                       log=lambda s: None, packed_dir=packed)
+        result = train(cfg, Manifest(manifest_path, root), TrainOutputs(Path(out) / "model.pt", Path(out) / "ckpt"),
+                       progress=False, log=lambda s: None, packed_dir=packed)
     rates = [float(r) for r in result.history["images_per_s"]]
     return rates[-1], rates
 
@@ -125,10 +129,11 @@ def main() -> None:
                    help="keep the generated sample and packed store here and reuse them on the next run")
     args = p.parse_args()
 
-    from realfake.manifest import trusted_manifest
-    from realfake.packed import PrepareConfig, prepare
-    from realfake.sample import SampleConfig, generate_sample
-    from realfake.train import resolve_device
+    from realfake.data.manifest import Manifest, trusted_manifest
+    from realfake.data.packed import PrepareConfig, prepare
+    from realfake.data.sample.config import SampleConfig, Sizes
+    from realfake.data.sample.generate import generate_sample
+    from realfake.detector.scoring import resolve_device
 
     device = resolve_device(args.device)
     torch.manual_seed(0)
@@ -138,13 +143,13 @@ def main() -> None:
         t0 = time.perf_counter()
         ready = work / f"ready-{args.images}"
         if not ready.exists():
-            generate_sample(root, SampleConfig(train=args.images // 2, valid=16, test=2))
+            generate_sample(root, SampleConfig(sizes=Sizes(args.images // 2, 16, 2)))
             trusted_manifest(root).to_parquet(work / "manifest.parquet")
         packed = None
         if args.source == "packed":
             packed = work / "packed"
             if not ready.exists():
-                prepare(work / "manifest.parquet", root, packed, PrepareConfig(), log=lambda s: None)
+                prepare(Manifest(work / "manifest.parquet", root), packed, PrepareConfig(), log=lambda s: None)
         ready.touch()
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)"
         print(f"device {name}; {args.images} train images ready in {time.perf_counter() - t0:.0f} s")

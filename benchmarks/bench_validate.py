@@ -16,9 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from realfake.manifest import build_manifest
-from realfake.sample import SampleConfig, generate_sample
-from realfake.validation import ValidateConfig, validate_dataset
+from realfake.data.manifest import build_manifest
+from realfake.data.sample.config import SampleConfig, Sizes
+from realfake.data.sample.generate import generate_sample
+from realfake.data.validation import ValidateConfig, validate_dataset
 
 
 def main() -> None:
@@ -28,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
 
     per_class = args.images // 2
-    cfg = SampleConfig(seed=1, train=per_class * 70 // 100, valid=per_class * 15 // 100, test=per_class * 15 // 100)
+    cfg = SampleConfig(seed=1, sizes=Sizes(per_class * 70 // 100, per_class * 15 // 100, per_class * 15 // 100))
     n = 2 * cfg.total_per_class
     marker = args.dir / f".complete-{n}"
     if not marker.exists():
@@ -46,7 +47,8 @@ def main() -> None:
         df = build_manifest(args.dir, workers=workers)
         seconds = time.perf_counter() - t0
         rates[workers] = len(df) / seconds
-        print(f"scan (decode + sha256), {workers} worker(s): {len(df)} images in {seconds:.1f} s = {rates[workers]:,.0f} images/s")
+        print(f"scan (decode + sha256), {workers} worker(s): {len(df)} images in {seconds:.1f} s "
+              f"= {rates[workers]:,.0f} images/s")
     if cores > 1:
         print(f"scan speed-up, {cores} workers vs 1: {rates[cores] / rates[1]:.2f}x")
 

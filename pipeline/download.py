@@ -1,20 +1,13 @@
-"""DVC stage `download`: land the dataset chosen by `data` in params.yaml at data/raw/,
-and the held-out fake family (empty unless data.source is sample) at data/heldout/."""
+"""DVC stage `download` (params: data): land the dataset at data/raw/ and the held-out fakes at data/heldout/."""
 
-from pathlib import Path
-
-from realfake.download import DataConfig, download
-from realfake.params import load_params, section
-from realfake.stage import run_stage
-
-RAW_DIR = Path("data/raw")
-HELDOUT_DIR = Path("data/heldout")
+from realfake.config import read_section
+from realfake.data.config import DataConfig
+from realfake.paths import PATHS
+from realfake.stages import download, run_stage
 
 
 def main() -> None:
-    cfg = DataConfig.from_params(section(load_params(), "data"))
-    download(cfg, RAW_DIR, heldout_dir=HELDOUT_DIR)
-    print(f"download: {cfg.source} dataset landed at {RAW_DIR}/, held-out fakes at {HELDOUT_DIR}/")
+    download.run(DataConfig.from_params(read_section("data")), PATHS)
 
 
 if __name__ == "__main__":

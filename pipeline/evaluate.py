@@ -1,12 +1,13 @@
-"""DVC stage `evaluate`: see realfake.stages.evaluate_stage (params: evaluate; paths: realfake.stages.Paths)."""
+"""DVC stage `evaluate` (params: evaluate): test metrics, plots and reports, logged to the pipeline's run."""
 
-from realfake.params import load_params
-from realfake.stage import run_stage
-from realfake.stages import evaluate_stage
+from realfake.config import read_section
+from realfake.evaluation.evaluate import EvaluateConfig
+from realfake.paths import PATHS
+from realfake.stages import evaluate, run_stage
 
 
 def main() -> None:
-    evaluate_stage(load_params())
+    evaluate.run(EvaluateConfig.from_params(read_section("evaluate")), PATHS)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,13 @@
-"""DVC stage `prepare`: decode the train and valid images once into data/packed (see realfake.packed)."""
+"""DVC stage `prepare` (params: prepare): decode the train and valid images once into data/packed/."""
 
-from realfake.packed import PrepareConfig, prepare
-from realfake.params import load_params
-from realfake.stage import run_stage
-from realfake.stages import Paths
+from realfake.config import read_section
+from realfake.data.packed import PrepareConfig
+from realfake.paths import PATHS
+from realfake.stages import prepare, run_stage
 
 
 def main() -> None:
-    paths = Paths()
-    prepare(paths.manifest, paths.raw_dir, paths.packed, PrepareConfig.from_params(load_params().get("prepare")))
+    prepare.run(PrepareConfig.from_params(read_section("prepare")), PATHS)
 
 
 if __name__ == "__main__":

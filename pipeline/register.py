@@ -1,12 +1,13 @@
-"""DVC stage `register`: see realfake.stages.register_stage (params: register; paths: realfake.stages.Paths)."""
+"""DVC stage `register` (params: register): register the model in MLflow, move the champion alias if earned."""
 
-from realfake.params import load_params
-from realfake.stage import run_stage
-from realfake.stages import register_stage
+from realfake.config import read_section
+from realfake.mlops.registry import RegisterConfig
+from realfake.paths import PATHS
+from realfake.stages import register, run_stage
 
 
 def main() -> None:
-    register_stage(load_params())
+    register.run(RegisterConfig.from_params(read_section("register")), PATHS)
 
 
 if __name__ == "__main__":

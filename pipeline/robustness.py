@@ -1,12 +1,13 @@
-"""DVC stage `robustness`: see realfake.stages.robustness_stage (params: robustness; paths: realfake.stages.Paths)."""
+"""DVC stage `robustness` (params: robustness): the test split under perturbations, and unseen generators."""
 
-from realfake.params import load_params
-from realfake.stage import run_stage
-from realfake.stages import robustness_stage
+from realfake.config import read_section
+from realfake.evaluation.robustness import RobustnessConfig
+from realfake.paths import PATHS
+from realfake.stages import robustness, run_stage
 
 
 def main() -> None:
-    robustness_stage(load_params())
+    robustness.run(RobustnessConfig.from_params(read_section("robustness")), PATHS)
 
 
 if __name__ == "__main__":

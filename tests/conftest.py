@@ -8,15 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from realfake.sample import SampleConfig, generate_sample
+from helpers.samples import TINY
+from realfake.data.sample.generate import generate_sample
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-
-REPO = Path(__file__).resolve().parents[1]
-#: Per-class sizes small enough for unit tests, large enough for every split to hold both classes.
-TINY = SampleConfig(seed=7, train=12, valid=6, test=6)
 
 
 @pytest.fixture(scope="session")
@@ -37,9 +34,28 @@ def sample_copy(tiny_sample, tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_manifest(tiny_sample, tmp_path_factory) -> Path:
     """The validated manifest of the tiny sample (what training reads)."""
-    from realfake.validation import ValidateConfig, run_validate
+    from realfake.data.validation import ValidateConfig, run_validate
 
     out = tmp_path_factory.mktemp("validated")
     cfg = ValidateConfig(min_images_per_class={"train": 2, "valid": 2, "test": 2}, workers=1)
     run_validate(tiny_sample, cfg, out / "manifest.parquet", out / "ge", out / "summary.json")
     return out / "manifest.parquet"
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tiny_manifest, tiny_sample):
+    """The tiny sample's validated manifest, as the stages after validation take their data."""
+    from realfake.data.manifest import Manifest
+
+    return Manifest(tiny_manifest, tiny_sample)
+
+
+@pytest.fixture(autouse=True)
+def _hermetic_environment():
+    """Each test starts from the same environment: MLflow writes MLFLOW_EXPERIMENT_ID and friends into
+    os.environ when a test calls it in-process, and a later test's subprocess pipeline would inherit them."""
+    before = dict(os.environ)
+    yield
+    for key in set(os.environ) - set(before):
+        del os.environ[key]
+    os.environ.update(before)

@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from test_pipeline import TINY_HELDOUT, clone_project, find_key, run
+from helpers.project import TINY_HELDOUT, clone_project, find_key, run
+from helpers.servers import first_answer
 
 pytestmark = pytest.mark.slow
 
@@ -36,8 +37,9 @@ def client(repo: Path):
 
 
 def test_repro_runs_all_seven_stages_into_one_mlflow_run(repo):
-    for out in ("data/packed/index.json", "data/packed/train.npy", "models/model.pt", "models/run.json", "reports/train/history.csv", "reports/eval/metrics.json",
-                "reports/eval/plots/roc.png", "reports/eval/plots/errors.png", "reports/register.json",
+    for out in ("data/packed/index.json", "data/packed/train.npy", "models/model.pt", "models/run.json",
+                "reports/train/history.csv", "reports/eval/metrics.json", "reports/eval/plots/roc.png",
+                "reports/eval/plots/errors.png", "reports/register.json",
                 "data/heldout/heldout.csv", "reports/robustness/metrics.json", "reports/robustness/auc.csv",
                 "reports/robustness/auc.png"):
         assert (repo / out).is_file(), out
@@ -105,7 +107,8 @@ def test_experiment_shows_up_in_dvc_and_mlflow(repo):
     assert "lr-low" in json.dumps(show)
     assert 0.0001 in find_key(show, "lr")
     c = client(repo)
-    runs = c.search_runs([c.get_experiment_by_name("realfake").experiment_id], filter_string="attributes.run_name = 'lr-low'")
+    experiment = c.get_experiment_by_name("realfake").experiment_id
+    runs = c.search_runs([experiment], filter_string="attributes.run_name = 'lr-low'")
     assert len(runs) == 1
     assert runs[0].data.params["train.lr"] == "0.0001" and runs[0].data.tags["dvc_exp_name"] == "lr-low"
     assert "test_roc_auc" in runs[0].data.metrics
@@ -119,7 +122,7 @@ def test_queued_experiment_logs_to_the_main_store_and_outlives_its_temp_copy(rep
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         status = run(["dvc", "queue", "status"], repo).stdout
-        if "queued-lr" in status and "Success" in status or "Failed" in status:
+        if "queued-lr" in status and ("Success" in status or "Failed" in status):
             break
         time.sleep(3)
     assert "Success" in status, status + run(["dvc", "queue", "logs", "queued-lr"], repo, check=False).stdout
@@ -152,19 +155,11 @@ def test_mlflow_serves_the_champion_over_rest(repo):
     )
     try:
         image = sorted((repo / "data/raw/real_vs_fake/real-vs-fake/test/real").iterdir())[0]
-        body = json.dumps({"dataframe_split": {"columns": ["image"], "data": [[base64.b64encode(image.read_bytes()).decode()]]}})
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", body.encode(), {"Content-Type": "application/json"})
-                with urllib.request.urlopen(req, timeout=30) as resp:
-                    answer = json.loads(resp.read())
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"server did not answer: {server.stdout.read() if server.poll() is not None else ''}")
-                time.sleep(1)
-        (pred,) = answer["predictions"]
+        encoded = base64.b64encode(image.read_bytes()).decode()
+        body = json.dumps({"dataframe_split": {"columns": ["image"], "data": [[encoded]]}})
+        url = f"http://127.0.0.1:{port}/invocations"
+        req = urllib.request.Request(url, body.encode(), {"Content-Type": "application/json"})
+        (pred,) = json.loads(first_answer(server, req))["predictions"]
         assert 0.0 <= pred["p_fake"] <= 1.0 and pred["label"] in ("real", "fake")
     finally:
         server.terminate()

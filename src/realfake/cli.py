@@ -10,7 +10,8 @@ import typer
 
 from realfake.errors import RealfakeError
 
-app = typer.Typer(help="Real-vs-fake face detection: data, validation and (soon) models.", no_args_is_help=True)
+app = typer.Typer(help="Real-vs-fake face detection: make or validate a dataset, score photos with a trained detector.",
+                  no_args_is_help=True)
 
 
 def _fail(exc: RealfakeError) -> None:
@@ -29,12 +30,12 @@ def sample(
     workers: Optional[int] = typer.Option(None, help="Processes to use; default all cores."),
 ) -> None:
     """Write the embedded synthetic dataset in the Kaggle layout."""
-    from realfake.sample import SampleConfig, generate_sample
+    from realfake.data.sample.config import SampleConfig, Sizes
+    from realfake.data.sample.generate import generate_sample
 
     try:
-        counts = generate_sample(
-            out, SampleConfig(seed=seed, train=train, valid=valid, test=test, strength=strength), workers=workers, progress=True
-        )
+        cfg = SampleConfig(seed=seed, sizes=Sizes(train, valid, test), strength=strength)
+        counts = generate_sample(out, cfg, workers=workers, progress=True)
     except RealfakeError as exc:
         _fail(exc)
     total = sum(n for split in counts.values() for n in split.values())
@@ -49,11 +50,11 @@ def validate(
     manifest: Path = typer.Option(Path("manifest.parquet"), help="Where to write the manifest of validated images."),
 ) -> None:
     """Validate a dataset folder with the project's Great Expectations suites."""
-    from realfake.params import load_params, section
-    from realfake.validation import ValidateConfig, run_validate
+    from realfake.config import read_section
+    from realfake.data.validation import ValidateConfig, run_validate
 
     try:
-        cfg = ValidateConfig.from_params(section(load_params(params), "validate"))
+        cfg = ValidateConfig.from_params(read_section("validate", params))
         outcome = run_validate(root, cfg, manifest, report, report / "summary.json")
     except RealfakeError as exc:
         _fail(exc)
@@ -61,6 +62,8 @@ def validate(
 
 
 class FaceMode(str, Enum):
+    """--faces: when to run face detection."""
+
     auto = "auto"
     on = "on"
     off = "off"
@@ -93,11 +96,8 @@ def predict(
     Exit code 0 when every input was scored, 1 when any failed (each failure gets one line on stderr),
     2 when the model cannot be loaded.
     """
-    import csv as csv_mod
-    import json
-    import sys
-
-    from realfake.predict import ROW_KEYS, as_table, expand_inputs, load_detector, predict as run_predict, summary_counts
+    from realfake.inference.predict import expand_inputs, load_detector, summary_counts
+    from realfake.inference.predict import predict as run_predict
 
     if json_out and csv_out:
         typer.echo("error: choose one of --json and --csv", err=True)
@@ -112,32 +112,44 @@ def predict(
     for r in rows:
         if r.error:
             typer.echo(f"error: {r.error}", err=True)
-    if json_out:
-        for r in rows:
-            typer.echo(json.dumps(r.to_dict()))
-    elif csv_out:
-        writer = csv_mod.DictWriter(sys.stdout, fieldnames=list(ROW_KEYS), lineterminator="\n")
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({**r.to_dict(), "box": " ".join(map(str, r.box)) if r.box else ""})
-    else:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title=f"model: {described}", title_justify="left")
-        table.add_column("file", overflow="fold", ratio=3)
-        table.add_column("face", min_width=11, ratio=1)
-        table.add_column("p_fake", justify="right", min_width=6, no_wrap=True)
-        table.add_column("verdict", min_width=7, no_wrap=True)
-        table.add_column("problem", overflow="fold", ratio=2)
-        for cells in as_table(rows):
-            table.add_row(*cells)
-        Console(width=max(100, Console().width)).print(table)
+    _print_rows(rows, "json" if json_out else "csv" if csv_out else "table", described)
     scored, failed = summary_counts(rows)
     n_faces = sum(r.error is None for r in rows)
     typer.echo(f"{n_faces} face(s) scored in {scored} file(s); {failed} input(s) failed", err=True)
     if failed:
         raise typer.Exit(1)
+
+
+def _print_rows(rows: list, fmt: str, described: str) -> None:
+    """The rows on stdout: JSON Lines, CSV with a header, or a table titled with the model."""
+    import csv
+    import json
+    import sys
+
+    from realfake.inference.predict import ROW_KEYS, as_table
+
+    if fmt == "json":
+        for r in rows:
+            typer.echo(json.dumps(r.to_dict()))
+        return
+    if fmt == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(ROW_KEYS), lineterminator="\n")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({**r.to_dict(), "box": " ".join(map(str, r.box)) if r.box else ""})
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"model: {described}", title_justify="left")
+    table.add_column("file", overflow="fold", ratio=3)
+    table.add_column("face", min_width=11, ratio=1)
+    table.add_column("p_fake", justify="right", min_width=6, no_wrap=True)
+    table.add_column("verdict", min_width=7, no_wrap=True)
+    table.add_column("problem", overflow="fold", ratio=2)
+    for cells in as_table(rows):
+        table.add_row(*cells)
+    Console(width=max(100, Console().width)).print(table)
 
 
 if __name__ == "__main__":

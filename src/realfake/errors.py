@@ -11,6 +11,10 @@ class RealfakeError(Exception):
     exit_code = 2
 
 
+class ConfigError(RealfakeError, ValueError):
+    """A params.yaml section (or a config built in code) holds an unknown key or a bad value."""
+
+
 class DataValidationError(RealfakeError):
     """The dataset failed its expectation suite."""
 

@@ -1,0 +1,204 @@
+"""The two up-samplers that tell the sample's classes apart, and their seeded weights.
+
+Real images go through an ideal resampler (:func:`ideal_upsample`, Lanczos); fake
+ones through a GAN-like one (:func:`gan_upsample`): a stride-2 transposed
+convolution with a seeded 4x4 kernel, then a seeded 3x3 convolution, in polyphase
+form. The held-out families (:func:`heldout_polyphase`) are other up-samplers of
+the same shape. Each 3x3 kernel's sharpening is calibrated so that its fakes
+compress to the same JPEG size as reals (:func:`calibrate_sharpen`); sensor
+noise (:func:`sensor_noise`) is the same for both classes.
+"""
+
+from __future__ import annotations
+
+import io
+import zlib
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image
+
+from realfake.data.sample.config import (
+    HELDOUT_FAMILIES,
+    STREAM_CALIBRATION,
+    STREAM_HELDOUT_WEIGHTS,
+    STREAM_WEIGHTS,
+)
+from realfake.data.sample.drawing import render_face
+
+# Fingerprint and noise calibration (see the package docstring and the tests).
+_SHARED_KERNEL_JITTER = 0.10  # std of the seeded perturbation of the 4x4 kernel
+_CHANNEL_KERNEL_JITTER = 0.03  # extra per-channel perturbation
+_PHASE_GAIN_JITTER = 0.003  # std of the gain mismatch between the four output phases
+_POST_KERNEL_JITTER = 0.04  # std of the seeded zero-sum 3x3 perturbation
+_CALIBRATION_IMAGES = 24  # faces used to calibrate the fake up-sampler's sharpening
+_CALIBRATION_SIZE = 256
+_CALIBRATION_QUALITY = 90
+_CALIBRATION_STEPS = 12
+_SENSOR_NOISE = (1.0, 3.0)  # full-resolution noise std range (both classes)
+_HELDOUT_POST_KERNEL_JITTER = 0.06  # std of the held-out family's seeded zero-sum 3x3 perturbation
+_LAPLACE = np.array([[0, -1, 0], [-1, 4, -1], [0, -1, 0]], dtype=np.float64) / 4
+
+
+def _polyphase(k4: np.ndarray, k3: np.ndarray) -> np.ndarray:
+    """A 4x4 transposed convolution then a 3x3 convolution as four 3x3 polyphase kernels: (2, 2, 3, 3, 3).
+
+    Transposed convolution: on the zero-inserted signal ``z`` (``z[2i] = x[i]``)
+    ``y[n] = sum_t k4[t] z[n + t - 2]`` (with the bilinear kernel this is the
+    half-pixel alignment of PIL's resize); then ``y'[m] = sum_u k3[u] y[m + u - 1]``.
+    Together ``y'[m] = sum_v K[v] z[m + v - 3]`` with ``K = k4 (*) k3`` (6x6), and
+    output phase ``a`` reads ``K[1 - a::2]`` at input offsets -1, 0, 1.
+    """
+    full = np.zeros((6, 6, 3))
+    for i in range(3):
+        for j in range(3):
+            full[i : i + 4, j : j + 4] += k4 * k3[i, j]
+    poly = np.empty((2, 2, 3, 3, 3))
+    for a in (0, 1):
+        for b in (0, 1):
+            poly[a, b] = np.moveaxis(full[1 - a :: 2, 1 - b :: 2], -1, 0)
+    return poly
+
+
+def sensor_noise(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Add full-resolution sensor noise (luma + chroma), one distribution for both classes.
+
+    Triangular noise (the difference of two uniforms, std 1/sqrt(6) before
+    scaling): close enough to Gaussian after JPEG and several times cheaper.
+    """
+    h, w, _ = img.shape
+    sigma = rng.uniform(*_SENSOR_NOISE) * np.sqrt(6.0)
+    n = rng.random((h, w, 4), dtype=np.float32)
+    n -= rng.random((h, w, 4), dtype=np.float32)
+    img = img + n[..., :3] * np.float32(sigma * 0.6)
+    img += n[..., 3:] * np.float32(sigma * 0.8)
+    return img
+
+
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    """Round and clip to uint8 pixels."""
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
+def _jpeg_size(img: np.ndarray, quality: int) -> int:
+    buf = io.BytesIO()
+    Image.fromarray(to_uint8(img), "RGB").save(buf, format="JPEG", quality=quality)
+    return buf.tell()
+
+
+def _calibrate_sharpen(seed: int, k4: np.ndarray, k3_jitter: np.ndarray) -> float:
+    """The sharpening of the 3x3 kernel for which fakes compress to the same JPEG size as reals.
+
+    The GAN-like up-sampler blurs the upper half of the content band and adds
+    spectral replicas above it; how these balance in bytes depends on the
+    seeded kernels, so a small fixed set of calibration faces is rendered and
+    the sharpening is found by bisection on the mean log JPEG size. The result
+    depends only on ``seed`` (like the rest of the generator's weights).
+    """
+    from scipy.ndimage import correlate
+
+    identity = np.zeros((3, 3, 3))
+    identity[1, 1] = 1.0
+    rng = np.random.default_rng(np.random.SeedSequence([seed, STREAM_CALIBRATION]))
+    parts, target = [], 0.0
+    for _ in range(_CALIBRATION_IMAGES):
+        base = render_face(rng, _CALIBRATION_SIZE // 2)
+        noise = sensor_noise(np.zeros((_CALIBRATION_SIZE,) * 2 + (3,), np.float32), rng)
+        target += np.log(_jpeg_size(ideal_upsample(base) + noise, _CALIBRATION_QUALITY))
+        up = gan_upsample(base, _polyphase(k4, identity))
+        fixed = np.stack(
+            [correlate(up[..., c], identity[..., c] + k3_jitter[..., c], mode="nearest") for c in range(3)], -1
+        )
+        lap = np.stack([correlate(up[..., c], _LAPLACE, mode="nearest") for c in range(3)], -1)
+        parts.append((fixed + noise, lap))
+    target /= len(parts)
+
+    def excess(sharpen: float) -> float:
+        size = sum(np.log(_jpeg_size(f + np.float32(sharpen) * lp, _CALIBRATION_QUALITY)) for f, lp in parts)
+        return size / len(parts) - target
+
+    lo, hi = -1.5, 2.5
+    for _ in range(_CALIBRATION_STEPS):
+        mid = (lo + hi) / 2
+        if excess(mid) > 0:
+            hi = mid
+        else:
+            lo = mid
+    return (lo + hi) / 2
+
+
+@lru_cache(maxsize=16)
+def _generator_weights(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The fake generator's seeded weights: a 4x4x3 transposed-conv kernel and a 3x3x3 conv kernel.
+
+    The 4x4 kernel is the bilinear one plus a seeded perturbation that keeps
+    each polyphase component's DC gain (its "shape" changes the spectral
+    replicas) and a small seeded gain mismatch between the four phases (the
+    checkerboard peaks at the Nyquist frequencies). The 3x3 kernel is the
+    identity plus a seeded zero-sum perturbation plus a sharpening term
+    calibrated so that the fakes' JPEG sizes match the reals'.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([seed, STREAM_WEIGHTS]))
+    tap = np.array([0.25, 0.75, 0.75, 0.25])
+    jitter = rng.normal(0, _SHARED_KERNEL_JITTER, (4, 4, 1)) + rng.normal(0, _CHANNEL_KERNEL_JITTER, (4, 4, 3))
+    k4 = np.outer(tap, tap)[..., None] + np.zeros((1, 1, 3))
+    gains = 1 + rng.normal(0, _PHASE_GAIN_JITTER, (2, 2, 1))
+    gains /= gains.mean()
+    for a in (0, 1):
+        for b in (0, 1):
+            j = jitter[a::2, b::2]
+            k4[a::2, b::2] = (k4[a::2, b::2] + j - j.mean(axis=(0, 1))) * gains[a, b]
+    k3_jitter = rng.normal(0, _POST_KERNEL_JITTER, (3, 3, 3))
+    k3_jitter -= k3_jitter.mean(axis=(0, 1))  # zero sum: DC gain exactly 1
+    sharpen = _calibrate_sharpen(seed, k4, k3_jitter)
+    k3 = k3_jitter + sharpen * _LAPLACE[..., None]
+    k3[1, 1] += 1.0
+    return k4, k3
+
+
+@lru_cache(maxsize=16)
+def polyphase_weights(seed: int) -> np.ndarray:
+    """The fake generator of data-set ``seed`` in polyphase form (see :func:`gan_upsample`)."""
+    return _polyphase(*_generator_weights(seed))
+
+
+def ideal_upsample(base: np.ndarray) -> np.ndarray:
+    """2x up-sampling by an ideal resampler (Lanczos, per channel): how the reals are made."""
+    h, w, _ = base.shape
+    return np.stack(
+        [np.asarray(Image.fromarray(base[..., c]).resize((2 * w, 2 * h), Image.LANCZOS)) for c in range(3)],
+        axis=-1,
+    )
+
+
+def gan_upsample(base: np.ndarray, poly: np.ndarray) -> np.ndarray:
+    """Stride-2 transposed convolution (4x4) followed by a 3x3 convolution, in polyphase form."""
+    from scipy.ndimage import correlate
+
+    h, w, _ = base.shape
+    out = np.empty((2 * h, 2 * w, 3), dtype=np.float32)
+    for c in range(3):
+        x = np.ascontiguousarray(base[..., c])
+        for a in (0, 1):
+            for b in (0, 1):
+                out[a::2, b::2, c] = correlate(x, poly[a, b, c], mode="nearest")
+    return out
+
+
+@lru_cache(maxsize=16)
+def heldout_polyphase(seed: int, family: str) -> np.ndarray:
+    """The held-out generator's weights in polyphase form (see :func:`_polyphase`).
+
+    The family's fixed up-sampling taps, then the identity plus a seeded zero-sum
+    3x3 perturbation plus a sharpening term calibrated (like the main family's)
+    so that these fakes compress to the same JPEG size as reals.
+    """
+    tap = np.asarray(HELDOUT_FAMILIES[family], dtype=np.float64)
+    k4 = np.outer(tap, tap)[..., None] + np.zeros((1, 1, 3))
+    rng = np.random.default_rng(np.random.SeedSequence([seed, STREAM_HELDOUT_WEIGHTS, zlib.crc32(family.encode())]))
+    k3_jitter = rng.normal(0, _HELDOUT_POST_KERNEL_JITTER, (3, 3, 3))
+    k3_jitter -= k3_jitter.mean(axis=(0, 1))
+    sharpen = _calibrate_sharpen(seed, k4, k3_jitter)
+    k3 = k3_jitter + sharpen * _LAPLACE[..., None]
+    k3[1, 1] += 1.0
+    return _polyphase(k4, k3)

@@ -1,0 +1,106 @@
+"""The detector: facenet-pytorch's Inception-ResNet-V1 with a one-logit head (logit of p_fake).
+
+Weights are always stored and loaded as a plain state dict with
+``torch.load(..., weights_only=True)``: a model file is data, never code.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from realfake.errors import RealfakeError
+
+PRETRAINED = {
+    "vggface2": "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt",
+    "casia-webface": "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180408-102900-casia-webface.pt",
+}
+
+
+def torch_hub_checkpoints() -> Path:
+    """Where facenet-pytorch caches pretrained weights (``$TORCH_HOME/checkpoints``)."""
+    home = os.getenv("TORCH_HOME", os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "torch"))
+    return Path(os.path.expanduser(home)) / "checkpoints"
+
+
+def pretrained_file(name: str) -> Path:
+    """Where the ``name`` weights lie in the torch hub cache."""
+    return torch_hub_checkpoints() / PRETRAINED[name].rsplit("/", 1)[1]
+
+
+def load_pretrained_state(name: str) -> dict[str, torch.Tensor]:
+    """The pretrained state dict from the torch hub cache, downloading it if absent."""
+    if name not in PRETRAINED:
+        raise RealfakeError(f"train.pretrained is {name!r}; it must be none, {' or '.join(PRETRAINED)}.")
+    path = pretrained_file(name)
+    if not path.is_file():
+        url = PRETRAINED[name]
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(url, str(path), progress=True)
+        except Exception as exc:  # noqa: BLE001 - any network failure gets the same advice
+            raise RealfakeError(
+                f"The {name} weights are not in the torch hub cache and could not be downloaded ({type(exc).__name__}: "
+                f"{exc}).\nDownload {url}\nand save it as {path} (or set TORCH_HOME), then run again; "
+                "or train from scratch with train.pretrained=none."
+            ) from None
+    return load_state_dict(path, what=f"the {name} pretrained weights")
+
+
+def load_state_dict(path: Path, what: str = "the model weights", mmap: bool = False) -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)`` with a clear error for a corrupt or foreign file.
+
+    ``mmap`` maps the tensors instead of reading them (a checkpoint whose header alone decides
+    whether it is used).
+    """
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except FileNotFoundError:
+        raise RealfakeError(f"{path}: no such file ({what}).") from None
+    except Exception as exc:  # noqa: BLE001 - unpickling errors come in many types
+        raise RealfakeError(
+            f"{path} cannot be read as {what}: it is corrupt, truncated, or not a PyTorch weights file "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). Delete it and run again."
+        ) from None
+    if not isinstance(state, dict):
+        raise RealfakeError(f"{path} holds a {type(state).__name__}, not a state dict ({what}).")
+    return state
+
+
+def build_model(pretrained: str = "none", *, dropout: float) -> nn.Module:
+    """Inception-ResNet-V1 with one output logit; backbone weights from ``pretrained`` (or random).
+
+    ``dropout`` is the training setting (``train.dropout``); a model for scoring is in eval mode,
+    where dropout does nothing.
+    """
+    from facenet_pytorch import InceptionResnetV1
+
+    model = InceptionResnetV1(pretrained=None, classify=True, num_classes=1, dropout_prob=dropout)
+    if pretrained and pretrained != "none":
+        state = load_pretrained_state(pretrained)
+        # The pretrained classifier head (identities) does not fit our one-logit head.
+        state = {k: v for k, v in state.items() if not k.startswith("logits.")}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or set(missing) - {"logits.weight", "logits.bias"}:
+            raise RealfakeError(
+                f"The {pretrained} weights do not fit Inception-ResNet-V1 (missing {missing[:3]}, unexpected "
+                f"{unexpected[:3]}); the file is not the expected one."
+            )
+    return model
+
+
+def load_model(state: dict[str, Any], source: str = "model") -> nn.Module:
+    """A model in eval mode from a state dict produced by :func:`build_model`'s model."""
+    model = build_model("none", dropout=0.0)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise RealfakeError(
+            f"{source} does not hold Inception-ResNet-V1 detector weights ({str(exc).splitlines()[0]})."
+        ) from None
+    return model.eval()

@@ -1,0 +1,204 @@
+"""The one preprocessing definition, shared by train, evaluate, robustness, predict and the served model.
+
+An image becomes a model input in four steps, all owned by :class:`Preprocessor`:
+decode to RGB (:func:`load_rgb`), fit to the input size by the input policy
+(:meth:`Preprocessor.pixels`, HxWx3 uint8), batch, and standardise where the
+model runs (:func:`to_model_input`). Training adds random augmentations
+*before* the same fit (:meth:`Preprocessor.train_pixels`); nothing else
+differs, and the parity tests hold every caller to :func:`to_input`.
+
+Input policies:
+
+- ``crop``: take an ``image_size`` window without resampling (centre for
+  evaluation, random for training). Generator fingerprints live in the
+  highest frequencies, and resizing smooths them away; cropping keeps them.
+- ``resize``: resample the whole image to ``image_size`` (bilinear, with
+  antialiasing), as the original notebook did.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from realfake.errors import RealfakeError
+from realfake.images import ImageSource, load_rgb, recompress
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: decoding alone (prepare) needs none
+    import torch
+
+#: facenet-pytorch's fixed_image_standardization: (x - 127.5) / 128.
+PIXEL_CENTER = 127.5
+PIXEL_SCALE = 128.0
+POLICIES = ("crop", "resize")
+#: Crop windows start on multiples of this: the 8x8 JPEG block grid (and with it the
+#: phase of periodic up-sampling artifacts) is the same in every crop.
+CROP_GRID = 8
+
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How an image becomes a model input; saved with every model."""
+
+    image_size: int
+    policy: str = "crop"
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise RealfakeError(f"input policy is {self.policy!r}; it must be one of {', '.join(POLICIES)}.")
+        if not isinstance(self.image_size, int) or isinstance(self.image_size, bool) or self.image_size < 32:
+            raise RealfakeError(f"image_size is {self.image_size!r}; it must be an integer >= 32.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """As saved in a model file."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "InputSpec":
+        """As read from a model file."""
+        return cls(image_size=int(d["image_size"]), policy=str(d["policy"]))
+
+
+def fit(img: Image.Image, spec: InputSpec, offset: tuple[int, int] | None = None) -> Image.Image:
+    """Fit an RGB image to ``spec.image_size`` square by the input policy.
+
+    ``crop`` takes the window at ``offset`` (left, top), centred (on the JPEG
+    grid) when None; an image smaller than the window is first scaled up so its
+    shorter side fits.
+    """
+    size = spec.image_size
+    if spec.policy == "resize":
+        return img.resize((size, size), Image.BILINEAR, reducing_gap=None)
+    w, h = img.size
+    if min(w, h) < size:
+        scale = size / min(w, h)
+        img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
+        w, h = img.size
+    left, top = offset if offset is not None else centre_offset(w, h, size)
+    return img.crop((left, top, left + size, top + size))
+
+
+def centre_offset(w: int, h: int, size: int) -> tuple[int, int]:
+    """(left, top) of the centred ``size`` window, on the JPEG grid."""
+    return (w - size) // 2 // CROP_GRID * CROP_GRID, (h - size) // 2 // CROP_GRID * CROP_GRID
+
+
+def fit_array(arr: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """:func:`fit` on decoded HxWx3 uint8 pixels (the packed store), to HxWx3 uint8.
+
+    A crop is a slice, with no round trip through PIL; anything else goes through :func:`fit`.
+    """
+    h, w = arr.shape[:2]
+    size = spec.image_size
+    if spec.policy == "crop" and min(w, h) >= size:
+        left, top = centre_offset(w, h, size)
+        return np.ascontiguousarray(arr[top : top + size, left : left + size])
+    return np.array(fit(Image.fromarray(arr), spec))
+
+
+def standardise(x: torch.Tensor) -> torch.Tensor:
+    """A batch of BxHxWx3 uint8 pixels -> Bx3xHxW float32, standardised as facenet expects.
+
+    Runs where ``x`` is: batches travel as uint8 (a quarter of the bytes of
+    float32) and are standardised on the device. The result is channels_last in
+    memory (the permute is free). The arithmetic is exact in float32, so CPU and
+    GPU give the same bits.
+    """
+    return (x.permute(0, 3, 1, 2).float() - PIXEL_CENTER) / PIXEL_SCALE
+
+
+def to_model_input(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A batch of uint8 pixels on ``device`` as the model takes it: copied (asynchronously
+    from pinned memory), standardised there, channels_last on CUDA."""
+    import torch
+
+    x = standardise(x.to(device, non_blocking=True))
+    fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    return x.contiguous(memory_format=fmt)
+
+
+def to_tensor(img: Image.Image | np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 RGB (an image or an array) -> 3xHxW float32, standardised as facenet expects."""
+    import torch
+
+    arr = np.array(img, dtype=np.uint8)  # a copy: torch wants a writable array
+    return standardise(torch.from_numpy(arr)[None])[0].contiguous()
+
+
+def to_input(source: ImageSource, spec: InputSpec, name: str | None = None) -> torch.Tensor:
+    """The evaluation transform of one image: decode, fit (centre crop or resize), standardise."""
+    return to_tensor(Preprocessor(spec).load(source, name))
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Training-only augmentations (``train.augment`` in params.yaml).
+
+    JPEG re-compression and blur follow Wang et al. (CVPR 2020), who found them
+    the key to detectors that survive real-world post-processing.
+    """
+
+    hflip: bool = True
+    jpeg_prob: float = 0.0
+    jpeg_quality: tuple[int, int] = (65, 95)
+    blur_prob: float = 0.0
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+
+
+@dataclass(frozen=True)
+class Preprocessor:
+    """How images become model inputs for one :class:`InputSpec` (and, in training, an :class:`Augment`).
+
+    :meth:`pixels` (evaluation) and :meth:`train_pixels` (training) take a PIL image
+    or decoded HxWx3 uint8 pixels (the packed store) and give HxWx3 uint8 pixels;
+    batches of those go to :func:`to_model_input` on the device.
+    """
+
+    spec: InputSpec
+    augment: Augment | None = None
+
+    def load(self, source: ImageSource, name: str | None = None) -> np.ndarray:
+        """Decode ``source`` and fit it: the evaluation pixels of one image file or bytes."""
+        return self.pixels(load_rgb(source, name))
+
+    def pixels(self, img: Image.Image | np.ndarray) -> np.ndarray:
+        """The evaluation fit (centre crop or resize) as HxWx3 uint8."""
+        if isinstance(img, np.ndarray):
+            return fit_array(img, self.spec)
+        return np.array(fit(img, self.spec))
+
+    def train_pixels(self, img: Image.Image | np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Augment, then fit at a random offset, with randomness only from ``rng``.
+
+        For the usual crop + flip, pixels are sliced without PIL; a PIL image and
+        its decoded pixels draw the same random numbers in the same order and give
+        the same result.
+        """
+        a, size = self.augment or Augment(hflip=False), self.spec.image_size
+        arr = img if isinstance(img, np.ndarray) else None
+        if arr is not None and (a.blur_prob or a.jpeg_prob or self.spec.policy != "crop" or min(arr.shape[:2]) < size):
+            img, arr = Image.fromarray(arr), None  # PIL does everything but a plain crop
+        if a.blur_prob and rng.random() < a.blur_prob:
+            img = img.filter(ImageFilter.GaussianBlur(float(rng.uniform(*a.blur_sigma))))
+        if a.jpeg_prob and rng.random() < a.jpeg_prob:
+            img = recompress(img, int(rng.integers(a.jpeg_quality[0], a.jpeg_quality[1] + 1)))
+        h, w = arr.shape[:2] if arr is not None else (img.size[1], img.size[0])
+        offset = None
+        if self.spec.policy == "crop" and min(w, h) >= size:
+            offset = (
+                int(rng.integers(0, (w - size) // CROP_GRID + 1)) * CROP_GRID,
+                int(rng.integers(0, (h - size) // CROP_GRID + 1)) * CROP_GRID,
+            )
+        flip = a.hflip and rng.random() < 0.5
+        if arr is not None:
+            left, top = offset
+            out = arr[top : top + size, left : left + size]
+            return np.ascontiguousarray(out[:, ::-1] if flip else out)
+        img = fit(img, self.spec, offset)
+        if flip:
+            img = img.transpose(Image.FLIP_LEFT_RIGHT)
+        return np.array(img)

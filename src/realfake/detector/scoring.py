@@ -1,0 +1,131 @@
+"""Scoring: images in, logits or p_fake out, in batches, on the chosen device.
+
+The one batched scoring loop (:func:`predict_logits`) serves validation during
+training, evaluation, robustness, predict and the served model; every caller
+hands it uint8 pixel batches made by the shared :class:`Preprocessor`.
+:class:`Detector` bundles a trained model with its preprocessing and decision
+threshold, for predict and serving.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from realfake.detector.preprocess import Preprocessor, to_model_input
+from realfake.errors import RealfakeError
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; CUDA must exist if named."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RealfakeError(f"device is {name!r} but no CUDA device is available; use device=auto or cpu.")
+    return torch.device(name)
+
+
+def amp_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
+    """The autocast dtype: bf16 on CUDA, fp16 where the GPU has no bf16; None (fp32) on the CPU."""
+    if device.type == "cuda" and amp:
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return None
+
+
+def autocast(device: torch.device, amp: bool):
+    """Mixed precision on CUDA when ``amp`` (see :func:`amp_dtype`); full precision otherwise."""
+    dtype = amp_dtype(device, amp)
+    return torch.autocast("cuda", dtype=dtype) if dtype else torch.autocast("cpu", enabled=False)
+
+
+class ScoringImages(Dataset):
+    """uint8 model pixels of ``images[i]`` (PIL images or decoded arrays), after an optional
+    ``transform(image, i)`` (a robustness perturbation), by the evaluation fit."""
+
+    def __init__(self, images: Sequence, preprocessor: Preprocessor,
+                 transform: Callable[[Any, int], Any] | None = None):
+        self.images, self.preprocessor, self.transform = images, preprocessor, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        img = self.images[i]
+        if self.transform is not None:
+            img = self.transform(img, i)
+        return torch.from_numpy(self.preprocessor.pixels(img))
+
+
+def batches(ds: Dataset, batch_size: int, workers: int, device: torch.device, persistent: bool = False) -> DataLoader:
+    """In-order batches of ``ds`` for scoring, pinned for CUDA; ``persistent`` keeps the loader
+    processes for the next pass (validation every epoch)."""
+    return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=device.type == "cuda",
+                      persistent_workers=persistent and workers > 0)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, pixel_batches, device: torch.device, amp: bool = False) -> np.ndarray:
+    """Logits for every uint8 pixel batch, gathered on the device and copied to the host once."""
+    model.eval()
+    outs = []
+    for x in pixel_batches:
+        with autocast(device, amp):
+            outs.append(model(to_model_input(x, device)).float().squeeze(1))
+    return torch.cat(outs).cpu().numpy() if outs else np.zeros(0)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """p_fake from logits, in float64."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
+
+
+def p_fake(model: nn.Module, images: Sequence, preprocessor: Preprocessor, device: torch.device, batch_size: int,
+           workers: int = 0, transform: Callable[[Any, int], Any] | None = None, amp: bool = False) -> np.ndarray:
+    """p_fake of every image (PIL images or decoded arrays, optionally transformed), in order."""
+    ds = ScoringImages(images, preprocessor, transform)
+    return sigmoid(predict_logits(model.to(device), batches(ds, batch_size, workers, device), device, amp))
+
+
+def binary_metrics(logits: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """Loss (BCE with logits), accuracy at logit 0, and ROC-AUC (NaN with one class) of logits against 0/1 targets."""
+    from sklearn.metrics import roc_auc_score
+
+    logits = np.asarray(logits, dtype=np.float64)
+    targets = np.asarray(targets)
+    loss = float(np.mean(np.logaddexp(0, logits) - targets * logits))  # BCE with logits, stable
+    acc = float(np.mean((logits > 0) == (targets > 0.5)))
+    auc = float(roc_auc_score(targets, logits)) if len(np.unique(targets)) == 2 else float("nan")
+    return {"loss": loss, "acc": acc, "auc": auc}
+
+
+class Detector:
+    """A trained model with its preprocessing and decision threshold: p_fake and a verdict per image."""
+
+    def __init__(self, model_path: Path, threshold: float = 0.5, device: str = "cpu", batch_size: int = 32):
+        from realfake.detector.modelfile import load_model_file
+
+        model, spec, self.info = load_model_file(Path(model_path))
+        self.preprocessor = Preprocessor(spec)
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.threshold = float(threshold)
+        self.batch_size = batch_size
+
+    @property
+    def spec(self):
+        """The :class:`InputSpec` the model was trained with."""
+        return self.preprocessor.spec
+
+    def p_fake(self, images: Sequence) -> np.ndarray:
+        """p_fake of each image (a PIL image, or decoded HxWx3 uint8 pixels), fitted to the model's input."""
+        return p_fake(self.model, images, self.preprocessor, self.device, self.batch_size)
+
+    def label(self, p: np.ndarray) -> np.ndarray:
+        """``fake`` where p_fake reaches the threshold, else ``real``."""
+        return np.where(p >= self.threshold, "fake", "real")

@@ -1,0 +1,67 @@
+"""The detection metrics: the decision threshold's rules, and the test metrics at a threshold.
+
+The positive class is *fake* (the model's output is p_fake). Everything comes
+from scikit-learn; the equal error rate is read off its ROC curve.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from realfake.errors import RealfakeError
+
+THRESHOLD_RULES = ("youden", "f1", "eer", "fixed")
+
+
+def equal_error_rate(y_fake: np.ndarray, p_fake: np.ndarray) -> tuple[float, float]:
+    """(EER, threshold at which the false-positive and false-negative rates cross)."""
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, thr = roc_curve(y_fake, p_fake)
+    fnr = 1 - tpr
+    i = int(np.nanargmin(np.abs(fnr - fpr)))
+    return float((fpr[i] + fnr[i]) / 2), float(min(thr[i], 1.0))
+
+
+def choose_threshold(y_fake: np.ndarray, p_fake: np.ndarray, rule: str, fixed: float = 0.5) -> float:
+    """The decision threshold on p_fake by ``rule``, fitted on (valid) scores."""
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    if rule == "fixed":
+        return float(fixed)
+    if rule == "eer":
+        return equal_error_rate(y_fake, p_fake)[1]
+    if rule == "youden":
+        fpr, tpr, thr = roc_curve(y_fake, p_fake)
+        return float(min(thr[int(np.argmax(tpr - fpr))], 1.0))
+    if rule == "f1":
+        precision, recall, thr = precision_recall_curve(y_fake, p_fake)
+        f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
+        return float(thr[int(np.argmax(f1))])
+    raise RealfakeError(f"unknown threshold rule {rule!r}")
+
+
+def classification_metrics(y_fake: np.ndarray, p_fake: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Test metrics at ``threshold`` (predict fake when p_fake >= threshold)."""
+    from sklearn import metrics as M
+
+    pred = (p_fake >= threshold).astype(int)
+    eer, _ = equal_error_rate(y_fake, p_fake)
+    tn, fp, fn, tp = M.confusion_matrix(y_fake, pred, labels=[0, 1]).ravel()
+    report = M.classification_report(y_fake, pred, labels=[0, 1], target_names=["real", "fake"], output_dict=True,
+                                     zero_division=0)
+    return {
+        "accuracy": float(M.accuracy_score(y_fake, pred)),
+        "precision": float(M.precision_score(y_fake, pred, zero_division=0)),
+        "recall": float(M.recall_score(y_fake, pred, zero_division=0)),
+        "f1": float(M.f1_score(y_fake, pred, zero_division=0)),
+        "roc_auc": float(M.roc_auc_score(y_fake, p_fake)),
+        "average_precision": float(M.average_precision_score(y_fake, p_fake)),
+        "eer": eer,
+        "confusion": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},
+        "per_class": {
+            cls: {k: float(v) for k, v in report[cls].items()} for cls in ("real", "fake")
+        },
+    }

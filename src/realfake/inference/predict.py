@@ -1,0 +1,165 @@
+"""Scoring new images with a trained detector: files, folders and globs in, one row per face out.
+
+The model is loaded once (a registry or run URI, or a local model file) and
+every face is scored in batches with the same preprocessing as training.
+A bad input gives one row with its error; the other inputs are still scored.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable
+
+from PIL import Image
+
+from realfake.detector.scoring import Detector
+from realfake.errors import RealfakeError
+from realfake.images import IMAGE_SUFFIXES, ImageError, load_rgb
+from realfake.inference.faces import NoFaceError, detect_faces, is_face_crop
+
+FACE_MODES = ("auto", "on", "off")
+#: Keys of every output row, in order (JSON and CSV).
+ROW_KEYS = ("file", "face", "box", "p_fake", "label", "threshold", "error", "explanation")
+
+
+@dataclass
+class Row:
+    """One output row: a face (or whole image) with its score, or an input that failed."""
+
+    file: str
+    face: int | None = None  # index of the face in the image; None = the whole image
+    box: list[int] | None = None  # x1, y1, x2, y2 of the face in the image
+    p_fake: float | None = None
+    label: str | None = None  # fake | real at the model's threshold
+    threshold: float | None = None
+    error: str | None = None
+    explanation: str | None = None  # Grad-CAM PNG, with --explain
+
+    def to_dict(self) -> dict:
+        """The row as a mapping in :data:`ROW_KEYS` order (JSON and CSV output)."""
+        return {k: asdict(self)[k] for k in ROW_KEYS}
+
+
+def expand_inputs(items: Iterable[str]) -> tuple[list[Path], list[Row]]:
+    """Files as given, folders recursively (image suffixes only), glob patterns; missing ones as error rows."""
+    files: list[Path] = []
+    errors: list[Row] = []
+    for item in items:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                suffixes = ", ".join(IMAGE_SUFFIXES)
+                errors.append(Row(file=item, error=f"{item}: folder holds no image files ({suffixes})"))
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        elif glob.has_magic(item):
+            found = sorted(Path(p) for p in glob.glob(os.path.expanduser(item), recursive=True) if Path(p).is_file())
+            if not found:
+                errors.append(Row(file=item, error=f"{item}: the pattern matches no file"))
+            files.extend(found)
+        else:
+            errors.append(Row(file=item, error=f"{item}: no such file or folder"))
+    seen: set[Path] = set()
+    unique = [f for f in files if not (f.resolve() in seen or seen.add(f.resolve()))]
+    return unique, errors
+
+
+def load_detector(model: str, threshold: float | None = None, device: str = "cpu") -> tuple[Detector, str]:
+    """A Detector from a local model file or a ``models:/``/``runs:/`` URI; returns it and a description."""
+    if model.startswith(("models:/", "runs:/")):
+        from realfake.mlops import tracking
+        from realfake.mlops.registry import model_artifacts
+
+        tracking.use_existing_store()
+        weights, registered = model_artifacts(model)
+        chosen = registered if threshold is None else threshold
+        return Detector(weights, threshold=chosen, device=device), f"{model} (threshold {chosen:.3f})"
+    path = Path(model).expanduser()
+    if not path.is_file():
+        raise RealfakeError(
+            f"--model {model}: no such file, and not a models:/ or runs:/ URI. Train one with `dvc repro`, "
+            "then use the default models:/realfake@champion or models/model.pt."
+        )
+    chosen = 0.5 if threshold is None else threshold
+    return Detector(path, threshold=chosen, device=device), f"{path} (threshold {chosen:.3f})"
+
+
+@dataclass
+class _Unit:
+    row: Row
+    crop: Image.Image  # the image or aligned face the model sees (before fit)
+
+
+def predict(
+    paths: list[Path],
+    detector: Detector,
+    faces: str = "auto",
+    explain_dir: Path | None = None,
+    progress=None,
+) -> list[Row]:
+    """Score every face (or whole image) of ``paths``; one row per face, or per failed input."""
+    if faces not in FACE_MODES:
+        raise RealfakeError(f"--faces is {faces!r}; use auto, on or off.")
+    rows: list[Row] = []
+    units: list[_Unit] = []
+    for path in paths:
+        name = str(path)
+        try:
+            img = load_rgb(path, name=name)
+            if faces == "off" or (faces == "auto" and is_face_crop(img)):
+                units.append(_Unit(Row(file=name), img))
+            else:
+                for k, face in enumerate(detect_faces(img, name=name)):
+                    units.append(_Unit(Row(file=name, face=k, box=list(face.box)), face.crop))
+        except (ImageError, NoFaceError) as exc:
+            rows.append(Row(file=name, error=str(exc)))
+        if progress:
+            progress(1)
+        if len(units) >= detector.batch_size:
+            _score(units, detector, explain_dir)
+            rows.extend(u.row for u in units)
+            units = []
+    if units:
+        _score(units, detector, explain_dir)
+        rows.extend(u.row for u in units)
+    order = {str(p): i for i, p in enumerate(paths)}
+    rows.sort(key=lambda r: (order.get(r.file, -1), r.face if r.face is not None else -1))
+    return rows
+
+
+def _score(units: list[_Unit], detector: Detector, explain_dir: Path | None) -> None:
+    fitted = [detector.preprocessor.pixels(u.crop) for u in units]
+    p = detector.p_fake(fitted)
+    labels = detector.label(p)
+    for u, score, label in zip(units, p, labels):
+        u.row.p_fake, u.row.label, u.row.threshold = float(score), str(label), detector.threshold
+    if explain_dir is not None:
+        from realfake.inference.explain import save_explanations
+
+        save_explanations(detector, fitted, [u.row for u in units], explain_dir)
+
+
+def summary_counts(rows: list[Row]) -> tuple[int, int]:
+    """(files with at least one scored face, files that failed)."""
+    scored = {r.file for r in rows if r.error is None}
+    failed = {r.file for r in rows if r.error is not None} - scored
+    return len(scored), len(failed)
+
+
+def as_table(rows: list[Row]) -> list[list[str]]:
+    """The rows as table cells: file, face, p_fake, verdict, problem."""
+    out = []
+    for r in rows:
+        face = "" if r.face is None else f"#{r.face} {tuple(r.box)}"
+        if r.face is None and r.error is None:
+            face = "whole image"
+        if r.error:
+            out.append([r.file, face, "", "error", r.error])
+        else:
+            out.append([r.file, face, f"{r.p_fake:.4f}", r.label.upper(), ""])
+    return out

@@ -1,0 +1,182 @@
+"""The MLflow model registry: log the pyfunc, register a version, move ``champion`` only when earned.
+
+Promotion rule (:func:`decide`): the new version takes the alias when its test
+ROC-AUC is at least ``register.min_auc`` and at least the current champion's
+measured on the same data. When the champion was evaluated on other data
+(another fingerprint), it is re-scored on this run's test split first, so the
+comparison is always like for like. A worse run never takes the alias. The register
+stage does the re-scoring; this module only speaks to the registry.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from realfake.config import build_config
+from realfake.errors import RealfakeError
+from realfake.mlops.serving import CONFIG, WEIGHTS, signature
+
+#: The realfake package, logged with every model as its code (MLflow "models from code").
+SRC_PACKAGE = Path(__file__).resolve().parents[1]
+PYFUNC_ENTRY = SRC_PACKAGE / "mlops" / "pyfunc_model.py"
+
+
+@dataclass(frozen=True)
+class RegisterConfig:
+    """The ``register`` section of params.yaml."""
+
+    model_name: str = "realfake"
+    alias: str = "champion"
+    min_auc: float = 0.9
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> "RegisterConfig":
+        """The config from the ``register`` section of params.yaml."""
+        return build_config(cls, params, "register")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether a new version takes the alias, and why (recorded on the version)."""
+
+    promote: bool
+    reason: str
+
+
+def decide(new_auc: float, min_auc: float, champion_auc: float | None, champion_version: str | None = None) -> Decision:
+    """Whether a new version with test ROC-AUC ``new_auc`` takes the alias.
+
+    ``champion_auc`` is the current champion's AUC on the *same* test data (None: no champion).
+    """
+    if not new_auc >= min_auc:  # also false for NaN
+        return Decision(False, f"test ROC-AUC {new_auc:.4f} is below register.min_auc {min_auc:.4f}")
+    if champion_auc is None:
+        return Decision(True, f"test ROC-AUC {new_auc:.4f} passes min_auc {min_auc:.4f} and there is no champion yet")
+    if new_auc >= champion_auc:
+        return Decision(
+            True, f"test ROC-AUC {new_auc:.4f} >= champion v{champion_version}'s {champion_auc:.4f} on the same data"
+        )
+    return Decision(
+        False, f"test ROC-AUC {new_auc:.4f} < champion v{champion_version}'s {champion_auc:.4f} on the same data"
+    )
+
+
+def log_pyfunc(model_path: Path, threshold: float, example_image: bytes | None) -> Any:
+    """Log the detector as a pyfunc in the active run; returns MLflow's ModelInfo."""
+    import mlflow
+    import pandas as pd
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "config.json"
+        config.write_text(json.dumps({"threshold": float(threshold)}))
+        example = pd.DataFrame({"image": [example_image]}) if example_image is not None else None
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(PYFUNC_ENTRY),
+            artifacts={WEIGHTS: str(model_path), CONFIG: str(config)},
+            code_paths=[str(SRC_PACKAGE)],
+            signature=signature(),
+            input_example=example,
+            pip_requirements=_requirements(),
+        )
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [
+        f"{name}=={version(name)}"
+        for name in ("torch", "torchvision", "facenet-pytorch", "pillow", "numpy", "pandas", "scikit-learn", "mlflow")
+    ]
+
+
+def champion(cfg: RegisterConfig):
+    """The version holding the alias, or None."""
+    import mlflow
+
+    try:
+        return mlflow.MlflowClient().get_model_version_by_alias(cfg.model_name, cfg.alias)
+    except Exception:  # noqa: BLE001 - MlflowException when the model or alias does not exist
+        return None
+
+
+def recorded_auc(version, data_fingerprint: str) -> float | None:
+    """A version's recorded test ROC-AUC when it was measured on the same data (same fingerprint), else None."""
+    tags = (version.tags or {}) if version is not None else {}
+    if tags.get("data_fingerprint") == data_fingerprint and "test_roc_auc" in tags:
+        return float(tags["test_roc_auc"])
+    return None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A logged model of this run, to register: its URI, run, test metrics and data fingerprint."""
+
+    model_uri: str
+    run_id: str
+    test_auc: float
+    data_fingerprint: str
+    metrics: dict[str, float]
+
+
+def register(new: Candidate, cfg: RegisterConfig, current, champion_auc: float | None,
+             compared_on: str | None) -> dict[str, Any]:
+    """Register ``new`` as a version, tag it, and move the alias if :func:`decide` says so.
+
+    ``current`` is the champion version before this run (None: none), and
+    ``champion_auc`` its test ROC-AUC on this run's data (``compared_on`` says how it was obtained).
+    """
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    version = mlflow.register_model(new.model_uri, cfg.model_name, tags={"data_fingerprint": new.data_fingerprint})
+    for key, value in new.metrics.items():
+        client.set_model_version_tag(cfg.model_name, version.version, key, f"{value:.6g}")
+    client.set_model_version_tag(cfg.model_name, version.version, "run_id", new.run_id)
+    decision = decide(new.test_auc, cfg.min_auc, champion_auc, current.version if current else None)
+    if decision.promote:
+        client.set_registered_model_alias(cfg.model_name, cfg.alias, version.version)
+    client.set_model_version_tag(cfg.model_name, version.version, "promotion", decision.reason)
+    return {
+        "model_name": cfg.model_name,
+        "version": int(version.version),
+        "alias": cfg.alias,
+        "alias_moved": decision.promote,
+        "reason": decision.reason,
+        "previous_champion": int(current.version) if current else None,
+        "previous_champion_auc": champion_auc,
+        "champion_auc_source": compared_on,
+        "champion": int(version.version) if decision.promote else (int(current.version) if current else None),
+        "test_roc_auc": new.test_auc,
+        "data_fingerprint": new.data_fingerprint,
+        "model_uri": f"models:/{cfg.model_name}/{version.version}",
+        "run_id": new.run_id,
+    }
+
+
+def model_artifacts(model_uri: str) -> tuple[Path, float]:
+    """(weights file, decision threshold) of a logged realfake model (``models:/...`` or ``runs:/...``)."""
+    import mlflow
+
+    dest = Path(tempfile.mkdtemp(prefix="realfake-model-"))
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dest)))
+    except Exception as exc:  # noqa: BLE001 - MlflowException for a missing model, alias or run
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RealfakeError(
+            f"{model_uri} cannot be loaded from the MLflow store at {mlflow.get_tracking_uri()}: {first}. "
+            "Run `dvc repro` to train and register a model, check the name/alias/version "
+            "(`mlflow ui` > Models), or pass a model file with --model models/model.pt."
+        ) from None
+    weights = sorted(local.rglob("artifacts/model.pt")) + sorted(local.rglob(f"artifacts/{WEIGHTS}"))
+    config = sorted(local.rglob("artifacts/config.json")) + sorted(local.rglob(f"artifacts/{CONFIG}"))
+    if not weights:
+        raise RealfakeError(
+            f"{model_uri} holds no realfake weights (artifacts/model.pt); it was not logged by realfake."
+        )
+    threshold = float(json.loads(config[0].read_text())["threshold"]) if config else 0.5
+    return weights[0], threshold

@@ -1,0 +1,62 @@
+"""The served model: an MLflow ``PythonModel`` that owns preprocessing.
+
+Input: a DataFrame with an ``image`` column (encoded image bytes; base64 in
+REST requests) or a ``path`` column (image files readable by the server).
+Output: ``p_fake`` (probability that the image is generated) and ``label``
+(``fake`` when p_fake >= the threshold chosen at evaluation, else ``real``).
+The weights are a state dict loaded with ``weights_only=True``; nobody can
+serve them with the wrong normalisation, since the model applies
+the model's own :class:`realfake.detector.preprocess.Preprocessor` itself.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from realfake.detector.scoring import Detector
+from realfake.errors import RealfakeError
+from realfake.images import load_rgb
+
+WEIGHTS = "weights"
+CONFIG = "config"
+
+
+def signature():
+    """The pyfunc's signature: an ``image`` (bytes) or ``path`` column in, ``p_fake`` and ``label`` out."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema
+
+    inputs = Schema([ColSpec("binary", "image", required=False), ColSpec("string", "path", required=False)])
+    outputs = Schema([ColSpec("double", "p_fake"), ColSpec("string", "label")])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+try:
+    from mlflow.pyfunc import PythonModel
+except ImportError:  # pragma: no cover - mlflow is a dependency; keep the module importable without it
+    PythonModel = object  # type: ignore[misc,assignment]
+
+
+class RealfakePyfunc(PythonModel):
+    """pyfunc adapter: decodes, preprocesses and scores images with the registered threshold."""
+
+    def load_context(self, context) -> None:
+        """Load the weights and the registered threshold from the model's artifacts."""
+        config = json.loads(Path(context.artifacts[CONFIG]).read_text())
+        self.detector = Detector(Path(context.artifacts[WEIGHTS]), threshold=config["threshold"])
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        """p_fake and label for each row's image."""
+        df = pd.DataFrame(model_input)
+        if "image" in df.columns and df["image"].notna().any():
+            sources = [(v, f"row {i} (image bytes)") for i, v in enumerate(df["image"])]
+        elif "path" in df.columns:
+            sources = [(str(v), str(v)) for v in df["path"]]
+        else:
+            raise RealfakeError("Input needs an 'image' column (image bytes) or a 'path' column (image files).")
+        p = self.detector.p_fake([load_rgb(v, name) for v, name in sources])
+        return pd.DataFrame({"p_fake": p, "label": self.detector.label(p)})

@@ -1,0 +1,29 @@
+"""The robustness stage: the test split under perturbations and the held-out fakes, logged to the run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from realfake.data.manifest import Manifest
+from realfake.evaluation.evaluate import read_eval_metrics
+from realfake.evaluation.robustness import RobustnessConfig, flat_metrics, run_robustness, write_reports
+from realfake.paths import PATHS, Paths
+
+
+def run(cfg: RobustnessConfig, paths: Paths = PATHS) -> dict[str, Any]:
+    """Re-score the test split at the evaluate stage's threshold; write the reports; log them."""
+    from realfake.mlops import tracking
+
+    threshold = float(read_eval_metrics(paths.eval_metrics)["threshold"])
+    result = run_robustness(paths.model, Manifest(paths.manifest, paths.raw_dir), paths.heldout_dir, threshold, cfg)
+    files = write_reports(result, paths.robustness_report)
+    with tracking.reopen_run(paths.run_info):
+        import mlflow
+
+        mlflow.set_tags({"robustness.perturbations": ", ".join(p.name for p in cfg.perturbations) or "none",
+                         "robustness.seed": str(cfg.seed)})
+        mlflow.log_metrics({**flat_metrics(result.metrics), "robust_seconds": result.seconds})
+        for path in files.values():
+            mlflow.log_artifact(str(path), artifact_path="robustness")
+    print(f"robustness: {len(result.table)} conditions scored in {result.seconds:.1f} s")
+    return result.metrics

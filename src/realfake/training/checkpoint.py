@@ -1,0 +1,94 @@
+"""Checkpoints: what one holds, when it may be resumed, and the best epoch so far.
+
+A checkpoint is written atomically after every epoch (``models/checkpoints/last.pt``).
+A killed run resumes after its last completed epoch when the configuration
+(:meth:`TrainConfig.digest`) and the data (the manifest's fingerprint) are
+unchanged; a finished run's checkpoint is never resumed. It is a plain dict of
+tensors and numbers, read with ``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from realfake.detector.modelfile import save_torch
+from realfake.detector.network import load_state_dict
+from realfake.errors import RealfakeError
+from realfake.training.config import TrainConfig
+
+CHECKPOINT_FORMAT = "realfake-checkpoint/1"
+LAST = "last.pt"
+
+
+@dataclass
+class Best:
+    """The best epoch so far by validation AUC, with its weights (on the CPU)."""
+
+    auc: float = -1.0
+    epoch: int = 0
+    state: dict[str, torch.Tensor] | None = None
+
+    def offer(self, auc: float, epoch: int, model: torch.nn.Module) -> bool:
+        """Keep ``model``'s weights if ``auc`` beats the best (or there is none yet); whether it did."""
+        if auc > self.auc or self.state is None:
+            self.auc, self.epoch = auc, epoch
+            self.state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            return True
+        return False
+
+
+@dataclass
+class Checkpoint:
+    """Everything needed to resume after ``epoch``, and to finish the run from its best epoch."""
+
+    epoch: int
+    complete: bool
+    config_digest: str
+    data_fingerprint: str
+    run_id: str | None
+    model: dict[str, Any]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    scaler: dict[str, Any] | None
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_auc: float = -1.0
+    best_epoch: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+
+    @property
+    def best(self) -> Best:
+        """The best epoch this checkpoint records."""
+        return Best(float(self.best_auc), int(self.best_epoch), self.best_state)
+
+    def save(self, path: Path) -> None:
+        """Write atomically: a killed write leaves the previous checkpoint."""
+        save_torch({"format": CHECKPOINT_FORMAT, **{f.name: getattr(self, f.name) for f in fields(self)}}, path)
+
+    @classmethod
+    def load(cls, path: Path) -> "Checkpoint":
+        """Read a checkpoint written by :meth:`save` (weights only, never code)."""
+        blob = load_state_dict(path, what="a training checkpoint", mmap=True)
+        if blob.get("format") != CHECKPOINT_FORMAT:
+            raise RealfakeError(
+                f"{path} is not a realfake training checkpoint (format {blob.get('format')!r}). "
+                "Delete it to start afresh."
+            )
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in blob.items() if k in names})
+
+    def resumes(self, cfg: TrainConfig, data_fingerprint: str) -> bool:
+        """Whether a run of ``cfg`` on data ``data_fingerprint`` continues from here."""
+        return not self.complete and self.config_digest == cfg.digest() and self.data_fingerprint == data_fingerprint
+
+
+def resumable(checkpoint_dir: Path, cfg: TrainConfig, data_fingerprint: str) -> Checkpoint | None:
+    """The checkpoint a run of ``cfg`` on this data resumes from, or None (none, finished, or other settings)."""
+    last = Path(checkpoint_dir) / LAST
+    if not last.exists():
+        return None
+    ckpt = Checkpoint.load(last)
+    return ckpt if ckpt.resumes(cfg, data_fingerprint) else None

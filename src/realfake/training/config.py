@@ -1,0 +1,85 @@
+"""The ``train`` section of params.yaml: :class:`TrainConfig`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from realfake.config import build_config, is_int, require
+from realfake.detector.preprocess import Augment, InputSpec
+
+LR_SCALING = ("sqrt", "linear", "none")
+SCHEDULES = ("onecycle", "cosine", "constant")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: input, augmentation, optimisation, device and launch (params.yaml ``train``)."""
+
+    pretrained: str = "none"  # none | vggface2 | casia-webface
+    image_size: int = 96
+    input_policy: str = "crop"
+    augment: Augment = field(default_factory=Augment)
+    epochs: int = 3
+    batch_size: int = 32  # the global batch (summed over torchrun processes)
+    lr: float = 1e-3  # at lr_reference_batch; see effective_lr
+    lr_scaling: str = "sqrt"  # sqrt | linear | none: how lr follows batch_size
+    lr_reference_batch: int = 32
+    weight_decay: float = 1e-4
+    schedule: str = "onecycle"  # onecycle | cosine | constant
+    dropout: float = 0.2
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # mixed precision (bf16/fp16) on CUDA; ignored on CPU
+    workers: int = 0  # DataLoader worker processes
+    compile: bool = False  # torch.compile the model (pays a compile time once per run)
+    early_stopping_patience: int = 0  # epochs without val AUC gain before stopping; 0 = off
+    launcher: str = "python"  # how dvc.yaml starts the stage: python, or torchrun --nproc_per_node=N ...
+
+    def __post_init__(self) -> None:
+        _ = self.input_spec  # validates size and policy
+        require(self.schedule in SCHEDULES, f"train.schedule is {self.schedule!r}; use onecycle, cosine or constant.")
+        require(is_int(self.epochs) and is_int(self.batch_size) and self.epochs >= 1 and self.batch_size >= 1,
+                "train.epochs and train.batch_size must be at least 1.")
+        require(
+            self.lr_scaling in LR_SCALING and is_int(self.lr_reference_batch) and self.lr_reference_batch >= 1,
+            f"train.lr_scaling is {self.lr_scaling!r} (reference batch {self.lr_reference_batch}); use "
+            f"{', '.join(LR_SCALING)} and a reference batch of at least 1.",
+        )
+        require(is_int(self.workers) and self.workers >= 0,
+                f"train.workers must be a non-negative integer, got {self.workers!r}.")
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any] | None) -> "TrainConfig":
+        """The config from the ``train`` section of params.yaml."""
+        return build_config(cls, params, "train")
+
+    @property
+    def effective_lr(self) -> float:
+        """``lr`` scaled from ``lr_reference_batch`` to ``batch_size``.
+
+        sqrt (the default) is the rule for Adam-type optimisers (Malladi et al.,
+        NeurIPS 2022: the square-root scaling keeps the SDE of adaptive methods);
+        linear is Goyal et al.'s rule for SGD. OneCycle's warm-up covers the
+        first 20 % of steps either way.
+        """
+        ratio = self.batch_size / self.lr_reference_batch
+        return self.lr * {"sqrt": math.sqrt(ratio), "linear": ratio, "none": 1.0}[self.lr_scaling]
+
+    @property
+    def input_spec(self) -> InputSpec:
+        """How images become model inputs for this model (saved with it)."""
+        return InputSpec(image_size=self.image_size, policy=self.input_policy)
+
+    def digest(self) -> str:
+        """What a checkpoint must match to be resumed: the settings that change the arithmetic.
+
+        How the stage is launched, how many loader processes it uses and whether the step
+        is compiled do not, so a killed run may resume under another number of torchrun
+        processes, or compiled where it was not.
+        """
+        settings = {k: v for k, v in asdict(self).items() if k not in ("launcher", "workers", "compile")}
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]

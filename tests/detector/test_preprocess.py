@@ -1,0 +1,126 @@
+"""One preprocessing for train, evaluate, predict and serving; bad images get a clear error."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from helpers.images import jpeg_bytes, random_photo
+from realfake.data.layout import image_root
+from realfake.detector.preprocess import (
+    Augment,
+    InputSpec,
+    Preprocessor,
+    fit,
+    standardise,
+    to_input,
+    to_model_input,
+    to_tensor,
+)
+from realfake.detector.scoring import ScoringImages
+from realfake.images import ImageFiles
+
+
+@pytest.fixture
+def photo() -> Image.Image:
+    return random_photo()
+
+
+def test_crop_keeps_pixels_exactly_and_resize_resamples(photo):
+    spec = InputSpec(image_size=128, policy="crop")
+    x = to_tensor(fit(photo, spec))
+    window = np.asarray(photo)[64:192, 64:192]  # centred, on the 8-px JPEG grid
+    assert torch.equal(x, (torch.from_numpy(window.copy()).permute(2, 0, 1).float() - 127.5) / 128)
+    r = to_tensor(fit(photo, InputSpec(image_size=128, policy="resize")))
+    assert r.shape == (3, 128, 128) and not torch.equal(r, x)
+
+
+def test_standardisation_matches_facenet(photo):
+    from facenet_pytorch import fixed_image_standardization
+
+    spec = InputSpec(image_size=128, policy="crop")
+    raw = torch.from_numpy(np.asarray(fit(photo, spec)).copy()).permute(2, 0, 1).float()
+    assert torch.allclose(to_tensor(fit(photo, spec)), fixed_image_standardization(raw))
+
+
+def test_bytes_path_and_pil_give_the_same_input(tmp_path, photo):
+    data = jpeg_bytes(photo, quality=90)
+    path = tmp_path / "x.jpg"
+    path.write_bytes(data)
+    spec = InputSpec(128, "crop")
+    a, b = to_input(data, spec), to_input(path, spec)
+    c = to_input(Image.open(io.BytesIO(data)), spec)
+    assert torch.equal(a, b) and torch.equal(a, c)
+
+
+def test_eval_dataset_predict_and_pyfunc_share_preprocessing(tiny_sample):
+    """Parity: the scoring dataset (validation, evaluate, robustness), predict and the served model agree."""
+    import pandas as pd
+
+    from realfake.images import load_rgb
+
+    rows = pd.read_csv(tiny_sample / "test.csv", index_col=0).head(3)
+    paths = [image_root(tiny_sample) / rel for rel in rows["path"]]
+    for spec in (InputSpec(96, "crop"), InputSpec(96, "resize")):
+        pre = Preprocessor(spec)
+        from_files = ScoringImages(ImageFiles(paths), pre)  # decoded arrays, as evaluate reads them
+        from_images = ScoringImages([load_rgb(p) for p in paths], pre)  # PIL images, as predict and serving have them
+        for i, path in enumerate(paths):
+            x = to_model_input(from_files[i][None], torch.device("cpu"))[0]
+            assert torch.equal(x, to_input(path, spec))
+            assert torch.equal(x, to_input(path.read_bytes(), spec))
+            assert torch.equal(x, to_model_input(from_images[i][None], torch.device("cpu"))[0])
+
+
+@pytest.mark.parametrize(
+    "spec, augment",
+    [
+        (InputSpec(96, "crop"), Augment(hflip=True)),  # the slicing fast path
+        (InputSpec(96, "crop"), Augment(hflip=True, jpeg_prob=0.5, blur_prob=0.5)),
+        (InputSpec(96, "resize"), Augment(hflip=True)),
+        (InputSpec(300, "crop"), Augment(hflip=True)),  # smaller than the window: scaled up first
+    ],
+)
+def test_train_transform_gives_the_same_pixels_from_decoded_arrays_and_images(photo, spec, augment):
+    """The packed store feeds decoded arrays; the files feed PIL images. Same draws, same bits."""
+    pre = Preprocessor(spec, augment)
+    arr = np.asarray(photo)
+    for seed in range(8):
+        a = pre.train_pixels(arr, np.random.default_rng([seed, 1, 2]))
+        b = pre.train_pixels(photo, np.random.default_rng([seed, 1, 2]))
+        assert a.dtype == np.uint8 and a.shape == (spec.image_size, spec.image_size, 3)
+        assert np.array_equal(a, b)
+
+
+def test_standardise_on_a_batch_equals_to_tensor_per_image(photo):
+    crops = [fit(photo, InputSpec(64, "crop"), (8 * k, 0)) for k in range(3)]
+    batch = torch.from_numpy(np.stack([np.asarray(c) for c in crops]))
+    out = standardise(batch)
+    assert out.shape == (3, 3, 64, 64) and out.dtype == torch.float32
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert all(torch.equal(out[k], to_tensor(c)) for k, c in enumerate(crops))
+
+
+def test_small_images_are_scaled_up_before_cropping():
+    img = Image.new("RGB", (60, 100), (10, 20, 30))
+    assert fit(img, InputSpec(96, "crop")).size == (96, 96)
+
+
+def test_train_pixels_are_a_function_of_the_rng(photo):
+    pre = Preprocessor(InputSpec(96, "crop"), Augment(hflip=True, jpeg_prob=0.5, blur_prob=0.5))
+    a = pre.train_pixels(photo, np.random.default_rng([1, 2, 3]))
+    b = pre.train_pixels(photo, np.random.default_rng([1, 2, 3]))
+    c = pre.train_pixels(photo, np.random.default_rng([1, 2, 4]))
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert a.shape == (96, 96, 3)
+
+
+def test_input_spec_rejects_unknown_policy():
+    from realfake.errors import RealfakeError
+
+    with pytest.raises(RealfakeError, match="input policy is 'squash'"):
+        InputSpec(128, "squash")

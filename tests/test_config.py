@@ -1,0 +1,115 @@
+"""One place for each setting and each path: params.yaml, the config defaults, dvc.yaml, Paths and MLproject agree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers.project import REPO
+from helpers.stage_deps import STAGES, code_deps, covered
+from realfake.config import as_dict, build_config, flatten, read_params, read_section
+from realfake.data.config import DataConfig
+from realfake.data.packed import PrepareConfig
+from realfake.data.validation import ValidateConfig
+from realfake.errors import ConfigError, RealfakeError
+from realfake.evaluation.evaluate import EvaluateConfig
+from realfake.evaluation.robustness import RobustnessConfig
+from realfake.mlops.registry import RegisterConfig
+from realfake.paths import PATHS
+from realfake.training.config import TrainConfig
+
+SECTIONS = {
+    "data": DataConfig, "validate": ValidateConfig, "prepare": PrepareConfig, "train": TrainConfig,
+    "evaluate": EvaluateConfig, "register": RegisterConfig, "robustness": RobustnessConfig,
+}
+DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+
+
+def _entries(stage: str, kind: str) -> list[str]:
+    return [next(iter(x)) if isinstance(x, dict) else x for x in DVC[stage].get(kind, [])]
+
+
+@pytest.mark.parametrize("section", SECTIONS)
+def test_params_yaml_holds_the_config_defaults(section):
+    """A default lives once: the dataclass's default is what params.yaml says (a test, CLI or library use
+    without params.yaml gets the pipeline's settings)."""
+    cls = SECTIONS[section]
+    assert cls.from_params(read_section(section, REPO / "params.yaml")) == cls()
+
+
+def test_params_yaml_has_a_section_per_stage_and_nothing_else():
+    assert set(read_params(REPO / "params.yaml")) == set(SECTIONS)
+
+
+def test_every_path_the_stages_write_is_declared_in_dvc_yaml_and_nothing_else():
+    paths = {str(p) for p in vars(PATHS).values()}
+    outs = [o for stage in DVC for o in _entries(stage, "outs")]
+    assert len(outs) == len(set(outs)), "one stage writes each output"
+    assert set(outs) == paths
+    data_deps = {d for stage in DVC for d in _entries(stage, "deps") if not d.startswith(("src/", "pipeline/"))}
+    assert data_deps <= paths
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_each_stage_depends_on_the_code_it_runs(stage):
+    """Editing any module a stage imports reruns the stage: dvc.yaml lists it (or its package folder)."""
+    deps = _entries(stage, "deps")
+    assert deps[0] == f"pipeline/{stage}.py" and DVC[stage]["cmd"].endswith(f"pipeline/{stage}.py")
+    missing = [f for f in code_deps(stage) if not covered(f, deps)]
+    assert not missing, f"add to dvc.yaml's {stage} deps (python tests/helpers/stage_deps.py lists them): {missing}"
+    assert all((REPO / d).exists() for d in deps if d.startswith(("src/", "pipeline/")))
+
+
+def test_each_stage_script_reads_only_its_own_params_section():
+    for stage in STAGES:
+        text = (REPO / "pipeline" / f"{stage}.py").read_text()
+        sections = {s for s in SECTIONS if f'read_section("{s}")' in text}
+        declared = {p.split(".")[0] if isinstance(p, str) else next(iter(p)) for p in DVC[stage]["params"]}
+        assert sections <= declared, (stage, sections, declared)
+
+
+def test_mlproject_train_defaults_are_params_yaml_values():
+    mlproject = yaml.safe_load((REPO / "MLproject").read_text())
+    train = read_section("train", REPO / "params.yaml")
+    for name, spec in mlproject["entry_points"]["train"]["parameters"].items():
+        assert yaml.safe_load(str(spec["default"])) == train[name], name
+
+
+def test_unknown_and_bad_keys_are_named():
+    with pytest.raises(ConfigError, match=r"Unknown keys in params.yaml 'train.augment': \['flip'\]"):
+        TrainConfig.from_params({"augment": {"flip": True}})
+    with pytest.raises(ConfigError, match="train.workers must be a non-negative integer"):
+        TrainConfig(workers=-1)
+    with pytest.raises(ConfigError, match="evaluate.batch_size must be a positive integer"):
+        EvaluateConfig(batch_size=0)
+    with pytest.raises(ConfigError, match="prepare.workers must be a non-negative integer, got 'many'"):
+        PrepareConfig.from_params({"workers": "many"})
+
+
+def test_nested_sections_and_lists_become_dataclasses_and_tuples():
+    cfg = TrainConfig.from_params({"augment": {"jpeg_prob": 0.3, "jpeg_quality": [70, 90]}})
+    assert cfg.augment.jpeg_prob == 0.3 and cfg.augment.jpeg_quality == (70, 90)
+    assert build_config(TrainConfig, as_dict(cfg), "train") == cfg
+    assert flatten({"a": {"b": 1, "c": {"d": 2}}}) == {"a.b": 1, "a.c.d": 2}
+    assert flatten({"a": {"b": 1}}, sep="_", prefix="x") == {"x_a_b": 1}
+
+
+def test_a_missing_or_broken_params_file_is_a_clear_error(tmp_path):
+    with pytest.raises(RealfakeError, match="params.yaml not found: run the stage from the repository root"):
+        read_section("train", tmp_path / "params.yaml")
+    (tmp_path / "params.yaml").write_text("train: [1, 2\n")
+    with pytest.raises(RealfakeError, match="is not valid YAML"):
+        read_section("train", tmp_path / "params.yaml")
+    (tmp_path / "params.yaml").write_text("train: 3\n")
+    with pytest.raises(RealfakeError, match="section 'train' must be a mapping"):
+        read_section("train", tmp_path / "params.yaml")
+    with pytest.raises(RealfakeError, match="has no 'evaluate' section"):
+        read_section("evaluate", tmp_path / "params.yaml")
+
+
+def test_paths_move_together_under_another_root(tmp_path):
+    moved = PATHS.under(tmp_path)
+    assert moved.model == tmp_path / "models/model.pt" and moved.raw_dir == tmp_path / "data/raw"
+    assert all(Path(p).is_relative_to(tmp_path) for p in vars(moved).values())

@@ -1,0 +1,142 @@
+"""Training: a tiny run end to end, checkpoints, and resume after a kill that matches an uninterrupted run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from helpers.training import TINY_TRAIN, kill_after_epoch_1, run_train, train_process
+from realfake.data.manifest import Manifest
+from realfake.detector.modelfile import load_model_file
+from realfake.errors import RealfakeError
+from realfake.training.checkpoint import Checkpoint
+from realfake.training.config import TrainConfig
+from realfake.training.train import HISTORY_COLUMNS
+
+
+@pytest.fixture
+def manifest(tiny_manifest) -> Path:
+    return tiny_manifest
+
+
+def test_tiny_training_run_writes_model_history_and_checkpoint(manifest, tiny_sample, tmp_path):
+    result = run_train(TrainConfig(**TINY_TRAIN), manifest, tiny_sample, tmp_path)
+    hist = pd.read_csv(tmp_path / "history.csv")
+    assert list(hist.columns) == list(HISTORY_COLUMNS) and list(hist["epoch"]) == [1, 2]
+    assert hist[["train_loss", "val_loss", "val_auc", "images_per_s"]].notna().all().all()
+    model, spec, info = load_model_file(tmp_path / "model.pt")
+    assert spec.image_size == 80 and spec.policy == "crop"
+    assert info["best_epoch"] in (1, 2) and info["val_auc"] == result.metrics["best_val_auc"]
+    assert model(torch.zeros(2, 3, 80, 80)).shape == (2, 1)
+    ckpt = Checkpoint.load(tmp_path / "checkpoints" / "last.pt")
+    assert ckpt.complete and ckpt.epoch == 2
+
+
+def test_training_from_the_packed_store_equals_training_from_the_files(manifest, tiny_sample, tmp_path):
+    from realfake.data.packed import prepare
+
+    prepare(Manifest(manifest, tiny_sample), tmp_path / "packed", log=lambda s: None)
+    cfg = TrainConfig.from_params({**TINY_TRAIN, "augment": {"hflip": True}})
+    files = run_train(cfg, manifest, tiny_sample, tmp_path / "files")
+    packed = run_train(cfg, manifest, tiny_sample, tmp_path / "store", packed_dir=tmp_path / "packed")
+    cols = ["train_loss", "train_auc", "val_loss", "val_auc", "lr"]
+    pd.testing.assert_frame_equal(files.history[cols], packed.history[cols], check_exact=False, rtol=1e-6)
+
+
+def test_lr_follows_the_batch_size_by_the_chosen_rule():
+    base = dict(lr=1e-3, lr_reference_batch=32)
+    assert TrainConfig(**base, batch_size=32).effective_lr == pytest.approx(1e-3)
+    assert TrainConfig(**base, batch_size=512).effective_lr == pytest.approx(4e-3)  # sqrt(16)
+    assert TrainConfig(**base, batch_size=512, lr_scaling="linear").effective_lr == pytest.approx(16e-3)
+    assert TrainConfig(**base, batch_size=512, lr_scaling="none").effective_lr == pytest.approx(1e-3)
+    with pytest.raises(RealfakeError, match="train.lr_scaling is 'cubic'"):
+        TrainConfig.from_params({"lr_scaling": "cubic"})
+
+
+def test_finished_checkpoint_is_not_resumed(manifest, tiny_sample, tmp_path):
+    cfg = TrainConfig(**{**TINY_TRAIN, "epochs": 1})
+    run_train(cfg, manifest, tiny_sample, tmp_path)
+    again = run_train(cfg, manifest, tiny_sample, tmp_path)
+    assert again.resumed_from_epoch == 0
+
+
+def test_killed_run_resumes_and_matches_an_uninterrupted_run(manifest, tiny_sample, tmp_path):
+    cfg = {**TINY_TRAIN, "epochs": 3}
+    straight = tmp_path / "straight"
+    p = train_process(manifest, tiny_sample, straight, cfg, "plain")
+    out, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err
+    assert "RESUMED_FROM 0" in out
+
+    killed = tmp_path / "killed"
+    kill_after_epoch_1(manifest, tiny_sample, killed, cfg)
+    assert not (killed / "model.pt").exists()
+    assert Checkpoint.load(killed / "checkpoints" / "last.pt").epoch == 1
+
+    p = train_process(manifest, tiny_sample, killed, cfg, "plain")
+    out, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err
+    assert "RESUMED_FROM 1" in out
+    a = pd.read_csv(straight / "history.csv").drop(columns=["images_per_s", "seconds"])
+    b = pd.read_csv(killed / "history.csv").drop(columns=["images_per_s", "seconds"])
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-6)
+    wa = load_model_file(straight / "model.pt")[0].state_dict()
+    wb = load_model_file(killed / "model.pt")[0].state_dict()
+    assert all(torch.allclose(wa[k].float(), wb[k].float(), rtol=1e-5, atol=1e-6) for k in wa)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(manifest, tiny_sample, tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"PK\x03\x04 not really a checkpoint")
+    with pytest.raises(RealfakeError, match="last.pt cannot be read as a training checkpoint"):
+        run_train(TrainConfig(**TINY_TRAIN), manifest, tiny_sample, tmp_path)
+
+
+def test_foreign_checkpoint_is_a_clear_error(manifest, tiny_sample, tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    torch.save({"epoch": 4, "model": {}}, tmp_path / "checkpoints" / "last.pt")
+    with pytest.raises(RealfakeError, match="is not a realfake training checkpoint"):
+        run_train(TrainConfig(**TINY_TRAIN), manifest, tiny_sample, tmp_path)
+
+
+def test_model_file_from_elsewhere_is_a_clear_error(tmp_path):
+    torch.save({"conv.weight": torch.zeros(3)}, tmp_path / "foreign.pt")
+    with pytest.raises(RealfakeError, match="is not a realfake model file"):
+        load_model_file(tmp_path / "foreign.pt")
+
+
+def test_config_errors_are_clear():
+    with pytest.raises(RealfakeError, match="Unknown keys in params.yaml 'train': \\['learning_rate'\\]"):
+        TrainConfig.from_params({"learning_rate": 0.1})
+    with pytest.raises(RealfakeError, match="train.schedule is 'step'"):
+        TrainConfig.from_params({"schedule": "step"})
+
+
+@pytest.mark.slow
+def test_the_compiled_step_trains_on_the_cpu(manifest, tiny_sample, tmp_path, monkeypatch):
+    """train.compile: true, known to work before anyone pays for a GPU.
+
+    The step goes through TorchDynamo and AOTAutograd as on a GPU (graph capture, the backward
+    graph, static shapes for the short last batch, the plain module's state dict), with the
+    aot_eager backend: inductor's C++ code generation for this network takes about 5 minutes on
+    2 CPU cores, and on a GPU it generates Triton instead (run by tests/training/test_gpu.py).
+    """
+    real_compile = torch.compile
+    compiled = []
+
+    def aot_eager(model, **kw):
+        compiled.append(kw)
+        return real_compile(model, backend="aot_eager", **kw)
+
+    monkeypatch.setattr(torch, "compile", aot_eager)
+    cfg = TrainConfig(**{**TINY_TRAIN, "epochs": 1, "batch_size": 16, "compile": True})
+    result = run_train(cfg, manifest, tiny_sample, tmp_path)
+    assert compiled == [{"dynamic": False}]
+    assert list(result.history["epoch"]) == [1] and np.isfinite(result.history["train_loss"]).all()
+    model, spec, _ = load_model_file(tmp_path / "model.pt")
+    assert spec.image_size == TINY_TRAIN["image_size"]
+    assert not any(k.startswith("_orig_mod") for k in model.state_dict())
