@@ -17,6 +17,7 @@ def photo() -> Image.Image:
     return random_photo()
 
 
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "L", "CMYK", "P", "I;16"])
 def test_any_mode_becomes_rgb(mode):
     img = Image.new("RGB", (40, 40), (200, 100, 50)).convert(mode)
     out = load_rgb(img)
