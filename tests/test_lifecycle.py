@@ -63,7 +63,7 @@ def test_repro_runs_all_seven_stages_into_one_mlflow_run(repo):
     assert int(c.get_model_version_by_alias("realfake", "champion").version) == 1
 
     # robustness: one row per perturbation plus clean, the clean row is the evaluate stage's test
-    # score, the held-out family is scored against the test reals, all in the same MLflow run.
+    # score, each held-out family is scored against the test reals, all in the same MLflow run.
     robust = json.loads((repo / "reports/robustness/metrics.json").read_text())
     table = pd.read_csv(repo / "reports/robustness/auc.csv")
     n_perturbations = len(yaml.safe_load((repo / "params.yaml").read_text())["robustness"]["perturbations"])
@@ -71,10 +71,17 @@ def test_repro_runs_all_seven_stages_into_one_mlflow_run(repo):
     assert table[["auc", "acc"]].notna().all().all() and table["auc"].between(0, 1).all()
     assert robust["clean"]["auc"] == pytest.approx(metrics["test"]["roc_auc"], abs=1e-6)
     assert robust["threshold"] == pytest.approx(metrics["threshold"])
-    assert 0 <= robust["cross_generator_auc"] <= 1 and robust["cross_generator"]["n_fake"] == TINY_HELDOUT
+    families = yaml.safe_load((repo / "params.yaml").read_text())["data"]["sample"]["heldout"]["families"]
+    assert list(robust["cross_generator"]["families"]) == families
+    assert all(m["n_fake"] == TINY_HELDOUT for m in robust["cross_generator"]["families"].values())
+    assert 0 <= robust["cross_generator_auc"] <= 1
+    assert list(pd.read_csv(repo / "reports/robustness/families.csv")["family"]) == families
     assert r.data.metrics["robust_clean_auc"] == pytest.approx(robust["clean"]["auc"])
     assert r.data.metrics["robust_jpeg_q50_auc"] == pytest.approx(robust["perturbations"]["jpeg_q50"]["auc"])
     assert r.data.metrics["robust_cross_generator_auc"] == pytest.approx(robust["cross_generator_auc"])
+    tconv = robust["cross_generator"]["families"]["tconv"]
+    assert r.data.metrics["robust_heldout_tconv_auc"] == pytest.approx(tconv["auc"])
+    assert "test_tpr_at_fpr_1pct" in r.data.metrics
     assert {"robustness/metrics.json", "robustness/auc.csv", "robustness/auc.png"} <= {
         a.path for a in c.list_artifacts(run_id, "robustness")}
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)

@@ -35,3 +35,14 @@ def test_eer_where_rates_cross():
     eer, t = equal_error_rate(y, p)
     assert eer == pytest.approx(0.25)
     assert choose_threshold(y, p, "fixed", 0.42) == 0.42
+
+
+def test_tpr_at_low_fpr():
+    y = np.array([0] * 100 + [1] * 10)
+    p = np.concatenate([np.linspace(0, 0.5, 100), np.linspace(0.3, 1.0, 10)])  # the top real scores 0.5
+    m = classification_metrics(y, p, threshold=0.5)
+    caught_above_all_reals = np.mean(p[100:] > 0.5)
+    assert m["tpr_at_fpr_0p1pct"] == pytest.approx(caught_above_all_reals)  # 0.1 % of 100 reals: none may pass
+    assert m["tpr_at_fpr_1pct"] >= m["tpr_at_fpr_0p1pct"]
+    separated = classification_metrics(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.8, 0.9]), 0.5)
+    assert separated["tpr_at_fpr_0p1pct"] == 1.0

@@ -36,6 +36,7 @@ from realfake.paths import Paths
 from realfake.training.config import TrainConfig
 
 HELDOUT_N = 6
+FAMILIES = ("nearest", "subpixel")
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,7 @@ def trained(tiny_sample, tiny_manifest, tmp_path_factory) -> dict[str, Path]:
     """A one-epoch tiny model, its manifest, and a small held-out family beside the tiny sample."""
     out = tmp_path_factory.mktemp("robust")
     run_train(TrainConfig(**{**TINY_TRAIN, "epochs": 1}), tiny_manifest, tiny_sample, out)
-    generate_heldout(out / "heldout", with_heldout(TINY, HELDOUT_N), workers=1)
+    generate_heldout(out / "heldout", with_heldout(TINY, HELDOUT_N, FAMILIES), workers=1)
     return {"out": out, "manifest": tiny_manifest, "data": Manifest(tiny_manifest, tiny_sample),
             "model": out / "model.pt", "heldout": out / "heldout"}
 
@@ -140,7 +141,8 @@ def test_params_yaml_section_parses():
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     assert RobustnessConfig.from_params(params["robustness"]).perturbations == DEFAULT_PERTURBATIONS
     sample = SampleConfig.from_params(params["data"]["sample"])
-    assert sample.heldout.size == 250 and sample.heldout.family == "nearest"
+    assert sample.heldout.size == 250 and sample.heldout.families == ("nearest", "bilinear", "bicubic", "tconv",
+                                                                      "subpixel")
 
 
 # ----------------------------------------------------------------------------- scoring and reports
@@ -151,7 +153,7 @@ def test_run_robustness_writes_one_row_per_condition(trained, tiny_sample, tmp_p
     result = run_robustness(trained["model"], trained["data"], trained["heldout"], 0.5, cfg, log=lambda s: None)
     files = write_reports(result, tmp_path / "robustness")
     table = pd.read_csv(files["csv"])
-    assert list(table.columns) == ["kind", "strength", "name", "auc", "acc"]
+    assert list(table.columns) == ["kind", "strength", "name", "auc", "acc", "tpr_at_fpr_1pct"]
     assert list(table["name"]) == ["clean"] + [p.name for p in DEFAULT_PERTURBATIONS]
     assert table[["auc", "acc"]].notna().all().all()
     assert table["auc"].between(0, 1).all() and table["acc"].between(0, 1).all()
@@ -159,12 +161,19 @@ def test_run_robustness_writes_one_row_per_condition(trained, tiny_sample, tmp_p
     assert set(metrics["perturbations"]) == {p.name for p in DEFAULT_PERTURBATIONS}
     assert metrics["n_test"] == 2 * TINY.sizes.test
     cross = metrics["cross_generator"]
-    assert 0 <= metrics["cross_generator_auc"] <= 1 and cross["family"] == "nearest"
-    assert cross["n_fake"] == HELDOUT_N and cross["n_real"] == TINY.sizes.test
+    assert list(cross["families"]) == list(FAMILIES) and cross["n_real"] == TINY.sizes.test
+    assert all(m["n_fake"] == HELDOUT_N and 0 <= m["auc"] <= 1 and 0 <= m["tpr_at_fpr_1pct"] <= 1
+               for m in cross["families"].values())
+    aucs = [m["auc"] for m in cross["families"].values()]
+    assert metrics["cross_generator_auc"] == pytest.approx(np.mean(aucs), abs=1e-6) and cross["auc_min"] == min(aucs)
+    families = pd.read_csv(files["families"])
+    assert list(families["family"]) == list(FAMILIES) and list(families["auc"]) == aucs
     with Image.open(files["png"]) as im:
         assert im.format == "PNG" and im.size[0] > 300
     flat = flat_metrics(metrics)
-    assert {"robust_clean_auc", "robust_jpeg_q50_auc", "robust_noise_s5_acc", "robust_cross_generator_auc"} <= set(flat)
+    assert {"robust_clean_auc", "robust_jpeg_q50_auc", "robust_noise_s5_acc", "robust_clean_tpr_at_fpr_1pct",
+            "robust_heldout_nearest_auc", "robust_heldout_subpixel_tpr_at_fpr_1pct", "robust_cross_generator_auc",
+            "robust_cross_generator_auc_min"} <= set(flat)
     # Deterministic: the same scores again (seeded noise, no randomness elsewhere).
     again = run_robustness(trained["model"], trained["data"], trained["heldout"], 0.5, cfg, log=lambda s: None)
     pd.testing.assert_frame_equal(result.table, again.table)
@@ -214,9 +223,11 @@ def test_stage_logs_to_the_training_run_and_reports_an_absent_heldout_family(tra
     r = mlflow.MlflowClient().get_run(run.info.run_id)
     assert {"robust_clean_auc", "robust_jpeg_q50_auc", "robust_noise_s2_acc"} <= set(r.data.metrics)
     assert "robust_cross_generator_auc" not in r.data.metrics
+    assert not any(k.startswith("robust_heldout_") for k in r.data.metrics)
     assert r.data.tags["robustness.perturbations"] == "jpeg_q50, noise_s2"
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "robustness")}
-    assert artifacts == {"robustness/metrics.json", "robustness/auc.csv", "robustness/auc.png"}
+    assert artifacts == {"robustness/metrics.json", "robustness/auc.csv", "robustness/families.csv",
+                         "robustness/auc.png"}
 
     (tmp_path / "eval.json").unlink()
     with pytest.raises(RealfakeError, match="eval.json not found: run the evaluate stage first"):
@@ -231,10 +242,11 @@ def test_heldout_does_not_change_the_dataset_and_lands_beside_it(tmp_path, tiny_
         cfg = DataConfig(source="sample", sample=with_heldout(TINY, size))
         download(cfg, tmp_path / name / "raw", workers=1, heldout_dir=tmp_path / name / "heldout")
     assert _hashes(tmp_path / "a/raw") == _hashes(tmp_path / "b/raw") == _hashes(tiny_sample)
-    paths, info = read_heldout(tmp_path / "a/heldout")
-    assert len(paths) == 4 and all(p.is_file() for p in paths) and info["family"] == "nearest"
+    paths, families, info = read_heldout(tmp_path / "a/heldout")
+    assert len(paths) == 4 and all(p.is_file() for p in paths) and set(families) == {"nearest"}
+    assert info["families"] == ["nearest"]
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["heldout", "raw"], "no staging folder left"
-    paths0, info0 = read_heldout(tmp_path / "b/heldout")
+    paths0, _, info0 = read_heldout(tmp_path / "b/heldout")
     assert paths0 == [] and info0["size"] == 0
     assert (tmp_path / "b/heldout" / HELDOUT_CSV).read_text() == "id,label,label_str,family,path\n"
 
@@ -243,8 +255,8 @@ def test_dir_source_writes_an_empty_heldout_and_replaces_an_old_one(tmp_path, ti
     held = tmp_path / "heldout"
     generate_heldout(held, with_heldout(TINY, 2), workers=1)
     download(DataConfig(source="dir", dir=str(tiny_sample)), tmp_path / "raw", heldout_dir=held)
-    paths, info = read_heldout(held)
-    assert paths == [] and info["source"] == "dir" and info["family"] is None
+    paths, families, info = read_heldout(held)
+    assert paths == [] == families and info["source"] == "dir" and info["families"] == []
     assert not list((held / "fake").iterdir())
     with pytest.raises(RealfakeError, match="heldout.csv not found: run the download stage"):
         read_heldout(tmp_path / "nowhere")

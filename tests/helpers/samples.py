@@ -15,11 +15,11 @@ def tiny(**kw) -> SampleConfig:
     return replace(TINY, **kw)
 
 
-def with_heldout(cfg: SampleConfig, size: int, family: str = "nearest") -> SampleConfig:
-    """``cfg`` with a held-out family of ``size`` images."""
+def with_heldout(cfg: SampleConfig, size: int, families: tuple[str, ...] = ("nearest",)) -> SampleConfig:
+    """``cfg`` with held-out ``families`` of ``size`` images each."""
     from dataclasses import replace
 
-    return replace(cfg, heldout=Heldout(size=size, family=family))
+    return replace(cfg, heldout=Heldout(size=size, families=families))
 
 
 def sample_params(cfg: SampleConfig = TINY, **overrides) -> dict:

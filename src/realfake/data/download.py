@@ -100,7 +100,7 @@ def land_sample(cfg: SampleConfig, raw_dir: Path, heldout_dir: Path | None, work
 def check_heldout(staging: Path, heldout_dir: Path) -> None:
     """A held-out folder is complete when its index exists and lists only files that exist."""
     try:
-        paths, _ = read_heldout(staging)
+        paths, _, _ = read_heldout(staging)
     except RealfakeError as exc:
         raise RealfakeError(
             f"The held-out family is incomplete, so nothing was written to {heldout_dir}: {exc}"
@@ -122,7 +122,7 @@ def land_heldout(staging: Path, heldout_dir: Path) -> None:
 def write_empty_heldout(heldout_dir: Path, source: str, note: str) -> None:
     """Land an empty held-out folder (index header only, ``info.json`` with ``note``)."""
     with staging_dir(heldout_dir) as staging:
-        write_heldout_index(staging, [], {"source": source, "family": None, "size": 0, "note": note})
+        write_heldout_index(staging, [], {"source": source, "families": [], "size": 0, "note": note})
         land_heldout(staging, heldout_dir)
 
 

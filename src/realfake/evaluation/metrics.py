@@ -13,6 +13,9 @@ import numpy as np
 from realfake.errors import RealfakeError
 
 THRESHOLD_RULES = ("youden", "f1", "eer", "fixed")
+#: The low false-positive rates the field reports the true-positive rate at (Ojha et al. 2023, Tan et al. 2024):
+#: metric name -> FPR. A detector that flags real photos is unusable however high its AUC.
+LOW_FPRS = {"tpr_at_fpr_1pct": 0.01, "tpr_at_fpr_0p1pct": 0.001}
 
 
 def equal_error_rate(y_fake: np.ndarray, p_fake: np.ndarray) -> tuple[float, float]:
@@ -23,6 +26,23 @@ def equal_error_rate(y_fake: np.ndarray, p_fake: np.ndarray) -> tuple[float, flo
     fnr = 1 - tpr
     i = int(np.nanargmin(np.abs(fnr - fpr)))
     return float((fpr[i] + fnr[i]) / 2), float(min(thr[i], 1.0))
+
+
+def tpr_at_fpr(y_fake: np.ndarray, p_fake: np.ndarray, max_fpr: float) -> float:
+    """The highest true-positive rate (fakes caught) at a threshold whose false-positive rate is at most ``max_fpr``.
+
+    With n reals the FPR moves in steps of 1/n: below 1/n (0.1 % of 250 reals) it is the rate at
+    which no real is flagged.
+    """
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, _ = roc_curve(y_fake, p_fake)
+    return float(tpr[fpr <= max_fpr].max())
+
+
+def low_fpr_metrics(y_fake: np.ndarray, p_fake: np.ndarray) -> dict[str, float]:
+    """:func:`tpr_at_fpr` at each of :data:`LOW_FPRS`."""
+    return {name: tpr_at_fpr(y_fake, p_fake, fpr) for name, fpr in LOW_FPRS.items()}
 
 
 def choose_threshold(y_fake: np.ndarray, p_fake: np.ndarray, rule: str, fixed: float = 0.5) -> float:
@@ -60,6 +80,7 @@ def classification_metrics(y_fake: np.ndarray, p_fake: np.ndarray, threshold: fl
         "roc_auc": float(M.roc_auc_score(y_fake, p_fake)),
         "average_precision": float(M.average_precision_score(y_fake, p_fake)),
         "eer": eer,
+        **low_fpr_metrics(y_fake, p_fake),
         "confusion": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},
         "per_class": {
             cls: {k: float(v) for k, v in report[cls].items()} for cls in ("real", "fake")

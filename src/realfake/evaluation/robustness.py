@@ -1,5 +1,5 @@
 """Robustness: the test split re-scored under the post-processing real images suffer, and a
-cross-generator check on fakes from a family that training never saw.
+cross-generator check on fakes from families that training never saw.
 
 Each perturbation is applied to the *decoded full image* (:func:`realfake.images.load_rgb`)
 before the shared fit/standardise steps, so the model sees exactly what a perturbed
@@ -13,10 +13,11 @@ file would give it. Kinds and their ``strength``:
   seeded per image from ``(seed, kind, strength, image index)``: deterministic, and
   independent of the other perturbations in the list.
 
-Metrics: ROC-AUC (fake = positive) and accuracy at the threshold the evaluate stage chose
-on the valid split. The cross-generator AUC scores the test split's reals against the
-held-out fakes (``data/heldout``), clean; it is ``None`` when there are none (the kaggle
-and dir sources, or ``data.sample.heldout.size: 0``).
+Metrics: ROC-AUC (fake = positive), accuracy at the threshold the evaluate stage chose on the
+valid split, and the TPR at 1 % FPR. The cross-generator table scores the test split's reals
+against each held-out family's fakes (``data/heldout``), clean, with the same metrics; its mean
+and worst AUC are None when there are none (the kaggle and dir sources, or
+``data.sample.heldout.size: 0``).
 """
 
 from __future__ import annotations
@@ -202,16 +203,28 @@ def _auc(y: np.ndarray, p: np.ndarray) -> float | None:
     return round(float(roc_auc_score(y, p)), DECIMALS) if len(np.unique(y)) == 2 else None
 
 
-def _acc(y: np.ndarray, p: np.ndarray, threshold: float) -> float | None:
-    return round(float(np.mean((p >= threshold).astype(int) == y)), DECIMALS) if len(y) else None
+def scores(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float | None]:
+    """ROC-AUC, accuracy at ``threshold``, and the TPR at 1 % FPR of fake-vs-real scores (None where undefined)."""
+    from realfake.evaluation.metrics import tpr_at_fpr
+
+    both = len(np.unique(y)) == 2
+    return {
+        "auc": _auc(y, p),
+        "acc": round(float(np.mean((p >= threshold).astype(int) == y)), DECIMALS) if len(y) else None,
+        "tpr_at_fpr_1pct": round(tpr_at_fpr(y, p, 0.01), DECIMALS) if both else None,
+    }
+
+
+COLUMNS = ["kind", "strength", "name", "auc", "acc", "tpr_at_fpr_1pct"]
 
 
 @dataclass
 class Robustness:
-    """The robustness metrics (as metrics.json), the table behind auc.csv, and the seconds it took."""
+    """The robustness metrics (as metrics.json), the tables behind auc.csv and families.csv, and the seconds."""
 
     metrics: dict[str, Any]
-    table: "Any"  # pandas DataFrame: kind, strength, name, auc, acc (clean first)
+    table: Any  # pandas DataFrame: COLUMNS, clean first
+    families: Any  # pandas DataFrame: family, auc, acc, tpr_at_fpr_1pct, fake_detected, n_fake
     seconds: float
 
 
@@ -223,7 +236,7 @@ def run_robustness(
     cfg: RobustnessConfig,
     log: Callable[[str], None] = print,
 ) -> Robustness:
-    """Score the test split clean and under every perturbation, and the held-out fakes against its reals."""
+    """Score the test split clean and under every perturbation, and each held-out family against its reals."""
     import pandas as pd
 
     t0 = time.perf_counter()
@@ -239,28 +252,30 @@ def run_robustness(
         return p_fake(model, imgs, Preprocessor(spec), device, cfg.batch_size, cfg.workers, transform)
 
     p_clean = score(images, None)
-    rows = [{"kind": "clean", "strength": 0.0, "name": "clean", "auc": _auc(y, p_clean),
-             "acc": _acc(y, p_clean, threshold)}]
-    log(f"robustness: clean auc {rows[0]['auc']} acc {rows[0]['acc']}")
-    for pert in cfg.perturbations:
-        p = score(images, pert)
-        rows.append({"kind": pert.kind, "strength": pert.strength, "name": pert.name, "auc": _auc(y, p),
-                     "acc": _acc(y, p, threshold)})
-        log(f"robustness: {pert.name} auc {rows[-1]['auc']} acc {rows[-1]['acc']}")
+    rows = [{"kind": "clean", "strength": 0.0, "name": "clean", **scores(y, p_clean, threshold)}]
+    for pert in [None, *cfg.perturbations]:
+        if pert is not None:
+            rows.append({"kind": pert.kind, "strength": pert.strength, "name": pert.name,
+                         **scores(y, score(images, pert), threshold)})
+        log(f"robustness: {rows[-1]['name']} auc {rows[-1]['auc']} acc {rows[-1]['acc']}")
     cross = cross_generator(heldout_dir, p_clean[y == 0], lambda paths: score(ImageFiles(paths), None), threshold)
-    log(f"robustness: cross-generator ({cross['family']}) auc {cross['auc']} {cross['note']}".rstrip())
-
-    table = pd.DataFrame(rows, columns=["kind", "strength", "name", "auc", "acc"])
+    for family, m in cross["families"].items():
+        log(f"robustness: held-out {family} auc {m['auc']} tpr@1%fpr {m['tpr_at_fpr_1pct']}")
+    if cross["note"]:
+        log(f"robustness: cross-generator: {cross['note']}")
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    families = pd.DataFrame([{"family": f, **m} for f, m in cross["families"].items()],
+                            columns=["family", "auc", "acc", "tpr_at_fpr_1pct", "fake_detected", "n_fake"])
     metrics = {
         "threshold": float(threshold),
         "n_test": int(len(test)),
-        "clean": {"auc": rows[0]["auc"], "acc": rows[0]["acc"]},
+        "clean": {k: rows[0][k] for k in ("auc", "acc", "tpr_at_fpr_1pct")},
         # kind and strength of each are in auc.csv; metrics.json keeps to numbers for `dvc metrics show`.
-        "perturbations": {r["name"]: {"auc": r["auc"], "acc": r["acc"]} for r in rows[1:]},
-        "cross_generator_auc": cross["auc"],
+        "perturbations": {r["name"]: {k: r[k] for k in ("auc", "acc", "tpr_at_fpr_1pct")} for r in rows[1:]},
+        "cross_generator_auc": cross["auc_mean"],
         "cross_generator": cross,
     }
-    return Robustness(metrics=metrics, table=table, seconds=time.perf_counter() - t0)
+    return Robustness(metrics=metrics, table=table, families=families, seconds=time.perf_counter() - t0)
 
 
 @dataclass(frozen=True)
@@ -276,24 +291,35 @@ class _Perturb:
 
 def cross_generator(heldout_dir: Path | None, p_real: np.ndarray, score: Callable[[list[Path]], np.ndarray],
                     threshold: float) -> dict[str, Any]:
-    """The test split's reals (``p_real``) against the held-out family's fakes, clean."""
+    """The test split's reals (``p_real``) against each held-out family's fakes, clean.
+
+    Per family: ROC-AUC, accuracy, TPR at 1 % FPR and the share of its fakes flagged at the
+    threshold; over the families: the mean and the worst AUC (None when there are none).
+    """
     from realfake.data.sample.heldout import read_heldout
 
-    cross: dict[str, Any] = {"auc": None, "acc": None, "family": None, "n_real": 0, "n_fake": 0, "note": ""}
+    cross: dict[str, Any] = {"families": {}, "auc_mean": None, "auc_min": None, "n_real": int(len(p_real)),
+                             "note": ""}
     if heldout_dir is None:
         cross["note"] = "no held-out folder was given"
         return cross
-    paths, info = read_heldout(Path(heldout_dir))
-    cross["family"] = info.get("family")
+    paths, families, info = read_heldout(Path(heldout_dir))
     if not paths:
         cross["note"] = info.get("note") or "the held-out folder lists no images"
         return cross
-    p_held = score(paths)
-    yy = np.concatenate([np.zeros(len(p_real), int), np.ones(len(p_held), int)])
-    pp = np.concatenate([p_real, p_held])
-    cross.update(auc=_auc(yy, pp), acc=_acc(yy, pp, threshold), n_real=int(len(p_real)), n_fake=int(len(p_held)),
-                 fake_detected=round(float(np.mean(p_held >= threshold)), DECIMALS))
-    if cross["auc"] is None:
+    p_held, families = score(paths), np.asarray(families)
+    for family in dict.fromkeys(families):  # in index order
+        p_fam = p_held[families == family]
+        yy = np.concatenate([np.zeros(len(p_real), int), np.ones(len(p_fam), int)])
+        cross["families"][str(family)] = {
+            **scores(yy, np.concatenate([p_real, p_fam]), threshold),
+            "fake_detected": round(float(np.mean(p_fam >= threshold)), DECIMALS),
+            "n_fake": int(len(p_fam)),
+        }
+    aucs = [m["auc"] for m in cross["families"].values() if m["auc"] is not None]
+    if aucs:
+        cross.update(auc_mean=round(float(np.mean(aucs)), DECIMALS), auc_min=min(aucs))
+    else:
         cross["note"] = "the test split has no reals to score the held-out fakes against"
     return cross
 
@@ -302,34 +328,41 @@ def cross_generator(heldout_dir: Path | None, p_real: np.ndarray, score: Callabl
 
 
 def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    """MLflow names: robust_clean_auc, robust_jpeg_q50_auc, ..., robust_cross_generator_auc (when present)."""
+    """MLflow names: robust_clean_auc, robust_jpeg_q50_auc, ..., robust_heldout_<family>_auc,
+    robust_cross_generator_auc (the mean over families) and robust_cross_generator_auc_min."""
     cross = metrics["cross_generator"]
     named = {"clean": metrics["clean"], **metrics["perturbations"],
-             "cross_generator": {k: cross.get(k) for k in ("auc", "acc", "fake_detected")}}
+             "heldout": {f: {k: v for k, v in m.items() if k != "n_fake"} for f, m in cross["families"].items()},
+             "cross_generator": {"auc": cross["auc_mean"], "auc_min": cross["auc_min"]}}
     return {k: float(v) for k, v in flatten(named, sep="_", prefix="robust").items() if v is not None}
 
 
 def write_reports(result: Robustness, out_dir: Path) -> dict[str, Path]:
-    """``metrics.json`` (DVC metrics), ``auc.csv`` (DVC plot data) and ``auc.png``; returns their paths."""
+    """``metrics.json`` (DVC metrics), ``auc.csv`` and ``families.csv`` (DVC plot data) and ``auc.png``;
+    returns their paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"metrics": out_dir / "metrics.json", "csv": out_dir / "auc.csv", "png": out_dir / "auc.png"}
+    paths = {"metrics": out_dir / "metrics.json", "csv": out_dir / "auc.csv", "families": out_dir / "families.csv",
+             "png": out_dir / "auc.png"}
     write_text(paths["metrics"], json.dumps(result.metrics, indent=2) + "\n")
     result.table.to_csv(paths["csv"], index=False)
+    result.families.to_csv(paths["families"], index=False)
     _plot(result, paths["png"])
     return paths
 
 
 def _plot(result: Robustness, path: Path) -> None:
+    """One panel per perturbation kind (AUC and accuracy against strength), one for the held-out families."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    table = result.table
+    table, families = result.table, result.families
     clean = result.metrics["clean"]
     kinds = [k for k in KINDS if (table["kind"] == k).any()]
-    fig, axes = plt.subplots(1, max(1, len(kinds)), figsize=(3.2 * max(1, len(kinds)), 3.4), squeeze=False, sharey=True)
+    n = len(kinds) + 1
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.4), squeeze=False, sharey=True)
     for ax, kind in zip(axes[0], kinds):
         rows = table[table["kind"] == kind].sort_values("strength")
         ax.plot(rows["strength"], rows["auc"], "o-", label="ROC-AUC")
@@ -339,14 +372,19 @@ def _plot(result: Robustness, path: Path) -> None:
         if kind in _REVERSED:
             ax.invert_xaxis()
         ax.set(xlabel=_LABELS[kind], title=kind, ylim=(0, 1.02))
-    if not kinds:
-        axes[0][0].text(0.5, 0.5, "no perturbations", ha="center", va="center")
+    ax = axes[0][-1]
+    if len(families):
+        ax.bar(families["family"], families["auc"].astype(float), color="tab:purple", label="ROC-AUC")
+        ax.tick_params(axis="x", labelrotation=45)
+    else:
+        ax.text(0.5, 0.5, "no held-out families", ha="center", va="center", transform=ax.transAxes)
+    ax.set(title="held-out generators", xlabel="family (test reals vs its fakes)", ylim=(0, 1.02))
     axes[0][0].set_ylabel("test split")
     axes[0][0].legend(loc="lower left", fontsize=7)
     cross = result.metrics["cross_generator"]
-    cg = f"{cross['auc']:.3f} ({cross['family']})" if cross["auc"] is not None else "n/a"
+    cg = f"mean {cross['auc_mean']:.3f}, worst {cross['auc_min']:.3f}" if cross["auc_mean"] is not None else "n/a"
     clean_auc = f"{clean['auc']:.3f}" if clean["auc"] is not None else "n/a"
-    fig.suptitle(f"Robustness: clean AUC {clean_auc}, cross-generator AUC {cg}", fontsize=10)
+    fig.suptitle(f"Robustness: clean AUC {clean_auc}; held-out generators AUC {cg}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -28,11 +28,16 @@ STREAM_HELDOUT_WEIGHTS = 6
 STREAM_HELDOUT_IMAGE = 7
 STREAM_HELDOUT_IDS = 8
 
-#: Held-out fake families: the up-sampling taps (1-D, per axis) of a stride-2 transposed
-#: convolution on the zero-inserted signal, before the family's seeded 3x3 convolution.
-HELDOUT_FAMILIES: dict[str, tuple[float, float, float, float]] = {
-    "nearest": (0.0, 1.0, 1.0, 0.0),  # each pixel copied to a 2x2 block
-    "bilinear": (0.25, 0.75, 0.75, 0.25),  # plain bilinear, no seeded kernel jitter, no phase gains
+#: Held-out fake families (never trained on): how each up-samples, before its own seeded 3x3
+#: convolution whose sharpening is calibrated so that its fakes compress like the reals
+#: (:mod:`realfake.data.sample.upsampling`). Training's fakes come from a near-bilinear
+#: transposed convolution with small seeded jitter; these are other architectures.
+HELDOUT_FAMILIES: dict[str, str] = {
+    "nearest": "nearest-neighbour up-sampling (each pixel to a 2x2 block)",
+    "bilinear": "bilinear transposed convolution, without training's seeded jitter and phase gains",
+    "bicubic": "bicubic resize, then convolution (resize-then-convolve)",
+    "tconv": "transposed convolution with a seeded random 4x4 kernel (random positive taps per phase)",
+    "subpixel": "sub-pixel convolution: a seeded 3x3 kernel per output phase, then pixel shuffle",
 }
 
 
@@ -60,18 +65,26 @@ class Sizes:
 
 @dataclass(frozen=True)
 class Heldout:
-    """The held-out fake family (``data.sample.heldout``): never trained on, for the cross-generator check."""
+    """The held-out fake families (``data.sample.heldout``): never trained on, for the cross-generator check."""
 
-    size: int = 250  # images; 0 = none
-    family: str = "nearest"
+    size: int = 250  # images per family; 0 = none
+    families: tuple[str, ...] = tuple(HELDOUT_FAMILIES)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.families, list):
+            object.__setattr__(self, "families", tuple(self.families))
 
     def problems(self) -> list[str]:
         """What is wrong with the held-out settings (empty if nothing)."""
         out = []
         if not is_int(self.size) or self.size < 0:
             out.append(f"heldout.size must be a non-negative integer, got {self.size!r}")
-        if self.family not in HELDOUT_FAMILIES:
-            out.append(f"heldout.family must be one of {', '.join(HELDOUT_FAMILIES)}, got {self.family!r}")
+        families = self.families if isinstance(self.families, (tuple, list)) else [self.families]
+        unknown = [f for f in families if f not in HELDOUT_FAMILIES]
+        if unknown or not isinstance(self.families, (tuple, list)):
+            out.append(f"heldout.families must be a list of {', '.join(HELDOUT_FAMILIES)}, got {self.families!r}")
+        elif len(set(families)) != len(families):
+            out.append(f"heldout.families lists a family twice: {list(families)}")
         return out
 
 

@@ -29,7 +29,7 @@ from realfake.data.sample.drawing import render_face
 from realfake.data.sample.heldout import write_heldout_index
 from realfake.data.sample.upsampling import (
     gan_upsample,
-    heldout_polyphase,
+    heldout_upsample,
     ideal_upsample,
     polyphase_weights,
     sensor_noise,
@@ -65,35 +65,39 @@ def _write_image(task: tuple[int, int, int, str], cfg: SampleConfig, out_dir: st
     return 1
 
 
-def _render_heldout(cfg: SampleConfig, index: int) -> tuple[np.ndarray, int]:
-    """One held-out fake: the same content, noise and quality distributions, another up-sampler."""
+def _render_heldout(cfg: SampleConfig, family: str, index: int) -> tuple[np.ndarray, int]:
+    """One held-out fake: the same content, noise and quality distributions, another up-sampler.
+
+    Image ``index`` of every family has the same content: families differ only in the up-sampler.
+    """
     ss = np.random.SeedSequence([cfg.seed, STREAM_HELDOUT_IMAGE, index])
     content_ss, noise_ss, quality_ss = ss.spawn(3)
     base = render_face(np.random.default_rng(content_ss), cfg.image_size // 2)
     img = ideal_upsample(base)
     if cfg.strength > 0:
-        gan = gan_upsample(base, heldout_polyphase(cfg.seed, cfg.heldout.family))
+        gan = heldout_upsample(base, cfg.seed, family)
         img += np.float32(cfg.strength) * (gan - img)
     img = sensor_noise(img, np.random.default_rng(noise_ss))
     quality = int(np.random.default_rng(quality_ss).integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
     return to_uint8(img), quality
 
 
-def _write_heldout(task: tuple[int, str], cfg: SampleConfig, out_dir: str) -> int:
-    index, rel = task
-    arr, quality = _render_heldout(cfg, index)
+def _write_heldout(task: tuple[str, int, str], cfg: SampleConfig, out_dir: str) -> int:
+    family, index, rel = task
+    arr, quality = _render_heldout(cfg, family, index)
     Image.fromarray(arr, "RGB").save(os.path.join(out_dir, rel), format="JPEG", quality=quality)
     return 1
 
 
 def _heldout_ids(cfg: SampleConfig) -> list[str]:
-    """Fake-style ids for the held-out images, distinct from every id of the main sample."""
+    """Fake-style ids for the held-out images of every family, distinct from every id of the main sample."""
     taken = set(_draw_ids(cfg)[1])
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, STREAM_HELDOUT_IDS]))
     alphabet = np.array(list(FAKE_ID_ALPHABET))
     ids: list[str] = []
-    while len(ids) < cfg.heldout.size:
-        for row in rng.integers(0, len(alphabet), size=(cfg.heldout.size - len(ids), FAKE_ID_LENGTH)):
+    n = cfg.heldout.size * len(cfg.heldout.families)
+    while len(ids) < n:
+        for row in rng.integers(0, len(alphabet), size=(n - len(ids), FAKE_ID_LENGTH)):
             fid = "".join(alphabet[row])
             if fid not in taken:
                 taken.add(fid)
@@ -221,7 +225,7 @@ def generate_heldout(
     workers: int | None = None,
     progress: bool = False,
 ) -> int:
-    """Write ``cfg.heldout.size`` held-out fakes into ``out_dir`` (new or empty); return how many.
+    """Write ``cfg.heldout.size`` held-out fakes of each family into ``out_dir`` (new or empty); return how many.
 
     Layout: ``fake/<id>.jpg``, ``heldout.csv`` (``id,label,label_str,family,path``
     with ``path`` relative to ``out_dir``; label 0 = fake as in the Kaggle CSVs)
@@ -232,18 +236,19 @@ def generate_heldout(
         raise TypeError(f"cfg must be a SampleConfig, got {type(cfg).__name__}")
     out_dir = Path(out_dir)
     _check_out_dir(out_dir)
+    ids, size = _heldout_ids(cfg), cfg.heldout.size
     rows = [
-        {"id": iid, "label": LABELS["fake"], "label_str": "fake", "family": cfg.heldout.family,
+        {"id": iid, "label": LABELS["fake"], "label_str": "fake", "family": cfg.heldout.families[k // size],
          "path": f"fake/{iid}.jpg"}
-        for iid in _heldout_ids(cfg)
+        for k, iid in enumerate(ids)
     ]
     (out_dir / "fake").mkdir(parents=True, exist_ok=True)
-    tasks = [(i, r["path"]) for i, r in enumerate(rows)]
+    tasks = [(r["family"], k % size, r["path"]) for k, r in enumerate(rows)]
     if tasks:
         _run_tasks(partial(_write_heldout, cfg=cfg, out_dir=str(out_dir)), tasks, workers, progress, "held-out fakes")
     info = {
         "source": "sample",
-        "family": cfg.heldout.family if rows else None,
+        "families": list(cfg.heldout.families) if rows else [],
         "size": len(rows),
         "seed": cfg.seed,
         "strength": cfg.strength,

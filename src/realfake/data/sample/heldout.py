@@ -29,8 +29,9 @@ def write_heldout_index(out_dir: Path, rows: list[dict[str, Any]], info: Mapping
     (out_dir / HELDOUT_INFO).write_text(json.dumps(dict(info), indent=2) + "\n")
 
 
-def read_heldout(heldout_dir: Path) -> tuple[list[Path], dict[str, Any]]:
-    """(image paths, info) of a held-out folder written by :func:`generate_heldout` or the download stage."""
+def read_heldout(heldout_dir: Path) -> tuple[list[Path], list[str], dict[str, Any]]:
+    """(image paths, each image's family, info) of a held-out folder written by
+    :func:`realfake.data.sample.generate.generate_heldout` or the download stage."""
     import pandas as pd
 
     heldout_dir = Path(heldout_dir)
@@ -41,8 +42,8 @@ def read_heldout(heldout_dir: Path) -> tuple[list[Path], dict[str, Any]]:
         frame = pd.read_csv(index, dtype=str, keep_default_na=False)
     except (ValueError, OSError) as exc:
         raise RealfakeError(f"{index} cannot be read as the held-out index ({exc}).") from None
-    if "path" not in frame.columns:
-        raise RealfakeError(f"{index} has no 'path' column; rerun the download stage.")
+    if not {"path", "family"} <= set(frame.columns):
+        raise RealfakeError(f"{index} has no 'path' and 'family' columns; rerun the download stage.")
     info_path = heldout_dir / HELDOUT_INFO
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    return [heldout_dir / p for p in frame["path"]], info
+    return [heldout_dir / p for p in frame["path"]], list(frame["family"]), info
