@@ -22,6 +22,7 @@ from realfake.detector.preprocess import (
     to_tensor,
 )
 from realfake.detector.scoring import ScoringImages
+from realfake.errors import RealfakeError
 from realfake.images import ImageFiles
 
 
@@ -124,3 +125,42 @@ def test_input_spec_rejects_unknown_policy():
 
     with pytest.raises(RealfakeError, match="input policy is 'squash'"):
         InputSpec(128, "squash")
+
+
+def test_npr_is_each_pixel_minus_the_top_left_of_its_2x2_block(photo):
+    from realfake.detector.preprocess import neighbouring_pixel_residual
+
+    x = standardise(torch.from_numpy(np.array(photo)[None]))
+    r = neighbouring_pixel_residual(x)
+    assert torch.equal(r[:, :, ::2, ::2], torch.zeros_like(r[:, :, ::2, ::2]))
+    assert torch.equal(r[:, :, 1::2, 1::2], x[:, :, 1::2, 1::2] - x[:, :, ::2, ::2])
+    assert torch.equal(r[:, :, ::2, 1::2], x[:, :, ::2, 1::2] - x[:, :, ::2, ::2])
+
+
+def test_the_representation_travels_with_the_spec_to_every_caller(tmp_path, photo):
+    spec = InputSpec(96, "crop", representation="npr")
+    assert InputSpec.from_dict(spec.to_dict()) == spec
+    assert InputSpec.from_dict({"image_size": 96, "policy": "crop"}).representation == "rgb"  # older model files
+    path = tmp_path / "x.png"
+    photo.save(path)
+    pixels = torch.from_numpy(Preprocessor(spec).load(path))[None]
+    x = Preprocessor(spec).model_input(pixels, torch.device("cpu"))[0]
+    assert torch.equal(x, to_input(path, spec))
+    assert not torch.equal(x, to_input(path, InputSpec(96, "crop")))
+    with pytest.raises(RealfakeError, match="input representation is 'fft'"):
+        InputSpec(96, "crop", representation="fft")
+
+
+def test_resize_and_noise_augmentations_are_seeded_and_do_what_they_say(photo):
+    pre = Preprocessor(InputSpec(96, "crop"), Augment(hflip=False, resize_prob=1.0, resize_scale=(0.5, 0.5)))
+    a = pre.train_pixels(photo, np.random.default_rng([1, 2]))
+    assert np.array_equal(a, pre.train_pixels(np.asarray(photo), np.random.default_rng([1, 2])))
+    crop = np.asarray(photo, dtype=float)
+    def hf(img):
+        return float(np.mean(np.diff(np.asarray(img, dtype=float), axis=1) ** 2))
+    assert hf(a) < 0.5 * hf(crop), "half-size and back loses the finest detail"
+    noisy = Preprocessor(InputSpec(96, "crop"), Augment(hflip=False, noise_prob=1.0, noise_sigma=(5.0, 5.0)))
+    b = noisy.train_pixels(Image.new("RGB", (128, 128), (128, 128, 128)), np.random.default_rng(0))
+    assert 3.5 < b.astype(float).std() < 6.5
+    with pytest.raises(RealfakeError, match=r"train.augment.resize_prob must be a probability in \[0, 1\]"):
+        Augment(resize_prob=2)

@@ -1,14 +1,19 @@
 """The code each DVC stage depends on: its script and the realfake modules the script imports.
 
-``python tests/helpers/stage_deps.py`` prints each stage's code deps for dvc.yaml; the pipeline
-tests check that dvc.yaml lists at least these.
+``python tests/helpers/stage_deps.py`` prints each stage's code deps; ``--write`` puts them into
+dvc.yaml (keeping each stage's data deps). tests/test_config.py checks that dvc.yaml lists them.
 """
 
 from __future__ import annotations
 
+import re
+import sys
 from pathlib import Path
 
-from helpers.imports import REPO, project_files
+if __name__ == "__main__":  # run as a script: make `helpers` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from helpers.imports import REPO, project_files  # noqa: E402
 
 STAGES = ("download", "validate", "prepare", "train", "evaluate", "register", "robustness")
 #: Files a stage uses by path rather than by import: the registered model's MLflow entry point.
@@ -34,7 +39,21 @@ def covered(path: str, deps: list[str]) -> bool:
     return any(path == d or path.startswith(d.rstrip("/") + "/") for d in deps)
 
 
+def write_dvc_yaml(path: Path = REPO / "dvc.yaml") -> None:
+    """Replace each stage's code deps in dvc.yaml by :func:`code_deps`, keeping its other deps."""
+    text = path.read_text()
+    for stage in STAGES:
+        block = re.search(rf"\n  {stage}:\n.*?    deps:\n((?:      - .*\n)+)", text, re.S)
+        old = block.group(1)
+        data = [line for line in old.splitlines() if not re.match(r"      - (src/|pipeline/)", line)]
+        new = "".join(f"      - {dep}\n" for dep in code_deps(stage)) + "".join(f"{line}\n" for line in data)
+        text = text[: block.start(1)] + new + text[block.end(1):]
+    path.write_text(text)
+
+
 if __name__ == "__main__":
+    if "--write" in sys.argv:
+        write_dvc_yaml()
     for stage in STAGES:
         print(f"{stage}:")
         for dep in code_deps(stage):

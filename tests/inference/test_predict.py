@@ -175,7 +175,8 @@ def test_registry_uris(tmp_path, monkeypatch, model_file, astronaut):
     assert res.exit_code == 2 and "models:/realfake@champion cannot be loaded from the MLflow store" in res.stderr
     with mlflow.start_run() as run:
         info = log_pyfunc(model_file, threshold=0.37, example_image=None)
-        register(Candidate(info.model_uri, run.info.run_id, 0.95, "x", {}), RegisterConfig(), None, None, None)
+        figures = {"test_roc_auc": 0.95, "robust_mean_auc": 0.9}
+        register(Candidate(info.model_uri, run.info.run_id, "x", figures), RegisterConfig(), None, None, None)
     res = invoke(str(astronaut), "--model", "models:/realfake@champion", "--json")
     assert res.exit_code == 0, res.output
     (row,) = json_rows(res.stdout)

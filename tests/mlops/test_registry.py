@@ -7,18 +7,25 @@ import math
 
 import pytest
 
+from realfake.errors import ConfigError
 from realfake.mlops import registry
 from realfake.mlops.registry import Candidate, RegisterConfig, decide
 from realfake.stages import register as register_stage
 
 
 def test_decide_rules():
-    assert decide(0.95, 0.9, None).promote
-    assert not decide(0.85, 0.9, None).promote
-    assert not decide(math.nan, 0.0, None).promote
-    assert decide(0.95, 0.9, 0.95, "3").promote  # ties take the alias: the newer model on equal merit
-    no = decide(0.94, 0.9, 0.95, "3")
+    assert decide(0.95, None, min_auc=0.9).promote
+    assert not decide(0.85, None, min_auc=0.9).promote
+    assert not decide(math.nan, None).promote
+    assert decide(0.95, 0.95, "3").promote  # ties take the alias: the newer model on equal merit
+    no = decide(0.94, 0.95, "3", min_auc=0.9)
     assert not no.promote and "champion v3's 0.9500" in no.reason
+    # by the robustness figure: a better robust mean wins, but the test AUC must still reach min_auc
+    robust = decide(0.81, 0.75, "2", figure="robust_mean_auc", test_auc=0.99, min_auc=0.9)
+    assert robust.promote and robust.reason.startswith("robust_mean_auc 0.8100 >= champion v2's 0.7500")
+    assert not decide(0.99, 0.75, "2", figure="robust_mean_auc", test_auc=0.85, min_auc=0.9).promote
+    with pytest.raises(ConfigError, match="register.champion_by is 'val_auc'"):
+        RegisterConfig(champion_by="val_auc")
 
 
 @pytest.fixture
@@ -27,7 +34,7 @@ def mlflow_store(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     from realfake.mlops import tracking
 
-    monkeypatch.setattr(register_stage, "rescore", lambda uri, data: pytest.fail("no rescore expected"))
+    monkeypatch.setattr(register_stage, "rescore", lambda uri, figure, rescoring: pytest.fail("no rescore expected"))
     return tracking.setup(tmp_path)
 
 
@@ -41,15 +48,16 @@ def _log_dummy_model(mlflow):
     return mlflow.pyfunc.log_model(name="model", python_model=Constant()).model_uri
 
 
-def _new_version(mlflow, auc, fp):
+def _new_version(mlflow, auc, fp, robust=None, by="test_roc_auc"):
     """What the register stage does with a logged model: compare with the champion, register, maybe promote."""
-    cfg = RegisterConfig(min_auc=0.8)
+    cfg = RegisterConfig(min_auc=0.8, champion_by=by)
     with mlflow.start_run() as run:
         uri = _log_dummy_model(mlflow)
         current = registry.champion(cfg)
-        champion_auc, source = register_stage.champion_auc_on(current, cfg, fp, data=None)
-        new = Candidate(uri, run.info.run_id, auc, fp, {"test_roc_auc": auc})
-        return registry.register(new, cfg, current, champion_auc, source)
+        champion_score, source = register_stage.champion_score_on(current, cfg, fp, rescoring=None)
+        figures = {"test_roc_auc": auc, "robust_mean_auc": auc if robust is None else robust}
+        new = Candidate(uri, run.info.run_id, fp, figures)
+        return registry.register(new, cfg, current, champion_score, source)
 
 
 def test_alias_moves_only_for_better_models_on_the_same_data(mlflow_store):
@@ -73,14 +81,26 @@ def test_champion_on_other_data_is_rescored_on_this_data(mlflow_store, monkeypat
     _new_version(mlflow, 0.99, "old-data")
     seen = []
 
-    def rescore(uri, data):
-        seen.append(uri)
+    def rescore(uri, figure, rescoring):
+        seen.append((uri, figure))
         return 0.80  # the old champion does badly on the new data
 
     monkeypatch.setattr(register_stage, "rescore", rescore)
     rec = _new_version(mlflow, 0.92, "new-data")
-    assert seen == ["models:/realfake/1"]
-    assert rec["alias_moved"] and rec["champion_auc_source"] == "re-scored on this test split"
-    monkeypatch.setattr(register_stage, "rescore", lambda uri, data: pytest.fail("no rescore expected"))
+    assert seen == [("models:/realfake/1", "test_roc_auc")]
+    assert rec["alias_moved"] and rec["champion_score_source"] == "re-scored on this data"
+    monkeypatch.setattr(register_stage, "rescore", lambda uri, figure, rescoring: pytest.fail("no rescore expected"))
     rec = _new_version(mlflow, 0.91, "new-data")  # same data as the champion now: recorded AUC is used
-    assert not rec["alias_moved"] and rec["champion_auc_source"] == "recorded"
+    assert not rec["alias_moved"] and rec["champion_score_source"] == "recorded"
+
+
+def test_the_champion_can_be_chosen_by_the_robustness_figure(mlflow_store):
+    mlflow = mlflow_store
+    first = _new_version(mlflow, 1.00, "fp", robust=0.70, by="robust_mean_auc")
+    assert first["alias_moved"] and first["champion_by"] == "robust_mean_auc"
+    # A lower clean AUC but a better mean over perturbations and unseen generators takes the alias ...
+    sturdier = _new_version(mlflow, 0.97, "fp", robust=0.90, by="robust_mean_auc")
+    assert sturdier["alias_moved"] and sturdier["previous_champion_score"] == pytest.approx(0.70)
+    # ... and a clean-only improvement does not.
+    brittle = _new_version(mlflow, 1.00, "fp", robust=0.80, by="robust_mean_auc")
+    assert not brittle["alias_moved"] and "robust_mean_auc 0.8000 < champion v2's 0.9000" in brittle["reason"]

@@ -7,6 +7,12 @@ model runs (:func:`to_model_input`). Training adds random augmentations
 *before* the same fit (:meth:`Preprocessor.train_pixels`); nothing else
 differs, and the parity tests hold every caller to :func:`to_input`.
 
+Representations (what the network sees, from the standardised pixels): ``rgb``, or
+``npr``, the neighbouring-pixel residual of Tan et al. (CVPR 2024): each pixel minus
+the top-left pixel of its 2x2 block, ``x - up(down(x))`` with nearest-neighbour
+down- and up-sampling. Up-samplers correlate neighbouring pixels in a fixed 2x2
+pattern whatever their weights, so NPR shows that pattern and little content.
+
 Input policies:
 
 - ``crop``: take an ``image_size`` window without resampling (centre for
@@ -34,6 +40,7 @@ if TYPE_CHECKING:  # torch is imported where tensors are made: decoding alone (p
 PIXEL_CENTER = 127.5
 PIXEL_SCALE = 128.0
 POLICIES = ("crop", "resize")
+REPRESENTATIONS = ("rgb", "npr")
 #: Crop windows start on multiples of this: the 8x8 JPEG block grid (and with it the
 #: phase of periodic up-sampling artifacts) is the same in every crop.
 CROP_GRID = 8
@@ -46,10 +53,15 @@ class InputSpec:
 
     image_size: int
     policy: str = "crop"
+    representation: str = "rgb"
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
             raise RealfakeError(f"input policy is {self.policy!r}; it must be one of {', '.join(POLICIES)}.")
+        if self.representation not in REPRESENTATIONS:
+            raise RealfakeError(
+                f"input representation is {self.representation!r}; it must be one of {', '.join(REPRESENTATIONS)}."
+            )
         if not isinstance(self.image_size, int) or isinstance(self.image_size, bool) or self.image_size < 32:
             raise RealfakeError(f"image_size is {self.image_size!r}; it must be an integer >= 32.")
 
@@ -60,7 +72,9 @@ class InputSpec:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "InputSpec":
         """As read from a model file."""
-        return cls(image_size=int(d["image_size"]), policy=str(d["policy"]))
+        # Model files written before representations existed saw RGB.
+        return cls(image_size=int(d["image_size"]), policy=str(d["policy"]),
+                   representation=str(d.get("representation", "rgb")))
 
 
 def fit(img: Image.Image, spec: InputSpec, offset: tuple[int, int] | None = None) -> Image.Image:
@@ -111,14 +125,22 @@ def standardise(x: torch.Tensor) -> torch.Tensor:
     return (x.permute(0, 3, 1, 2).float() - PIXEL_CENTER) / PIXEL_SCALE
 
 
-def to_model_input(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+def to_model_input(x: torch.Tensor, device: torch.device, representation: str = "rgb") -> torch.Tensor:
     """A batch of uint8 pixels on ``device`` as the model takes it: copied (asynchronously
-    from pinned memory), standardised there, channels_last on CUDA."""
+    from pinned memory), standardised there, in ``representation``, channels_last on CUDA."""
     import torch
 
     x = standardise(x.to(device, non_blocking=True))
+    if representation == "npr":
+        x = neighbouring_pixel_residual(x)
     fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     return x.contiguous(memory_format=fmt)
+
+
+def neighbouring_pixel_residual(x: torch.Tensor) -> torch.Tensor:
+    """NPR of a Bx3xHxW batch (even H and W): each pixel minus the top-left pixel of its 2x2 block."""
+    anchor = x[:, :, ::2, ::2]
+    return x - anchor.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
 
 
 def to_tensor(img: Image.Image | np.ndarray) -> torch.Tensor:
@@ -130,8 +152,11 @@ def to_tensor(img: Image.Image | np.ndarray) -> torch.Tensor:
 
 
 def to_input(source: ImageSource, spec: InputSpec, name: str | None = None) -> torch.Tensor:
-    """The evaluation transform of one image: decode, fit (centre crop or resize), standardise."""
-    return to_tensor(Preprocessor(spec).load(source, name))
+    """The evaluation transform of one image: decode, fit (centre crop or resize), standardise, represent."""
+    import torch
+
+    pixels = torch.from_numpy(Preprocessor(spec).load(source, name))[None]
+    return to_model_input(pixels, torch.device("cpu"), spec.representation)[0]
 
 
 @dataclass(frozen=True)
@@ -147,11 +172,48 @@ class Augment:
     jpeg_quality: tuple[int, int] = (65, 95)
     blur_prob: float = 0.0
     blur_sigma: tuple[float, float] = (0.1, 2.0)
+    resize_prob: float = 0.0  # down-scale by a factor in resize_scale, then back up (bicubic)
+    resize_scale: tuple[float, float] = (0.5, 1.0)
+    noise_prob: float = 0.0  # additive Gaussian noise, sigma in noise_sigma (0-255 units)
+    noise_sigma: tuple[float, float] = (1.0, 5.0)
+
+    def __post_init__(self) -> None:
+        for name in ("jpeg_prob", "blur_prob", "resize_prob", "noise_prob"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1):
+                raise RealfakeError(f"train.augment.{name} must be a probability in [0, 1], got {value!r}.")
+        for name in ("jpeg_quality", "blur_sigma", "resize_scale", "noise_sigma"):
+            lo, hi = getattr(self, name)
+            if not 0 <= lo <= hi:
+                raise RealfakeError(f"train.augment.{name} must be a range [lo, hi] with 0 <= lo <= hi.")
+
+    def apply(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        """Blur, JPEG, down-then-up scaling and noise, each with its probability, in this order."""
+        if self.blur_prob and rng.random() < self.blur_prob:
+            img = img.filter(ImageFilter.GaussianBlur(float(rng.uniform(*self.blur_sigma))))
+        if self.jpeg_prob and rng.random() < self.jpeg_prob:
+            img = recompress(img, int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1)))
+        if self.resize_prob and rng.random() < self.resize_prob:
+            w, h = img.size
+            f = float(rng.uniform(*self.resize_scale))
+            small = img.resize((max(1, round(w * f)), max(1, round(h * f))), Image.BICUBIC)
+            img = small.resize((w, h), Image.BICUBIC)
+        if self.noise_prob and rng.random() < self.noise_prob:
+            noise = rng.standard_normal((img.size[1], img.size[0], 3)) * rng.uniform(*self.noise_sigma)
+            img = Image.fromarray(np.clip(np.rint(np.asarray(img, dtype=np.float64) + noise), 0, 255).astype(np.uint8))
+        return img
+
+    @property
+    def needs_pil(self) -> bool:
+        """Whether anything besides crop and flip is on (those run on PIL images)."""
+        return bool(self.blur_prob or self.jpeg_prob or self.resize_prob or self.noise_prob)
 
 
 @dataclass(frozen=True)
 class Preprocessor:
     """How images become model inputs for one :class:`InputSpec` (and, in training, an :class:`Augment`).
+
+    Decoding (:func:`load_rgb`) comes before, and :meth:`model_input` after, on the device.
 
     :meth:`pixels` (evaluation) and :meth:`train_pixels` (training) take a PIL image
     or decoded HxWx3 uint8 pixels (the packed store) and give HxWx3 uint8 pixels;
@@ -160,6 +222,10 @@ class Preprocessor:
 
     spec: InputSpec
     augment: Augment | None = None
+
+    def model_input(self, batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """A uint8 pixel batch standardised on ``device`` in this spec's representation."""
+        return to_model_input(batch, device, self.spec.representation)
 
     def load(self, source: ImageSource, name: str | None = None) -> np.ndarray:
         """Decode ``source`` and fit it: the evaluation pixels of one image file or bytes."""
@@ -180,12 +246,10 @@ class Preprocessor:
         """
         a, size = self.augment or Augment(hflip=False), self.spec.image_size
         arr = img if isinstance(img, np.ndarray) else None
-        if arr is not None and (a.blur_prob or a.jpeg_prob or self.spec.policy != "crop" or min(arr.shape[:2]) < size):
+        if arr is not None and (a.needs_pil or self.spec.policy != "crop" or min(arr.shape[:2]) < size):
             img, arr = Image.fromarray(arr), None  # PIL does everything but a plain crop
-        if a.blur_prob and rng.random() < a.blur_prob:
-            img = img.filter(ImageFilter.GaussianBlur(float(rng.uniform(*a.blur_sigma))))
-        if a.jpeg_prob and rng.random() < a.jpeg_prob:
-            img = recompress(img, int(rng.integers(a.jpeg_quality[0], a.jpeg_quality[1] + 1)))
+        if arr is None:
+            img = a.apply(img, rng)
         h, w = arr.shape[:2] if arr is not None else (img.size[1], img.size[0])
         offset = None
         if self.spec.policy == "crop" and min(w, h) >= size:

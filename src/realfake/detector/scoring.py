@@ -70,13 +70,14 @@ def batches(ds: Dataset, batch_size: int, workers: int, device: torch.device, pe
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, pixel_batches, device: torch.device, amp: bool = False) -> np.ndarray:
+def predict_logits(model: nn.Module, pixel_batches, device: torch.device, amp: bool = False,
+                   representation: str = "rgb") -> np.ndarray:
     """Logits for every uint8 pixel batch, gathered on the device and copied to the host once."""
     model.eval()
     outs = []
     for x in pixel_batches:
         with autocast(device, amp):
-            outs.append(model(to_model_input(x, device)).float().squeeze(1))
+            outs.append(model(to_model_input(x, device, representation)).float().squeeze(1))
     return torch.cat(outs).cpu().numpy() if outs else np.zeros(0)
 
 
@@ -89,7 +90,9 @@ def p_fake(model: nn.Module, images: Sequence, preprocessor: Preprocessor, devic
            workers: int = 0, transform: Callable[[Any, int], Any] | None = None, amp: bool = False) -> np.ndarray:
     """p_fake of every image (PIL images or decoded arrays, optionally transformed), in order."""
     ds = ScoringImages(images, preprocessor, transform)
-    return sigmoid(predict_logits(model.to(device), batches(ds, batch_size, workers, device), device, amp))
+    logits = predict_logits(model.to(device), batches(ds, batch_size, workers, device), device, amp,
+                            preprocessor.spec.representation)
+    return sigmoid(logits)
 
 
 def binary_metrics(logits: np.ndarray, targets: np.ndarray) -> dict[str, float]:

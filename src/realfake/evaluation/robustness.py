@@ -274,8 +274,32 @@ def run_robustness(
         "perturbations": {r["name"]: {k: r[k] for k in ("auc", "acc", "tpr_at_fpr_1pct")} for r in rows[1:]},
         "cross_generator_auc": cross["auc_mean"],
         "cross_generator": cross,
+        "robust_mean_auc": robust_mean_auc(rows, cross),
     }
     return Robustness(metrics=metrics, table=table, families=families, seconds=time.perf_counter() - t0)
+
+
+def robust_mean_auc(rows: list[dict[str, Any]], cross: dict[str, Any]) -> float | None:
+    """One figure for the whole table: the mean ROC-AUC over clean, every perturbation and every held-out family
+    (the register stage can choose the champion by it)."""
+    aucs = [r["auc"] for r in rows] + [m["auc"] for m in cross["families"].values()]
+    aucs = [a for a in aucs if a is not None]
+    return round(float(np.mean(aucs)), DECIMALS) if aucs else None
+
+
+def read_robustness_metrics(path: Path) -> dict[str, Any]:
+    """The robustness stage's metrics.json (the register stage reads its ``robust_mean_auc``)."""
+    try:
+        metrics = json.loads(Path(path).read_text())
+        metrics["robust_mean_auc"]
+    except FileNotFoundError:
+        raise RealfakeError(f"{path} not found: run the robustness stage first (`dvc repro robustness`).") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RealfakeError(
+            f"{path} is not the robustness stage's metrics (no robust_mean_auc: {exc!r}); "
+            "rerun the robustness stage (`dvc repro --force robustness`)."
+        ) from None
+    return metrics
 
 
 @dataclass(frozen=True)
@@ -333,7 +357,8 @@ def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     cross = metrics["cross_generator"]
     named = {"clean": metrics["clean"], **metrics["perturbations"],
              "heldout": {f: {k: v for k, v in m.items() if k != "n_fake"} for f, m in cross["families"].items()},
-             "cross_generator": {"auc": cross["auc_mean"], "auc_min": cross["auc_min"]}}
+             "cross_generator": {"auc": cross["auc_mean"], "auc_min": cross["auc_min"]},
+             "mean": {"auc": metrics.get("robust_mean_auc")}}
     return {k: float(v) for k, v in flatten(named, sep="_", prefix="robust").items() if v is not None}
 
 

@@ -54,10 +54,8 @@ def explanation_name(row) -> str:
 
 def save_explanations(detector, fitted: list[np.ndarray], rows: list, out_dir: Path) -> None:
     """One PNG per scored face: the model's input crop with its Grad-CAM heatmap; sets row.explanation."""
-    from realfake.detector.preprocess import to_model_input
-
     out_dir.mkdir(parents=True, exist_ok=True)
-    inputs = to_model_input(torch.from_numpy(np.stack(fitted)), detector.device)
+    inputs = detector.preprocessor.model_input(torch.from_numpy(np.stack(fitted)), detector.device)
     maps = gradcam_maps(detector.model, inputs)
     for img, heat, row in zip(fitted, maps, rows):
         path = out_dir / explanation_name(row)

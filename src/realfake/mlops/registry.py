@@ -16,13 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from realfake.config import build_config
+from realfake.config import build_config, require
 from realfake.errors import RealfakeError
 from realfake.mlops.serving import CONFIG, WEIGHTS, signature
 
 #: The realfake package, logged with every model as its code (MLflow "models from code").
 SRC_PACKAGE = Path(__file__).resolve().parents[1]
 PYFUNC_ENTRY = SRC_PACKAGE / "mlops" / "pyfunc_model.py"
+#: The figures a champion can be chosen by: the test split's ROC-AUC, or the mean ROC-AUC over the
+#: robustness table (clean, every perturbation, every held-out generator family).
+FIGURES = ("robust_mean_auc", "test_roc_auc")
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,12 @@ class RegisterConfig:
 
     model_name: str = "realfake"
     alias: str = "champion"
-    min_auc: float = 0.9
+    min_auc: float = 0.9  # a floor on the test ROC-AUC, whatever the figure the champion is chosen by
+    champion_by: str = "robust_mean_auc"  # robust_mean_auc | test_roc_auc: the figure compared with the champion's
+
+    def __post_init__(self) -> None:
+        require(self.champion_by in FIGURES,
+                f"register.champion_by is {self.champion_by!r}; use one of {', '.join(FIGURES)}.")
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "RegisterConfig":
@@ -47,22 +55,22 @@ class Decision:
     reason: str
 
 
-def decide(new_auc: float, min_auc: float, champion_auc: float | None, champion_version: str | None = None) -> Decision:
-    """Whether a new version with test ROC-AUC ``new_auc`` takes the alias.
+def decide(new: float, champion: float | None, champion_version: str | None = None, *, figure: str = "test_roc_auc",
+           test_auc: float | None = None, min_auc: float = 0.0) -> Decision:
+    """Whether a new version with ``figure`` = ``new`` takes the alias.
 
-    ``champion_auc`` is the current champion's AUC on the *same* test data (None: no champion).
+    ``champion`` is the current champion's figure on the *same* data (None: no champion);
+    ``test_auc`` (default: ``new``) must reach ``min_auc`` first.
     """
-    if not new_auc >= min_auc:  # also false for NaN
-        return Decision(False, f"test ROC-AUC {new_auc:.4f} is below register.min_auc {min_auc:.4f}")
-    if champion_auc is None:
-        return Decision(True, f"test ROC-AUC {new_auc:.4f} passes min_auc {min_auc:.4f} and there is no champion yet")
-    if new_auc >= champion_auc:
-        return Decision(
-            True, f"test ROC-AUC {new_auc:.4f} >= champion v{champion_version}'s {champion_auc:.4f} on the same data"
-        )
-    return Decision(
-        False, f"test ROC-AUC {new_auc:.4f} < champion v{champion_version}'s {champion_auc:.4f} on the same data"
-    )
+    test_auc = new if test_auc is None else test_auc
+    if not test_auc >= min_auc:  # also false for NaN
+        return Decision(False, f"test ROC-AUC {test_auc:.4f} is below register.min_auc {min_auc:.4f}")
+    if champion is None:
+        return Decision(True, f"{figure} {new:.4f}, test ROC-AUC {test_auc:.4f} passes min_auc {min_auc:.4f}, "
+                              "and there is no champion yet")
+    if new >= champion:
+        return Decision(True, f"{figure} {new:.4f} >= champion v{champion_version}'s {champion:.4f} on the same data")
+    return Decision(False, f"{figure} {new:.4f} < champion v{champion_version}'s {champion:.4f} on the same data")
 
 
 def log_pyfunc(model_path: Path, threshold: float, example_image: bytes | None) -> Any:
@@ -104,31 +112,36 @@ def champion(cfg: RegisterConfig):
         return None
 
 
-def recorded_auc(version, data_fingerprint: str) -> float | None:
-    """A version's recorded test ROC-AUC when it was measured on the same data (same fingerprint), else None."""
+def recorded(version, data_fingerprint: str, figure: str) -> float | None:
+    """A version's recorded ``figure`` when it was measured on the same data (same fingerprint), else None."""
     tags = (version.tags or {}) if version is not None else {}
-    if tags.get("data_fingerprint") == data_fingerprint and "test_roc_auc" in tags:
-        return float(tags["test_roc_auc"])
+    if tags.get("data_fingerprint") == data_fingerprint and figure in tags:
+        return float(tags[figure])
     return None
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A logged model of this run, to register: its URI, run, test metrics and data fingerprint."""
+    """A logged model of this run, to register: its URI, run, data fingerprint, and its figures
+    (test_roc_auc, robust_mean_auc when measured, other test metrics), recorded as version tags."""
 
     model_uri: str
     run_id: str
-    test_auc: float
     data_fingerprint: str
     metrics: dict[str, float]
 
+    @property
+    def test_auc(self) -> float:
+        """The test split's ROC-AUC."""
+        return float(self.metrics["test_roc_auc"])
 
-def register(new: Candidate, cfg: RegisterConfig, current, champion_auc: float | None,
+
+def register(new: Candidate, cfg: RegisterConfig, current, champion_score: float | None,
              compared_on: str | None) -> dict[str, Any]:
     """Register ``new`` as a version, tag it, and move the alias if :func:`decide` says so.
 
-    ``current`` is the champion version before this run (None: none), and
-    ``champion_auc`` its test ROC-AUC on this run's data (``compared_on`` says how it was obtained).
+    ``current`` is the champion version before this run (None: none), and ``champion_score`` its
+    ``cfg.champion_by`` figure on this run's data (``compared_on`` says how it was obtained).
     """
     import mlflow
 
@@ -137,7 +150,9 @@ def register(new: Candidate, cfg: RegisterConfig, current, champion_auc: float |
     for key, value in new.metrics.items():
         client.set_model_version_tag(cfg.model_name, version.version, key, f"{value:.6g}")
     client.set_model_version_tag(cfg.model_name, version.version, "run_id", new.run_id)
-    decision = decide(new.test_auc, cfg.min_auc, champion_auc, current.version if current else None)
+    score = float(new.metrics[cfg.champion_by])
+    decision = decide(score, champion_score, current.version if current else None, figure=cfg.champion_by,
+                      test_auc=new.test_auc, min_auc=cfg.min_auc)
     if decision.promote:
         client.set_registered_model_alias(cfg.model_name, cfg.alias, version.version)
     client.set_model_version_tag(cfg.model_name, version.version, "promotion", decision.reason)
@@ -148,8 +163,10 @@ def register(new: Candidate, cfg: RegisterConfig, current, champion_auc: float |
         "alias_moved": decision.promote,
         "reason": decision.reason,
         "previous_champion": int(current.version) if current else None,
-        "previous_champion_auc": champion_auc,
-        "champion_auc_source": compared_on,
+        "champion_by": cfg.champion_by,
+        "score": score,
+        "previous_champion_score": champion_score,
+        "champion_score_source": compared_on,
         "champion": int(version.version) if decision.promote else (int(current.version) if current else None),
         "test_roc_auc": new.test_auc,
         "data_fingerprint": new.data_fingerprint,

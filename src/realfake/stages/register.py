@@ -1,8 +1,14 @@
-"""The register stage: log the pyfunc, register a version, move the champion alias only when earned."""
+"""The register stage: log the pyfunc, register a version, move the champion alias only when earned.
+
+It runs after robustness: by default the champion is chosen by the mean ROC-AUC over the
+robustness table (``register.champion_by``), since users judge a detector by the fakes and the
+post-processing it was not trained on.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, replace
 from typing import Any
 
 from realfake.atomic import write_text
@@ -10,50 +16,73 @@ from realfake.config import as_dict, flatten
 from realfake.data.layout import is_fake
 from realfake.data.manifest import Manifest
 from realfake.evaluation.evaluate import read_eval_metrics, score_split
+from realfake.evaluation.robustness import RobustnessConfig, read_robustness_metrics, run_robustness
 from realfake.mlops import registry
 from realfake.paths import PATHS, Paths
 
 
-def run(cfg: registry.RegisterConfig, paths: Paths = PATHS) -> dict[str, Any]:
-    """Register this run's model; compare with the champion on this run's test data."""
+def run(cfg: registry.RegisterConfig, robust_cfg: RobustnessConfig, paths: Paths = PATHS) -> dict[str, Any]:
+    """Register this run's model; compare with the champion on this run's data by ``cfg.champion_by``.
+
+    ``robust_cfg`` (the robustness section) is what a champion evaluated on other data is re-scored with.
+    """
     from realfake.mlops import tracking
 
     metrics = read_eval_metrics(paths.eval_metrics)
+    robust = read_robustness_metrics(paths.robustness_report / "metrics.json")
     data = Manifest(paths.manifest, paths.raw_dir)
     example = data.files(data.rows("test"))[0].read_bytes()
+    figures = {f"test_{k}": v for k, v in metrics["test"].items() if isinstance(v, (int, float))}
+    figures.update(threshold=metrics["threshold"], robust_mean_auc=robust["robust_mean_auc"])
+    rescoring = Rescoring(data, paths, robust_cfg, metrics["threshold"])
     with tracking.reopen_run(paths.run_info) as run:
         import mlflow
 
         mlflow.set_tags(flatten({"register": as_dict(cfg)}))
         info = registry.log_pyfunc(paths.model, metrics["threshold"], example)
         current = registry.champion(cfg)
-        champion_auc, compared_on = champion_auc_on(current, cfg, metrics["data_fingerprint"], data)
-        test_metrics = {f"test_{k}": v for k, v in metrics["test"].items() if isinstance(v, (int, float))}
-        new = registry.Candidate(info.model_uri, run.info.run_id, float(metrics["test"]["roc_auc"]),
-                                 metrics["data_fingerprint"], {**test_metrics, "threshold": metrics["threshold"]})
-        record = registry.register(new, cfg, current, champion_auc, compared_on)
+        champion_score, compared_on = champion_score_on(current, cfg, metrics["data_fingerprint"], rescoring)
+        new = registry.Candidate(info.model_uri, run.info.run_id, metrics["data_fingerprint"], figures)
+        record = registry.register(new, cfg, current, champion_score, compared_on)
         mlflow.set_tags({"registered_version": str(record["version"]), "champion": str(record["alias_moved"])})
     write_text(paths.register_report, json.dumps(record, indent=2) + "\n")
     return record
 
 
-def champion_auc_on(current, cfg: registry.RegisterConfig, data_fingerprint: str,
-                    data: Manifest) -> tuple[float | None, str | None]:
-    """The champion's test ROC-AUC on this run's data, and how it was obtained (None, None: no champion)."""
+@dataclass(frozen=True)
+class Rescoring:
+    """What a champion evaluated on other data is re-scored on: this run's data, held-out families and table."""
+
+    data: Manifest | None
+    paths: Paths
+    robust_cfg: RobustnessConfig
+    threshold: float
+
+
+def champion_score_on(current, cfg: registry.RegisterConfig, data_fingerprint: str,
+                      rescoring: Rescoring) -> tuple[float | None, str | None]:
+    """The champion's ``cfg.champion_by`` figure on this run's data, and how it was obtained (None, None: none)."""
     if current is None:
         return None, None
-    auc = registry.recorded_auc(current, data_fingerprint)
-    if auc is not None:
-        return auc, "recorded"
-    return rescore(f"models:/{cfg.model_name}/{current.version}", data), "re-scored on this test split"
+    score = registry.recorded(current, data_fingerprint, cfg.champion_by)
+    if score is not None:
+        return score, "recorded"
+    return rescore(f"models:/{cfg.model_name}/{current.version}", cfg.champion_by, rescoring), "re-scored on this data"
 
 
-def rescore(model_uri: str, data: Manifest) -> float:
-    """A registered model's test ROC-AUC on ``data``, scored on the CPU."""
+def rescore(model_uri: str, figure: str, rescoring: Rescoring) -> float:
+    """A registered model's ``figure`` on this run's data, scored on the CPU."""
     from sklearn.metrics import roc_auc_score
 
     from realfake.detector.modelfile import load_model_file
 
-    model, spec, _ = load_model_file(registry.model_artifacts(model_uri)[0])
+    weights = registry.model_artifacts(model_uri)[0]
+    data = rescoring.data
+    if figure == "robust_mean_auc":
+        cfg = replace(rescoring.robust_cfg, device="cpu")
+        heldout = rescoring.paths.heldout_dir
+        result = run_robustness(weights, data, heldout, rescoring.threshold, cfg, log=lambda s: None)
+        return float(result.metrics["robust_mean_auc"])
+    model, spec, _ = load_model_file(weights)
     p = score_split(model, spec, data, "test", batch_size=64, device="cpu")
     return float(roc_auc_score(is_fake(data.rows("test")["label"]), p))

@@ -10,6 +10,7 @@ from typing import Any
 
 from realfake.config import build_config, is_int, require
 from realfake.detector.preprocess import Augment, InputSpec
+from realfake.training.synthetic import Synthetic
 
 LR_SCALING = ("sqrt", "linear", "none")
 SCHEDULES = ("onecycle", "cosine", "constant")
@@ -22,7 +23,9 @@ class TrainConfig:
     pretrained: str = "none"  # none | vggface2 | casia-webface
     image_size: int = 96
     input_policy: str = "crop"
+    representation: str = "npr"  # rgb | npr (neighbouring-pixel residual): what the network sees
     augment: Augment = field(default_factory=Augment)
+    synthetic: Synthetic = field(default_factory=Synthetic)
     epochs: int = 3
     batch_size: int = 32  # the global batch (summed over torchrun processes)
     lr: float = 1e-3  # at lr_reference_batch; see effective_lr
@@ -72,7 +75,7 @@ class TrainConfig:
     @property
     def input_spec(self) -> InputSpec:
         """How images become model inputs for this model (saved with it)."""
-        return InputSpec(image_size=self.image_size, policy=self.input_policy)
+        return InputSpec(image_size=self.image_size, policy=self.input_policy, representation=self.representation)
 
     def digest(self) -> str:
         """What a checkpoint must match to be resumed: the settings that change the arithmetic.

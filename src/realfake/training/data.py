@@ -24,6 +24,7 @@ from realfake.data.manifest import Manifest
 from realfake.detector.preprocess import Preprocessor
 from realfake.images import ImageFiles
 from realfake.training import distributed
+from realfake.training.synthetic import Synthetic, synthesise
 
 
 def split_pixels(data: Manifest, split: str, packed_dir: Path | None) -> Sequence:
@@ -45,18 +46,30 @@ class TrainImages(Dataset):
     """Training items by ``(epoch, index)``: the image's augmented uint8 pixels and its target.
 
     ``(seed, epoch, index)`` seeds the augmentation, so persistent loader workers
-    augment each epoch with the right random numbers.
+    augment each epoch with the right random numbers. With ``synthetic``, a share of
+    the fake items is replaced by a real image of the split passed through a random
+    up-sampler (:mod:`realfake.training.synthetic`), drawn from its own stream
+    ``(seed, epoch, index, 1)``: the classes stay balanced.
     """
 
-    def __init__(self, pixels: Sequence, targets: np.ndarray, preprocessor: Preprocessor, seed: int):
+    def __init__(self, pixels: Sequence, targets: np.ndarray, preprocessor: Preprocessor, seed: int,
+                 synthetic: Synthetic | None = None):
         self.pixels, self.targets, self.preprocessor, self.seed = pixels, targets, preprocessor, seed
+        self.synthetic = synthetic or Synthetic(prob=0.0)
+        self.reals = np.flatnonzero(np.asarray(targets) == 0)
 
     def __len__(self) -> int:
         return len(self.pixels)
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, float]:
         epoch, i = key
-        x = self.preprocessor.train_pixels(self.pixels[i], np.random.default_rng([self.seed, epoch, i]))
+        img = self.pixels[i]
+        if self.synthetic.prob and self.targets[i] == 1 and len(self.reals):
+            rng = np.random.default_rng([self.seed, epoch, i, 1])
+            if rng.random() < self.synthetic.prob:
+                img = synthesise(self.pixels[int(self.reals[rng.integers(len(self.reals))])], rng,
+                                 self.synthetic.jpeg_quality)
+        x = self.preprocessor.train_pixels(img, np.random.default_rng([self.seed, epoch, i]))
         return torch.from_numpy(x), self.targets[i]
 
 

@@ -158,7 +158,8 @@ def set_up(cfg: TrainConfig, data: Manifest, packed_dir: Path | None, dist: dist
         device = torch.device("cuda", dist.local_rank)
         torch.cuda.set_device(device)
     pre = Preprocessor(cfg.input_spec, cfg.augment)
-    train_ds = TrainImages(split_pixels(data, "train", packed_dir), targets(data, "train"), pre, cfg.seed)
+    train_ds = TrainImages(split_pixels(data, "train", packed_dir), targets(data, "train"), pre, cfg.seed,
+                           cfg.synthetic)
     val_ds = ScoringImages(split_pixels(data, "valid", packed_dir), pre)
     sampler = EpochBatches(len(train_ds), cfg.batch_size, cfg.seed, dist.rank, dist.world)
 
@@ -230,7 +231,7 @@ def train_one_epoch(s: Session, epoch: int, progress: bool) -> dict[str, float]:
         # forward
         y = y.to(s.device, non_blocking=True).float()
         with autocast(s.device, s.cfg.amp):
-            out = s.net(to_model_input(x, s.device)).squeeze(1)
+            out = s.net(to_model_input(x, s.device, s.cfg.representation)).squeeze(1)
             loss = s.loss_fn(out.float(), y)
         # backward and step
         s.opt.zero_grad(set_to_none=True)
@@ -254,7 +255,8 @@ def train_one_epoch(s: Session, epoch: int, progress: bool) -> dict[str, float]:
 
 def validate(s: Session) -> dict[str, float]:
     """Loss, accuracy and ROC-AUC on the valid split."""
-    return binary_metrics(predict_logits(s.model, s.val_dl, s.device, s.cfg.amp), s.val_targets)
+    logits = predict_logits(s.model, s.val_dl, s.device, s.cfg.amp, s.cfg.representation)
+    return binary_metrics(logits, s.val_targets)
 
 
 def record_epoch(s: Session, state: Progress, row: dict[str, float]) -> bool:

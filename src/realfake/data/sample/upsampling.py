@@ -26,6 +26,16 @@ from realfake.data.sample.config import (
     STREAM_WEIGHTS,
 )
 from realfake.data.sample.drawing import render_face
+from realfake.upsamplers import (
+    IDENTITY3,
+    LAPLACE,
+    convolve,
+    polyphase,
+    resize_upsample,
+)
+from realfake.upsamplers import (
+    transposed_upsample as gan_upsample,
+)
 
 # Fingerprint and noise calibration (see the package docstring and the tests).
 _SHARED_KERNEL_JITTER = 0.10  # std of the seeded perturbation of the 4x4 kernel
@@ -43,29 +53,7 @@ _SUBPIXEL_JITTER = 0.12  # std of the seeded zero-sum perturbation of each sub-p
 _TCONV_CONCENTRATION = 3.0  # Dirichlet concentration of the random transposed-convolution taps per phase
 #: The transposed-convolution families: their 1-D taps per axis on the zero-inserted signal.
 _FAMILY_TAPS = {"nearest": (0.0, 1.0, 1.0, 0.0), "bilinear": (0.25, 0.75, 0.75, 0.25)}
-_IDENTITY3 = np.zeros((3, 3, 3))
-_IDENTITY3[1, 1] = 1.0
-_LAPLACE = np.array([[0, -1, 0], [-1, 4, -1], [0, -1, 0]], dtype=np.float64) / 4
 
-
-def _polyphase(k4: np.ndarray, k3: np.ndarray) -> np.ndarray:
-    """A 4x4 transposed convolution then a 3x3 convolution as four 3x3 polyphase kernels: (2, 2, 3, 3, 3).
-
-    Transposed convolution: on the zero-inserted signal ``z`` (``z[2i] = x[i]``)
-    ``y[n] = sum_t k4[t] z[n + t - 2]`` (with the bilinear kernel this is the
-    half-pixel alignment of PIL's resize); then ``y'[m] = sum_u k3[u] y[m + u - 1]``.
-    Together ``y'[m] = sum_v K[v] z[m + v - 3]`` with ``K = k4 (*) k3`` (6x6), and
-    output phase ``a`` reads ``K[1 - a::2]`` at input offsets -1, 0, 1.
-    """
-    full = np.zeros((6, 6, 3))
-    for i in range(3):
-        for j in range(3):
-            full[i : i + 4, j : j + 4] += k4 * k3[i, j]
-    poly = np.empty((2, 2, 3, 3, 3))
-    for a in (0, 1):
-        for b in (0, 1):
-            poly[a, b] = np.moveaxis(full[1 - a :: 2, 1 - b :: 2], -1, 0)
-    return poly
 
 
 def sensor_noise(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -109,8 +97,8 @@ def _calibrate_sharpen(seed: int, pre, k3_jitter: np.ndarray) -> float:
 
     if isinstance(pre, np.ndarray):
         k4 = pre
-        pre = lambda base: gan_upsample(base, _polyphase(k4, _IDENTITY3))  # noqa: E731
-    identity = _IDENTITY3
+        pre = lambda base: gan_upsample(base, polyphase(k4, IDENTITY3))  # noqa: E731
+    identity = IDENTITY3
     rng = np.random.default_rng(np.random.SeedSequence([seed, STREAM_CALIBRATION]))
     parts, target = [], 0.0
     for _ in range(_CALIBRATION_IMAGES):
@@ -121,7 +109,7 @@ def _calibrate_sharpen(seed: int, pre, k3_jitter: np.ndarray) -> float:
         fixed = np.stack(
             [correlate(up[..., c], identity[..., c] + k3_jitter[..., c], mode="nearest") for c in range(3)], -1
         )
-        lap = np.stack([correlate(up[..., c], _LAPLACE, mode="nearest") for c in range(3)], -1)
+        lap = np.stack([correlate(up[..., c], LAPLACE, mode="nearest") for c in range(3)], -1)
         parts.append((fixed + noise, lap))
     target /= len(parts)
 
@@ -163,7 +151,7 @@ def _generator_weights(seed: int) -> tuple[np.ndarray, np.ndarray]:
     k3_jitter = rng.normal(0, _POST_KERNEL_JITTER, (3, 3, 3))
     k3_jitter -= k3_jitter.mean(axis=(0, 1))  # zero sum: DC gain exactly 1
     sharpen = _calibrate_sharpen(seed, k4, k3_jitter)
-    k3 = k3_jitter + sharpen * _LAPLACE[..., None]
+    k3 = k3_jitter + sharpen * LAPLACE[..., None]
     k3[1, 1] += 1.0
     return k4, k3
 
@@ -171,7 +159,10 @@ def _generator_weights(seed: int) -> tuple[np.ndarray, np.ndarray]:
 @lru_cache(maxsize=16)
 def polyphase_weights(seed: int) -> np.ndarray:
     """The fake generator of data-set ``seed`` in polyphase form (see :func:`gan_upsample`)."""
-    return _polyphase(*_generator_weights(seed))
+    return polyphase(*_generator_weights(seed))
+
+
+__all__ = ["gan_upsample", "heldout_upsample", "ideal_upsample", "polyphase_weights", "sensor_noise", "to_uint8"]
 
 
 def ideal_upsample(base: np.ndarray) -> np.ndarray:
@@ -179,39 +170,16 @@ def ideal_upsample(base: np.ndarray) -> np.ndarray:
     return resize_upsample(base, Image.LANCZOS)
 
 
-def resize_upsample(base: np.ndarray, resample: int) -> np.ndarray:
-    """2x up-sampling of each channel by PIL's resize with ``resample`` (float32 channels)."""
-    h, w, _ = base.shape
-    return np.stack(
-        [np.asarray(Image.fromarray(base[..., c]).resize((2 * w, 2 * h), resample)) for c in range(3)],
-        axis=-1,
-    )
-
-
-def gan_upsample(base: np.ndarray, poly: np.ndarray) -> np.ndarray:
-    """Stride-2 transposed convolution (4x4) followed by a 3x3 convolution, in polyphase form."""
-    from scipy.ndimage import correlate
-
-    h, w, _ = base.shape
-    out = np.empty((2 * h, 2 * w, 3), dtype=np.float32)
-    for c in range(3):
-        x = np.ascontiguousarray(base[..., c])
-        for a in (0, 1):
-            for b in (0, 1):
-                out[a::2, b::2, c] = correlate(x, poly[a, b, c], mode="nearest")
-    return out
-
-
 def heldout_upsample(base: np.ndarray, seed: int, family: str) -> np.ndarray:
     """2x up-sampling by held-out ``family`` of data-set ``seed`` (see HELDOUT_FAMILIES), float32."""
     if family in _FAMILY_TAPS:
-        return gan_upsample(base, heldout_polyphase(seed, family))
+        return gan_upsample(base, heldoutpolyphase(seed, family))
     pre, k3 = _heldout_two_step(seed, family)
-    return _convolve(_pre_upsample(base, pre), k3)
+    return convolve(_pre_upsample(base, pre), k3)
 
 
 @lru_cache(maxsize=16)
-def heldout_polyphase(seed: int, family: str) -> np.ndarray:
+def heldoutpolyphase(seed: int, family: str) -> np.ndarray:
     """A transposed-convolution family's weights in polyphase form (see :func:`_polyphase`).
 
     The family's fixed up-sampling taps, then the identity plus a seeded zero-sum
@@ -222,7 +190,7 @@ def heldout_polyphase(seed: int, family: str) -> np.ndarray:
     k4 = np.outer(tap, tap)[..., None] + np.zeros((1, 1, 3))
     rng = _family_rng(seed, family)
     k3 = _post_kernel(seed, k4, rng)
-    return _polyphase(k4, k3)
+    return polyphase(k4, k3)
 
 
 @lru_cache(maxsize=16)
@@ -241,16 +209,16 @@ def _heldout_two_step(seed: int, family: str) -> tuple[tuple[str, np.ndarray], n
             for b in (0, 1):
                 block = rng.dirichlet(np.full(4, _TCONV_CONCENTRATION), size=3).T.reshape(2, 2, 3)
                 k4[a::2, b::2] = block
-        pre = ("poly", _polyphase(k4, _IDENTITY3))
+        pre = ("poly", polyphase(k4, IDENTITY3))
     elif family == "subpixel":  # one seeded 3x3 kernel per output phase, each summing to 1
         bilinear = np.outer(_FAMILY_TAPS["bilinear"], _FAMILY_TAPS["bilinear"])[..., None] + np.zeros((1, 1, 3))
-        poly = _polyphase(bilinear, _IDENTITY3)
+        poly = polyphase(bilinear, IDENTITY3)
         noise = rng.normal(0, _SUBPIXEL_JITTER, poly.shape)
         pre = ("poly", poly + noise - noise.mean(axis=(-2, -1), keepdims=True))
     else:
         raise ValueError(f"unknown held-out family {family!r}")
     sharpen = _calibrate_sharpen(seed, lambda base: _pre_upsample(base, pre), jitter)
-    k3 = jitter + sharpen * _LAPLACE[..., None]
+    k3 = jitter + sharpen * LAPLACE[..., None]
     k3[1, 1] += 1.0
     return pre, k3
 
@@ -262,13 +230,6 @@ def _pre_upsample(base: np.ndarray, pre: tuple[str, np.ndarray]) -> np.ndarray:
     return gan_upsample(base, weights)
 
 
-def _convolve(img: np.ndarray, k3: np.ndarray) -> np.ndarray:
-    """Each channel of ``img`` correlated with its 3x3 kernel (edges repeated)."""
-    from scipy.ndimage import correlate
-
-    return np.stack([correlate(img[..., c], k3[..., c], mode="nearest") for c in range(3)], -1).astype(np.float32)
-
-
 def _family_rng(seed: int, family: str) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, STREAM_HELDOUT_WEIGHTS, zlib.crc32(family.encode())]))
 
@@ -278,6 +239,6 @@ def _post_kernel(seed: int, k4: np.ndarray, rng: np.random.Generator) -> np.ndar
     k3_jitter = rng.normal(0, _HELDOUT_POST_KERNEL_JITTER, (3, 3, 3))
     k3_jitter -= k3_jitter.mean(axis=(0, 1))
     sharpen = _calibrate_sharpen(seed, k4, k3_jitter)
-    k3 = k3_jitter + sharpen * _LAPLACE[..., None]
+    k3 = k3_jitter + sharpen * LAPLACE[..., None]
     k3[1, 1] += 1.0
     return k3

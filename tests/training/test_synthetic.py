@@ -1,0 +1,63 @@
+"""Synthesised fakes: random up-samplers applied to real images, as training's extra fakes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from helpers.images import random_photo
+from realfake.detector.preprocess import InputSpec, Preprocessor
+from realfake.errors import ConfigError
+from realfake.training.config import TrainConfig
+from realfake.training.data import TrainImages, split_pixels, targets
+from realfake.training.synthetic import ARCHITECTURES, Synthetic, random_upsample, synthesise
+
+
+@pytest.fixture
+def real() -> np.ndarray:
+    return np.asarray(random_photo(seed=4, size=64))
+
+
+def test_a_synthesised_fake_has_the_real_images_shape_and_is_a_function_of_the_rng(real):
+    a = synthesise(real, np.random.default_rng(1))
+    b = synthesise(real, np.random.default_rng(1))
+    c = synthesise(real, np.random.default_rng(2))
+    assert a.dtype == np.uint8 and a.shape == real.shape
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert np.abs(a.astype(int) - real).mean() > 1, "the image went through a lossy down-up path"
+
+
+def test_every_architecture_is_drawn_and_keeps_the_mean(real):
+    base = real.astype(np.float32).reshape(32, 2, 32, 2, 3).mean(axis=(1, 3))
+    seen = set()
+    for seed in range(60):
+        rng = np.random.default_rng(seed)
+        arch = ARCHITECTURES[int(np.random.default_rng(seed).integers(len(ARCHITECTURES)))]
+        up = random_upsample(base, rng)
+        seen.add(arch)
+        assert up.shape == (64, 64, 3)
+        assert abs(float(up.mean()) - float(base.mean())) < 2.0, arch  # every operator keeps the DC gain
+    assert seen == set(ARCHITECTURES)
+
+
+def test_synthetic_settings_are_checked():
+    with pytest.raises(ConfigError, match=r"train.synthetic.prob must be in \[0, 1\], got 1.5"):
+        Synthetic(prob=1.5)
+    with pytest.raises(ConfigError, match="train.synthetic.jpeg_quality"):
+        TrainConfig.from_params({"synthetic": {"jpeg_quality": [95, 85]}})
+    assert TrainConfig.from_params({"synthetic": {"prob": 0.5}}).synthetic == Synthetic(prob=0.5)
+    assert TrainConfig().synthetic == Synthetic() and Synthetic().prob == 0.25
+
+
+def test_training_items_replace_fakes_by_synthesised_ones_and_keep_the_classes(tiny_data):
+    pixels, t = split_pixels(tiny_data, "train", None), targets(tiny_data, "train")
+    pre = Preprocessor(InputSpec(80, "crop"))
+    plain = TrainImages(pixels, t, pre, seed=3)
+    always = TrainImages(pixels, t, pre, seed=3, synthetic=Synthetic(prob=1.0))
+    fake, real = int(np.flatnonzero(t == 1)[0]), int(np.flatnonzero(t == 0)[0])
+    x_fake, y_fake = always[(0, fake)]
+    assert y_fake == 1.0 and not np.array_equal(x_fake.numpy(), plain[(0, fake)][0].numpy())
+    assert np.array_equal(always[(0, real)][0].numpy(), plain[(0, real)][0].numpy()), "reals stay as they are"
+    assert np.array_equal(always[(0, fake)][0].numpy(), x_fake.numpy()), "seeded by (seed, epoch, index)"
+    never = TrainImages(pixels, t, pre, seed=3, synthetic=Synthetic(prob=0.0))
+    assert np.array_equal(never[(1, fake)][0].numpy(), plain[(1, fake)][0].numpy())
