@@ -22,7 +22,6 @@ from realfake.data.manifest import Manifest
 from realfake.detector.modelfile import load_model_file
 from realfake.detector.preprocess import Preprocessor
 from realfake.detector.scoring import p_fake, resolve_device
-from realfake.errors import RealfakeError
 from realfake.evaluation.metrics import THRESHOLD_RULES, choose_threshold, classification_metrics
 from realfake.images import ImageFiles
 
@@ -91,18 +90,9 @@ def evaluate(model_path: Path, data: Manifest, cfg: EvaluateConfig) -> Evaluatio
 
 def read_eval_metrics(path: Path) -> dict[str, Any]:
     """The evaluate stage's metrics.json (register and robustness read its threshold and test metrics)."""
-    try:
-        metrics = json.loads(Path(path).read_text())
-        float(metrics["threshold"])
-        metrics["test"]["roc_auc"]
-    except FileNotFoundError:
-        raise RealfakeError(f"{path} not found: run the evaluate stage first (`dvc repro evaluate`).") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise RealfakeError(
-            f"{path} is not the evaluate stage's metrics (no threshold or test ROC-AUC: {exc!r}); "
-            "rerun the evaluate stage (`dvc repro --force evaluate`)."
-        ) from None
-    return metrics
+    from realfake.reports import read_stage_metrics
+
+    return read_stage_metrics(path, "evaluate", ("threshold", "test.roc_auc"))
 
 
 # --------------------------------------------------------------------------- reports

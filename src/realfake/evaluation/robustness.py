@@ -289,17 +289,9 @@ def robust_mean_auc(rows: list[dict[str, Any]], cross: dict[str, Any]) -> float 
 
 def read_robustness_metrics(path: Path) -> dict[str, Any]:
     """The robustness stage's metrics.json (the register stage reads its ``robust_mean_auc``)."""
-    try:
-        metrics = json.loads(Path(path).read_text())
-        metrics["robust_mean_auc"]
-    except FileNotFoundError:
-        raise RealfakeError(f"{path} not found: run the robustness stage first (`dvc repro robustness`).") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise RealfakeError(
-            f"{path} is not the robustness stage's metrics (no robust_mean_auc: {exc!r}); "
-            "rerun the robustness stage (`dvc repro --force robustness`)."
-        ) from None
-    return metrics
+    from realfake.reports import read_stage_metrics
+
+    return read_stage_metrics(path, "robustness", ("robust_mean_auc",))
 
 
 @dataclass(frozen=True)
