@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from helpers.images import PHOTO_KINDS, photo_as_people_have_it
 from realfake.cli import app
 from realfake.detector.modelfile import save_model_file
 from realfake.detector.network import build_model
@@ -65,6 +66,24 @@ def test_predict_scores_the_astronaut(astronaut, model_file, tmp_path):
     assert row["label"] in ("real", "fake") and row["threshold"] == 0.5 and row["error"] is None
     cam = Image.open(row["explanation"])
     assert cam.size == (96 * 3, 96 * 3) and cam.mode == "RGB"
+
+
+def test_photos_as_people_have_them_are_scored_on_the_face_they_see(astronaut, model_file, tmp_path):
+    # Sideways phone JPEG, 16-bit PNGs, HEIC, animated GIF, transparent palette PNG: one folder, as a user has it.
+    folder = tmp_path / "camera-roll"
+    folder.mkdir()
+    upright = Image.open(astronaut).convert("RGB")
+    for kind in PHOTO_KINDS:
+        (folder / kind).write_bytes(photo_as_people_have_it(upright, kind))
+    res = invoke(str(folder), str(astronaut), "--model", str(model_file), "--json")
+    assert res.exit_code == 0, res.output
+    rows = {Path(r["file"]).name: r for r in json_rows(res.stdout)}
+    assert sorted(rows) == sorted([*PHOTO_KINDS, "astronaut.png"])  # the folder scan picks up .heic
+    reference = np.array(rows.pop("astronaut.png")["box"])
+    for name, row in rows.items():
+        assert row["error"] is None and row["face"] == 0, row
+        offset = 32 if name == "transparent-palette.png" else 0  # the photo sits 32 px into its canvas
+        assert np.abs(np.array(row["box"]) - offset - reference).max() <= 8, (name, row["box"], reference)
 
 
 def test_folder_of_sample_images_is_scored_whole(tiny_sample, model_file):

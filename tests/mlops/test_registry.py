@@ -53,11 +53,9 @@ def _new_version(mlflow, auc, fp, robust=None, by="test_roc_auc"):
     cfg = RegisterConfig(min_auc=0.8, champion_by=by)
     with mlflow.start_run() as run:
         uri = _log_dummy_model(mlflow)
-        current = registry.champion(cfg)
-        champion_score, source = register_stage.champion_score_on(current, cfg, fp, rescoring=None)
         figures = {"test_roc_auc": auc, "robust_mean_auc": auc if robust is None else robust}
         new = Candidate(uri, run.info.run_id, fp, figures)
-        return registry.register(new, cfg, current, champion_score, source)
+        return registry.register(new, cfg, lambda current: register_stage.champion_score_on(current, cfg, fp, None))
 
 
 def test_alias_moves_only_for_better_models_on_the_same_data(mlflow_store):
@@ -104,3 +102,59 @@ def test_the_champion_can_be_chosen_by_the_robustness_figure(mlflow_store):
     # ... and a clean-only improvement does not.
     brittle = _new_version(mlflow, 1.00, "fp", robust=0.80, by="robust_mean_auc")
     assert not brittle["alias_moved"] and "robust_mean_auc 0.8000 < champion v2's 0.9000" in brittle["reason"]
+
+
+def test_runs_finishing_together_leave_the_champion_on_the_best(tmp_path):
+    # Three experiments register at the same moment; re-scoring the champion takes the worst the longest.
+    # Without the lock all three decide against "no champion" and the worst writes the alias last.
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    script = Path(__file__).parents[1] / "helpers" / "champion_race.py"
+    runs = {0.99: 0.0, 0.95: 1.5, 0.90: 3.0}  # test AUC -> seconds its champion comparison takes
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), uri, str(barrier), str(len(runs)), str(auc), str(delay)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+        )
+        for auc, delay in runs.items()
+    ]
+    records = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        assert "database is locked" not in err
+        records.append(json.loads(out.strip().splitlines()[-1]))
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    best = next(r for r in records if r["test_roc_auc"] == 0.99)
+    assert int(client.get_model_version_by_alias("realfake", "champion").version) == best["version"]
+    assert sorted(r["version"] for r in records) == [1, 2, 3]
+    # Each decision saw the champion left by the one before it: at most one promotion came from "no champion".
+    assert sum(r["previous_champion"] is None for r in records) == 1
+    assert (tmp_path / "mlflow.db.lock").exists()
+    import sqlite3
+
+    assert sqlite3.connect(tmp_path / "mlflow.db").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_an_alias_that_keeps_moving_is_reported_not_overwritten(mlflow_store, monkeypatch):
+    from types import SimpleNamespace
+
+    from realfake.errors import RealfakeError
+
+    moves = iter(range(1, 100))
+    recorded = {"data_fingerprint": "fp", "test_roc_auc": "0.5"}
+    monkeypatch.setattr(registry, "champion", lambda cfg: SimpleNamespace(version=str(next(moves)), tags=recorded))
+    with pytest.raises(RealfakeError, match="moved 5 times while this run decided whether to take it; version 1"):
+        _new_version(mlflow_store, 0.99, "fp")
+    assert not mlflow_store.MlflowClient().get_registered_model("realfake").aliases

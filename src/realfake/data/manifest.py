@@ -9,7 +9,6 @@ whether it decodes, and where CSV and disk disagree.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 from concurrent.futures import ProcessPoolExecutor
 from functools import cached_property
@@ -18,11 +17,11 @@ from typing import Iterable
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageFile
+from PIL import ImageFile
 
 from realfake.data.layout import CLASSES, CSV_COLUMNS, LABELS, SPLITS, csv_path, image_root
 from realfake.errors import RealfakeError
-from realfake.images import IMAGE_SUFFIXES
+from realfake.images import IMAGE_SUFFIXES, ImageError, decode
 
 #: Columns of the manifest that training reads (the validated rows only).
 MANIFEST_COLUMNS = ("split", "path", "id", "label", "label_str", "width", "height", "mode", "bytes", "sha256")
@@ -75,11 +74,13 @@ def inspect_image(path: str) -> tuple:
         return (0, "", 0, 0, "", False, f"cannot read: {exc.strerror or exc}")
     digest = hashlib.sha256(data).hexdigest()
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            width, height = img.size
-            return (len(data), digest, width, height, img.mode, True, "")
-    except Exception as exc:  # noqa: BLE001 - any decoder failure makes the image unreadable
+        # The decoder training and predict use: the size is the upright size, an unreadable file the same error.
+        img = decode(data, Path(path).name)
+        with img:
+            return (len(data), digest, img.width, img.height, img.mode, True, "")
+    except ImageError as exc:
+        return (len(data), digest, 0, 0, "", False, str(exc))
+    except Exception as exc:  # noqa: BLE001 - any other decoder failure makes the image unreadable too
         return (len(data), digest, 0, 0, "", False, f"{type(exc).__name__}: {exc}")
 
 

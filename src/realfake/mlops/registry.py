@@ -14,7 +14,7 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from realfake.config import build_config, require
 from realfake.errors import RealfakeError
@@ -136,14 +136,22 @@ class Candidate:
         return float(self.metrics["test_roc_auc"])
 
 
-def register(new: Candidate, cfg: RegisterConfig, current, champion_score: float | None,
-             compared_on: str | None) -> dict[str, Any]:
+#: What the register stage gives :func:`register`: the current champion (None: none) -> its figure on this
+#: run's data and how it was obtained ("recorded", "re-scored on this data"), or (None, None) without a champion.
+ChampionScorer = Callable[[Any], tuple[float | None, str | None]]
+
+
+def register(new: Candidate, cfg: RegisterConfig, score_champion: ChampionScorer) -> dict[str, Any]:
     """Register ``new`` as a version, tag it, and move the alias if :func:`decide` says so.
 
-    ``current`` is the champion version before this run (None: none), and ``champion_score`` its
-    ``cfg.champion_by`` figure on this run's data (``compared_on`` says how it was obtained).
+    The decision and the alias move happen under the store's lock (:func:`tracking.store_lock`), so
+    two experiments finishing together decide one after the other: they cannot both take the alias,
+    nor leave it on the worse one. Right before the move the alias is read again; if it moved
+    meanwhile (a process on another machine sharing a tracking server), the decision is taken again.
     """
     import mlflow
+
+    from realfake.mlops import tracking
 
     client = mlflow.MlflowClient()
     version = mlflow.register_model(new.model_uri, cfg.model_name, tags={"data_fingerprint": new.data_fingerprint})
@@ -151,10 +159,23 @@ def register(new: Candidate, cfg: RegisterConfig, current, champion_score: float
         client.set_model_version_tag(cfg.model_name, version.version, key, f"{value:.6g}")
     client.set_model_version_tag(cfg.model_name, version.version, "run_id", new.run_id)
     score = float(new.metrics[cfg.champion_by])
-    decision = decide(score, champion_score, current.version if current else None, figure=cfg.champion_by,
-                      test_auc=new.test_auc, min_auc=cfg.min_auc)
-    if decision.promote:
-        client.set_registered_model_alias(cfg.model_name, cfg.alias, version.version)
+    with tracking.store_lock():
+        for _ in range(MAX_DECISIONS):
+            current = champion(cfg)
+            champion_score, compared_on = score_champion(current)
+            decision = decide(score, champion_score, current.version if current else None, figure=cfg.champion_by,
+                              test_auc=new.test_auc, min_auc=cfg.min_auc)
+            if _version(champion(cfg)) != _version(current):
+                continue  # moved while we decided: decide again against the new champion
+            if decision.promote:
+                client.set_registered_model_alias(cfg.model_name, cfg.alias, version.version)
+            break
+        else:
+            raise RealfakeError(
+                f"The {cfg.alias!r} alias of {cfg.model_name} moved {MAX_DECISIONS} times while this run decided "
+                f"whether to take it; version {version.version} is registered without it. "
+                "Rerun `dvc repro register` when the other runs have finished."
+            )
     client.set_model_version_tag(cfg.model_name, version.version, "promotion", decision.reason)
     return {
         "model_name": cfg.model_name,
@@ -173,6 +194,14 @@ def register(new: Candidate, cfg: RegisterConfig, current, champion_score: float
         "model_uri": f"models:/{cfg.model_name}/{version.version}",
         "run_id": new.run_id,
     }
+
+
+#: How many times :func:`register` decides again when the alias moves under it before giving up.
+MAX_DECISIONS = 5
+
+
+def _version(model_version) -> str | None:
+    return None if model_version is None else str(model_version.version)
 
 
 def model_artifacts(model_uri: str) -> tuple[Path, float]:

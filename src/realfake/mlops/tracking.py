@@ -7,15 +7,22 @@
   so ``mlflow ui`` in the repo root shows them and their artifacts outlive the copy.
 - One run per pipeline execution: train opens it and writes its id to
   ``models/run.json``; evaluate and register reopen it by that id.
+- Experiments side by side (``dvc queue start -j 2``) share the store: a sqlite
+  store is switched to WAL on first use (readers never block the writer; MLflow
+  itself waits 20 s on a busy database), and :func:`store_lock` serialises what
+  must not interleave: first-time creation and the champion decision.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
+import sqlite3
 import subprocess
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Iterator
@@ -36,6 +43,56 @@ def tracking_uri(root: Path | None = None) -> str:
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
     return f"sqlite:///{(root or project_root()) / 'mlflow.db'}"
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI (None for a server or another database)."""
+    return Path(uri[len("sqlite:///") :].split("?", 1)[0]) if uri.startswith("sqlite:///") else None
+
+
+def lock_path(uri: str | None = None) -> Path:
+    """The lock file that realfake processes sharing a store take turns on: beside a sqlite
+    store, else in the project root (experiments that DVC queues on this machine share it)."""
+    uri = uri or tracking_uri()
+    db = sqlite_path(uri)
+    return db.with_name(db.name + ".lock") if db else project_root() / ".mlflow-registry.lock"
+
+
+@contextlib.contextmanager
+def store_lock(timeout_s: float = 900.0, uri: str | None = None) -> Iterator[None]:
+    """Hold the store's lock (:func:`lock_path`); released when the block ends or the process dies.
+
+    Waits for another realfake process that holds it (a parallel experiment registering its model)
+    up to ``timeout_s``.
+    """
+    path = lock_path(uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout_s
+    with open(path, "a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RealfakeError(
+                        f"Another realfake process has held {path} for over {timeout_s:.0f} s (a parallel "
+                        "experiment registering its model?). Wait for it to finish, or stop it, and rerun."
+                    ) from None
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def use_wal(db: Path) -> None:
+    """Switch a sqlite store to write-ahead logging (persistent in the file): readers, such as
+    ``mlflow ui`` or a parallel experiment's reads, no longer block a writer, nor it them."""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.closing(sqlite3.connect(db, timeout=30)) as con:
+        if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            con.execute("PRAGMA journal_mode=WAL")
 
 
 def quiet() -> None:
@@ -59,23 +116,27 @@ def setup(root: Path | None = None):
 
     quiet()
     root = root or project_root()
-    mlflow.set_tracking_uri(tracking_uri(root))
-    client = mlflow.MlflowClient()
-    if os.environ.get("MLFLOW_RUN_ID"):
-        # Inside `mlflow run`: the project run is the pipeline's run, in its experiment
-        # (pass --experiment-name realfake to keep it beside the others).
-        mlflow.set_experiment(experiment_id=client.get_run(os.environ["MLFLOW_RUN_ID"]).info.experiment_id)
-        return mlflow
-    exp = client.get_experiment_by_name(EXPERIMENT)
-    if exp is None:
-        location = None
-        if tracking_uri(root).startswith("sqlite:"):
-            location = (root / "mlruns").as_uri()
-        try:
-            client.create_experiment(EXPERIMENT, artifact_location=location)
-        except Exception:  # noqa: BLE001 - another process created it first
-            if client.get_experiment_by_name(EXPERIMENT) is None:
-                raise
+    uri = tracking_uri(root)
+    mlflow.set_tracking_uri(uri)
+    # First use of a store, by several experiments at once: one creates its tables, the others wait and find them.
+    with store_lock(uri=uri):
+        db = sqlite_path(uri)
+        if db is not None:
+            use_wal(db)
+        client = mlflow.MlflowClient()
+        client.search_experiments(max_results=1)  # opens the store: creates or migrates its schema
+        if os.environ.get("MLFLOW_RUN_ID"):
+            # Inside `mlflow run`: the project run is the pipeline's run, in its experiment
+            # (pass --experiment-name realfake to keep it beside the others).
+            mlflow.set_experiment(experiment_id=client.get_run(os.environ["MLFLOW_RUN_ID"]).info.experiment_id)
+            return mlflow
+        if client.get_experiment_by_name(EXPERIMENT) is None:
+            location = (root / "mlruns").as_uri() if db is not None else None
+            try:
+                client.create_experiment(EXPERIMENT, artifact_location=location)
+            except Exception:  # noqa: BLE001 - a process on another machine sharing the server created it first
+                if client.get_experiment_by_name(EXPERIMENT) is None:
+                    raise
     mlflow.set_experiment(EXPERIMENT)
     return mlflow
 

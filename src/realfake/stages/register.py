@@ -40,10 +40,10 @@ def run(cfg: registry.RegisterConfig, robust_cfg: RobustnessConfig, paths: Paths
 
         mlflow.set_tags(flatten({"register": as_dict(cfg)}))
         info = registry.log_pyfunc(paths.model, metrics["threshold"], example)
-        current = registry.champion(cfg)
-        champion_score, compared_on = champion_score_on(current, cfg, metrics["data_fingerprint"], rescoring)
         new = registry.Candidate(info.model_uri, run.info.run_id, metrics["data_fingerprint"], figures)
-        record = registry.register(new, cfg, current, champion_score, compared_on)
+        record = registry.register(
+            new, cfg, lambda current: champion_score_on(current, cfg, metrics["data_fingerprint"], rescoring)
+        )
         mlflow.set_tags({"registered_version": str(record["version"]), "champion": str(record["alias_moved"])})
     write_text(paths.register_report, json.dumps(record, indent=2) + "\n")
     return record
