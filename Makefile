@@ -17,7 +17,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-.PHONY: help env run test test-fast lint bench clean
+.PHONY: help env browser app run test test-fast lint bench clean
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
@@ -26,13 +26,21 @@ env: $(BIN)/.installed ## Create the virtual environment (.venv) with the projec
 run: env ## Create the environment and run the whole pipeline (dvc repro) on the embedded sample
 	dvc repro
 
-test: env ## Create the environment and run the whole test suite (as CI does)
+browser: ## Install Chromium and chromedriver from Debian's packages (the page's browser tests; needs root)
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; else \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; fi
+
+app: env ## Serve the page for checking photos with the champion (http://127.0.0.1:8000)
+	$(BIN)/realfake app
+
+test: env browser ## Create the environment and run the whole test suite (as CI does)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: env ## Check the code with ruff (pyflakes, import order, 120 columns, docstrings on public names)
-	$(BIN)/ruff check src tests pipeline benchmarks
+	$(BIN)/ruff check src tests pipeline benchmarks tools
 
-test-fast: env ## Run the tests without the slow end-to-end ones
+test-fast: env browser ## Run the tests without the slow end-to-end ones
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: env ## Run the benchmarks (prints images/s)

@@ -10,8 +10,12 @@ import typer
 
 from realfake.errors import RealfakeError
 
-app = typer.Typer(help="Real-vs-fake face detection: make or validate a dataset, score photos with a trained detector.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Real-vs-fake face detection: make or validate a dataset, score photos with the registered champion "
+    "(predict) or on a web page (app). The pipeline itself runs with `dvc repro`.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 
 
 def _fail(exc: RealfakeError) -> None:
@@ -71,10 +75,17 @@ class FaceMode(str, Enum):
 
 @app.command()
 def predict(
-    inputs: list[str] = typer.Argument(..., help="Image files, folders (searched recursively) and glob patterns."),
+    inputs: list[str] = typer.Argument(
+        ...,
+        metavar="IMAGE...",
+        help="Image files, folders (searched recursively) and glob patterns.",
+        show_default=False,
+    ),
     model: str = typer.Option(
         "models:/realfake@champion",
-        "--model", "-m",
+        "--model",
+        "-m",
+        metavar="URI|FILE",
         help="A registry URI (models:/NAME@ALIAS or models:/NAME/VERSION), a run URI (runs:/RUN_ID/model), "
         "or a local model file (models/model.pt).",
     ),
@@ -85,11 +96,15 @@ def predict(
     ),
     json_out: bool = typer.Option(False, "--json", help="One JSON object per face (JSON Lines) on stdout."),
     csv_out: bool = typer.Option(False, "--csv", help="CSV with a header row on stdout."),
-    explain: Optional[Path] = typer.Option(None, "--explain", help="Folder for one Grad-CAM PNG per scored face."),
-    threshold: Optional[float] = typer.Option(
-        None, help="Decision threshold on p_fake; default: the one chosen at evaluation (0.5 for a model file)."
+    explain: Optional[Path] = typer.Option(
+        None, "--explain", metavar="DIR", help="Folder for one Grad-CAM PNG per scored face."
     ),
-    batch_size: int = typer.Option(32, help="Faces scored per forward pass."),
+    threshold: Optional[float] = typer.Option(
+        None,
+        metavar="P",
+        help="Decision threshold on p_fake; default: the one chosen at evaluation (0.5 for a model file).",
+    ),
+    batch_size: int = typer.Option(32, metavar="N", help="Faces scored per forward pass."),
 ) -> None:
     """Score images with the detector: p_fake and a verdict per face.
 
@@ -109,15 +124,48 @@ def predict(
         rows = missing + run_predict(paths, detector, faces.value, explain)
     except RealfakeError as exc:
         _fail(exc)
-    for r in rows:
+    _print_rows(rows, "json" if json_out else "csv" if csv_out else "table", described)
+    for r in rows:  # after the results, once each
         if r.error:
             typer.echo(f"error: {r.error}", err=True)
-    _print_rows(rows, "json" if json_out else "csv" if csv_out else "table", described)
     scored, failed = summary_counts(rows)
     n_faces = sum(r.error is None for r in rows)
     typer.echo(f"{n_faces} face(s) scored in {scored} file(s); {failed} input(s) failed", err=True)
     if failed:
         raise typer.Exit(1)
+
+
+@app.command("app")
+def web_app(
+    model: str = typer.Option(
+        "models:/realfake@champion",
+        "--model",
+        "-m",
+        metavar="URI|FILE",
+        help="A registry URI (an alias is followed: when it moves, the new version answers), a run URI "
+        "or a local model file.",
+    ),
+    host: str = typer.Option(
+        "127.0.0.1", metavar="ADDRESS", help="Address to bind; 0.0.0.0 exposes the page to your network."
+    ),
+    port: int = typer.Option(8000, metavar="PORT", help="Port to serve on."),
+    threshold: Optional[float] = typer.Option(
+        None, metavar="P", help="Decision threshold; default: the one chosen at evaluation."
+    ),
+    uncertain: float = typer.Option(
+        0.1, metavar="MARGIN", help="Faces with |p_fake - threshold| below this are marked uncertain."
+    ),
+    max_upload_mb: float = typer.Option(20.0, metavar="MIB", help="Largest upload accepted, in MiB."),
+) -> None:
+    """Serve a web page (and a JSON API, documented at /docs) for checking photos with the detector."""
+    from realfake.app.server import serve
+    from realfake.app.service import Limits
+
+    try:
+        limits = Limits(max_bytes=int(max_upload_mb * 1024 * 1024), uncertain=uncertain)
+        serve(model, host=host, port=port, threshold=threshold, limits=limits, log=typer.echo)
+    except RealfakeError as exc:
+        _fail(exc)
 
 
 def _print_rows(rows: list, fmt: str, described: str) -> None:
@@ -146,7 +194,6 @@ def _print_rows(rows: list, fmt: str, described: str) -> None:
     table.add_column("face", min_width=11, ratio=1)
     table.add_column("p_fake", justify="right", min_width=6, no_wrap=True)
     table.add_column("verdict", min_width=7, no_wrap=True)
-    table.add_column("problem", overflow="fold", ratio=2)
     for cells in as_table(rows):
         table.add_row(*cells)
     Console(width=max(100, Console().width)).print(table)

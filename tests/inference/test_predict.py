@@ -195,10 +195,20 @@ def test_registry_uris(tmp_path, monkeypatch, model_file, astronaut):
     with mlflow.start_run() as run:
         info = log_pyfunc(model_file, threshold=0.37, example_image=None)
         figures = {"test_roc_auc": 0.95, "robust_mean_auc": 0.9}
-        register(Candidate(info.model_uri, run.info.run_id, "x", figures), RegisterConfig(), None, None, None)
+        register(Candidate(info.model_uri, run.info.run_id, "x", figures), RegisterConfig(), lambda cur: (None, None))
     res = invoke(str(astronaut), "--model", "models:/realfake@champion", "--json")
     assert res.exit_code == 0, res.output
     (row,) = json_rows(res.stdout)
     assert row["threshold"] == pytest.approx(0.37)  # the registered threshold, not 0.5
     res = invoke(str(astronaut), "--model", "models:/realfake@challenger")
     assert res.exit_code == 2 and "models:/realfake@challenger cannot be loaded" in res.stderr
+
+
+def test_the_table_comes_first_and_each_error_once_after_it(bad_inputs, model_file):
+    files = [bad_inputs[k] for k in ("no_face", "alpha")]
+    res = invoke(*map(str, files), "--model", str(model_file))
+    assert res.exit_code == 1
+    out = res.output
+    assert out.count("no face found") == 1, out  # once, not in the table as well
+    assert out.index("model:") < out.rindex("┘") < out.index("error: ") < out.index("1 face(s) scored"), out
+    assert "error (below)" in res.stdout

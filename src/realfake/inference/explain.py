@@ -52,12 +52,17 @@ def explanation_name(row) -> str:
     return f"{stem}-{digest}-{'image' if row.face is None else f'face{row.face}'}.png"
 
 
+def explanation_images(detector, fitted: list[np.ndarray]) -> list[Image.Image]:
+    """Each model input crop (``fitted``, HxWx3 uint8) with its Grad-CAM heatmap over it."""
+    inputs = detector.preprocessor.model_input(torch.from_numpy(np.stack(fitted)), detector.device)
+    maps = gradcam_maps(detector.model, inputs)
+    return [overlay(img, heat) for img, heat in zip(fitted, maps)]
+
+
 def save_explanations(detector, fitted: list[np.ndarray], rows: list, out_dir: Path) -> None:
     """One PNG per scored face: the model's input crop with its Grad-CAM heatmap; sets row.explanation."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    inputs = detector.preprocessor.model_input(torch.from_numpy(np.stack(fitted)), detector.device)
-    maps = gradcam_maps(detector.model, inputs)
-    for img, heat, row in zip(fitted, maps, rows):
+    for image, row in zip(explanation_images(detector, fitted), rows):
         path = out_dir / explanation_name(row)
-        overlay(img, heat).save(path)
+        image.save(path)
         row.explanation = str(path)

@@ -110,12 +110,7 @@ def predict(
     for path in paths:
         name = str(path)
         try:
-            img = load_rgb(path, name=name)
-            if faces == "off" or (faces == "auto" and is_face_crop(img)):
-                units.append(_Unit(Row(file=name), img))
-            else:
-                for k, face in enumerate(detect_faces(img, name=name)):
-                    units.append(_Unit(Row(file=name, face=k, box=list(face.box)), face.crop))
+            units.extend(face_units(load_rgb(path, name=name), name, faces))
         except (ImageError, NoFaceError) as exc:
             rows.append(Row(file=name, error=str(exc)))
         if progress:
@@ -132,7 +127,31 @@ def predict(
     return rows
 
 
-def _score(units: list[_Unit], detector: Detector, explain_dir: Path | None) -> None:
+def face_units(img: Image.Image, name: str, faces: str = "auto") -> list[_Unit]:
+    """What the model scores in a decoded image: every face MTCNN finds, aligned, or the whole image
+    (``faces`` off, or auto and a 256x256 aligned crop). :class:`NoFaceError` when it finds none."""
+    if faces not in FACE_MODES:
+        raise RealfakeError(f"--faces is {faces!r}; use auto, on or off.")
+    if faces == "off" or (faces == "auto" and is_face_crop(img)):
+        return [_Unit(Row(file=name), img)]
+    return [_Unit(Row(file=name, face=k, box=list(face.box)), face.crop)
+            for k, face in enumerate(detect_faces(img, name=name))]
+
+
+def score_image(img: Image.Image, name: str, detector: Detector, faces: str = "auto",
+                explain: bool = False) -> list[tuple[Row, Image.Image | None]]:
+    """Score one decoded image (the page's uploads): each face's row, with its Grad-CAM overlay when ``explain``."""
+    units = face_units(img, name, faces)
+    fitted = _score(units, detector, None)
+    overlays: list = [None] * len(units)
+    if explain:
+        from realfake.inference.explain import explanation_images
+
+        overlays = explanation_images(detector, fitted)
+    return [(u.row, o) for u, o in zip(units, overlays)]
+
+
+def _score(units: list[_Unit], detector: Detector, explain_dir: Path | None) -> list:
     fitted = [detector.preprocessor.pixels(u.crop) for u in units]
     p = detector.p_fake(fitted)
     labels = detector.label(p)
@@ -142,6 +161,7 @@ def _score(units: list[_Unit], detector: Detector, explain_dir: Path | None) -> 
         from realfake.inference.explain import save_explanations
 
         save_explanations(detector, fitted, [u.row for u in units], explain_dir)
+    return fitted
 
 
 def summary_counts(rows: list[Row]) -> tuple[int, int]:
@@ -152,14 +172,14 @@ def summary_counts(rows: list[Row]) -> tuple[int, int]:
 
 
 def as_table(rows: list[Row]) -> list[list[str]]:
-    """The rows as table cells: file, face, p_fake, verdict, problem."""
+    """The rows as table cells: file, face, p_fake, verdict (the errors are listed after the table)."""
     out = []
     for r in rows:
         face = "" if r.face is None else f"#{r.face} {tuple(r.box)}"
         if r.face is None and r.error is None:
             face = "whole image"
         if r.error:
-            out.append([r.file, face, "", "error", r.error])
+            out.append([r.file, face, "", "error (below)"])
         else:
-            out.append([r.file, face, f"{r.p_fake:.4f}", r.label.upper(), ""])
+            out.append([r.file, face, f"{r.p_fake:.4f}", r.label.upper()])
     return out

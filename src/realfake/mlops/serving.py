@@ -1,7 +1,9 @@
 """The served model: an MLflow ``PythonModel`` that owns preprocessing.
 
 Input: a DataFrame with an ``image`` column (encoded image bytes; base64 in
-REST requests) or a ``path`` column (image files readable by the server).
+REST requests). A ``path`` column (image files the serving process reads) is
+off unless the process sets ``REALFAKE_PYFUNC_PATHS=1``: over REST it would let
+any client make the server read any file it can.
 Output: ``p_fake`` (probability that the image is generated) and ``label``
 (``fake`` when p_fake >= the threshold chosen at evaluation, else ``real``).
 The weights are a state dict loaded with ``weights_only=True``; nobody can
@@ -12,6 +14,7 @@ the model's own :class:`realfake.detector.preprocess.Preprocessor` itself.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,8 @@ from realfake.detector.scoring import Detector
 from realfake.errors import RealfakeError
 from realfake.images import load_rgb
 
+#: Set to 1 in a trusted, local process to let the model read image files named in a ``path`` column.
+PATHS_ENV = "REALFAKE_PYFUNC_PATHS"
 WEIGHTS = "weights"
 CONFIG = "config"
 
@@ -55,6 +60,12 @@ class RealfakePyfunc(PythonModel):
         if "image" in df.columns and df["image"].notna().any():
             sources = [(v, f"row {i} (image bytes)") for i, v in enumerate(df["image"])]
         elif "path" in df.columns:
+            if os.environ.get(PATHS_ENV) != "1":
+                raise RealfakeError(
+                    "Reading images by 'path' is off: served over REST it would let any client make the server "
+                    "read its files. Send the image bytes in an 'image' column (base64 in JSON), or, in a trusted "
+                    f"local process only, set {PATHS_ENV}=1."
+                )
             sources = [(str(v), str(v)) for v in df["path"]]
         else:
             raise RealfakeError("Input needs an 'image' column (image bytes) or a 'path' column (image files).")

@@ -1,0 +1,43 @@
+"""The app's model: loaded once from the registry, and the new version once the alias moves."""
+
+from __future__ import annotations
+
+import pytest
+
+from realfake.app.service import ModelHolder
+from realfake.errors import RealfakeError
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    from realfake.mlops import tracking
+
+    return tracking.setup(tmp_path)
+
+
+def _register(mlflow, model_file, threshold: float) -> str:
+    from realfake.mlops import registry
+
+    with mlflow.start_run():
+        info = registry.log_pyfunc(model_file, threshold, None)
+    return mlflow.register_model(info.model_uri, "realfake").version
+
+
+def test_the_app_follows_the_champion_alias_without_a_restart(store, model_file):
+    mlflow = store
+    client = mlflow.MlflowClient()
+    first = _register(mlflow, model_file, 0.4)
+    second = _register(mlflow, model_file, 0.6)
+    client.set_registered_model_alias("realfake", "champion", first)
+    holder = ModelHolder("models:/realfake@champion", recheck_s=0)
+    assert holder.get()[1] == {"model": "models:/realfake@champion", "version": "1", "threshold": 0.4}
+    client.set_registered_model_alias("realfake", "champion", second)
+    detector, info = holder.get()
+    assert info["version"] == "2" and detector.threshold == 0.6
+
+
+def test_a_missing_alias_fails_at_start_with_what_to_do(store):
+    with pytest.raises(RealfakeError, match="models:/realfake@champion: the registry has no such model or alias"):
+        ModelHolder("models:/realfake@champion")

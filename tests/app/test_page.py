@@ -1,0 +1,65 @@
+"""The page of `realfake app` in a real browser (Chromium from the system packages, driven by
+Selenium): a person uploads a photo with a face, one without, and a broken file, and reads the answers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from helpers.browser import chromium, wait_for
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with chromium() as driver:
+        yield driver
+
+
+def cards_done(driver, n: int):
+    from selenium.webdriver.common.by import By
+
+    cards = driver.find_elements(By.CSS_SELECTOR, "article.result")
+    return len(cards) == n and all(c.get_attribute("data-state") in ("done", "error") for c in cards) and cards
+
+
+def test_a_person_checks_three_photos(browser, app_url, photos, model_file, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    browser.get(app_url)
+    model_line = wait_for(browser, lambda d: "threshold" in d.find_element(By.ID, "model").text and
+                          d.find_element(By.ID, "model"))
+    assert str(model_file) in model_line.text and "threshold 0.500" in model_line.text
+    chosen = [photos["face"], photos["no_face"], photos["broken"]]
+    browser.find_element(By.ID, "files").send_keys("\n".join(str(p) for p in chosen))
+    cards = {c.get_attribute("data-file"): c for c in wait_for(browser, lambda d: cards_done(d, 3))}
+
+    face_card = cards["astronaut.png"]
+    assert face_card.get_attribute("data-state") == "done"
+    boxes = face_card.find_elements(By.CSS_SELECTOR, ".photo .box")
+    assert len(boxes) == 1 and boxes[0].is_displayed() and boxes[0].size["width"] > 20
+    (face,) = face_card.find_elements(By.CSS_SELECTOR, "li.face")
+    assert "Face #0: p_fake" in face.text and ("REAL" in face.text or "FAKE" in face.text)
+    assert face_card.find_element(By.CSS_SELECTOR, ".photo img").get_property("naturalWidth") > 0
+    assert f"Answered by {model_file}" in face_card.text
+
+    assert "coffee.jpg: no face found" in cards["coffee.jpg"].find_element(By.CSS_SELECTOR, ".error").text
+    assert "broken.jpg: not an image file" in cards["broken.jpg"].find_element(By.CSS_SELECTOR, ".error").text
+
+    face_card.find_element(By.CSS_SELECTOR, "button.explain").click()
+    cam = wait_for(browser, lambda d: face_card.find_elements(By.CSS_SELECTOR, ".cams img"))[0]
+    wait_for(browser, lambda d: cam.get_property("naturalWidth") == 288)
+    shot = Path(os.environ.get("REALFAKE_SCREENSHOT", tmp_path / "page.png"))
+    browser.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10_000
+
+
+def test_the_page_loads_nothing_from_outside(browser, app_url):
+    # Every script, style and image the page uses comes from the app itself.
+    browser.get(app_url)
+    wait_for(browser, lambda d: "threshold" in d.find_element("id", "model").text)
+    urls = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert urls and all(u.startswith(app_url) for u in urls), urls
