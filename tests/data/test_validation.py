@@ -220,3 +220,21 @@ def test_wrong_layout_is_a_clear_error(tmp_path):
 def test_config_rejects_unknown_keys():
     with pytest.raises(RealfakeError, match="max_bad_fractoin"):
         ValidateConfig.from_params({"max_bad_fractoin": 0.1})
+
+
+def test_the_report_page_reads_offline_with_counts(sample_copy, tmp_path):
+    broken = _images(sample_copy, "train", "real")[:4]
+    for f in broken:  # 4 of 48 images = 8.3%, over the 5 % tolerance
+        f.write_bytes(f.read_bytes()[:200])
+    cfg = ValidateConfig(max_bad_fraction=0.05, min_images_per_class=CFG.min_images_per_class, workers=1)
+    with pytest.raises(DataValidationError, match="report.html"):
+        run(sample_copy, tmp_path, cfg)
+    page = (tmp_path / "out" / "ge" / "report.html").read_text()
+    assert "<h1>Data validation FAILED</h1>" in page
+    assert "<script" not in page and "http://" not in page and "https://" not in page  # nothing to fetch
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert page.count('<td class="status">') == summary["expectations"]  # every expectation, with its result
+    assert page.count('<td class="status">FAIL</td>') == summary["failed_expectations"]
+    assert "every image decodes" in page and "4 of 48 rows fail" in page  # counts, not "0% unexpected"
+    assert broken[0].name in page
+    assert "0 of 48 rows fail" in page  # a passing expectation shows its count too

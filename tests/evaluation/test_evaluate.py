@@ -13,7 +13,8 @@ from realfake.evaluation.evaluate import flat_metrics, read_eval_metrics
 def test_flat_metrics_for_mlflow():
     metrics = {"test": {"roc_auc": 0.9, "confusion": {"tp": 3}, "per_class": {"real": {"f1-score": 0.5}}}, "rule": "x"}
     flat = flat_metrics(metrics)
-    assert flat == {"test_roc_auc": 0.9, "test_confusion_tp": 3.0, "test_per_class_real_f1_score": 0.5}
+    # one "eval/" section in the MLflow UI; the confusion counts stay in metrics.json and the plot
+    assert flat == {"eval/test_roc_auc": 0.9, "eval/test_per_class_real_f1_score": 0.5}
 
 
 def test_eval_metrics_are_read_with_a_clear_error_when_missing_or_foreign(tmp_path):

@@ -171,9 +171,9 @@ def test_run_robustness_writes_one_row_per_condition(trained, tiny_sample, tmp_p
     with Image.open(files["png"]) as im:
         assert im.format == "PNG" and im.size[0] > 300
     flat = flat_metrics(metrics)
-    assert {"robust_clean_auc", "robust_jpeg_q50_auc", "robust_noise_s5_acc", "robust_clean_tpr_at_fpr_1pct",
-            "robust_heldout_nearest_auc", "robust_heldout_subpixel_tpr_at_fpr_1pct", "robust_cross_generator_auc",
-            "robust_cross_generator_auc_min"} <= set(flat)
+    assert {"robust/clean_auc", "robust/jpeg_q50_auc", "robust/noise_s5_acc", "robust/clean_tpr_at_fpr_1pct",
+            "heldout/nearest_auc", "heldout/subpixel_tpr_at_fpr_1pct", "heldout/cross_generator_auc",
+            "heldout/cross_generator_auc_min"} <= set(flat)
     # Deterministic: the same scores again (seeded noise, no randomness elsewhere).
     again = run_robustness(trained["model"], trained["data"], trained["heldout"], 0.5, cfg, log=lambda s: None)
     pd.testing.assert_frame_equal(result.table, again.table)
@@ -221,9 +221,8 @@ def test_stage_logs_to_the_training_run_and_reports_an_absent_heldout_family(tra
     assert "data.source=dir has no held-out generator family" in metrics["cross_generator"]["note"]
     assert len(pd.read_csv(tmp_path / "reports/auc.csv")) == 3
     r = mlflow.MlflowClient().get_run(run.info.run_id)
-    assert {"robust_clean_auc", "robust_jpeg_q50_auc", "robust_noise_s2_acc"} <= set(r.data.metrics)
-    assert "robust_cross_generator_auc" not in r.data.metrics
-    assert not any(k.startswith("robust_heldout_") for k in r.data.metrics)
+    assert {"robust/clean_auc", "robust/jpeg_q50_auc", "robust/noise_s2_acc"} <= set(r.data.metrics)
+    assert not any(k.startswith("heldout/") for k in r.data.metrics)
     assert r.data.tags["robustness.perturbations"] == "jpeg_q50, noise_s2"
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "robustness")}
     assert artifacts == {"robustness/metrics.json", "robustness/auc.csv", "robustness/families.csv",

@@ -55,7 +55,7 @@ def test_pipeline_logs_and_registers_on_a_tracking_server(mlflow_server, tmp_pat
     client = mlflow.MlflowClient(tracking_uri=url)
     run_id = json.loads((repo / "models/run.json").read_text())["run_id"]
     r = client.get_run(run_id)
-    assert "test_roc_auc" in r.data.metrics and r.data.params["train.epochs"] == "1"
+    assert "eval/test_roc_auc" in r.data.metrics and r.data.params["train.epochs"] == "1"
     assert {a.path for a in client.list_artifacts(run_id, "eval")} >= {"eval/roc.png", "eval/metrics.json"}
     assert any((store / "artifacts").rglob("roc.png")), "artifacts go to the server's artifact store"
     assert int(client.get_model_version_by_alias("realfake", "champion").version) == 1

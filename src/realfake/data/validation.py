@@ -26,6 +26,7 @@ import pandas as pd
 
 from realfake.atomic import write_file, write_text
 from realfake.config import build_config, is_int, require
+from realfake.data import validation_report
 from realfake.data.layout import CSV_COLUMNS, LABELS, SPLITS, layout_problems
 from realfake.data.manifest import MANIFEST_COLUMNS, build_manifest, fingerprint, split_summary
 from realfake.errors import DataValidationError, RealfakeError
@@ -209,29 +210,11 @@ def csv_columns_table(root: Path) -> pd.DataFrame:
 
 
 def _failure_line(suite: str, res) -> str:
-    cfg = res.expectation_config
-    name = (cfg.meta or {}).get("name") or cfg.type
-    r = res.result or {}
-    if res.exception_info and res.exception_info.get("raised_exception"):
-        return f"[{suite}] {name}: could not be evaluated ({res.exception_info.get('exception_message')})"
-    parts = [f"[{suite}] {name}"]
-    if "unexpected_count" in r:
-        parts.append(f"{r['unexpected_count']} of {r.get('element_count')} rows fail")
-    elif "observed_value" in r:
-        parts.append(f"observed {r['observed_value']}")
-    examples = []
-    for item in (r.get("partial_unexpected_index_list") or [])[:SHOW_PATHS]:
-        if isinstance(item, dict):
-            key = item.get("path", item.get("split"))
-            rest = {k: v for k, v in item.items() if k not in ("path",)}
-            examples.append(f"{key} ({', '.join(f'{k}={_plain(v)}' for k, v in rest.items())})")
-    if examples:
-        parts.append("e.g. " + "; ".join(examples))
-    return ": ".join(parts[:2]) + (" — " + parts[2] if len(parts) > 2 else "")
-
-
-def _plain(v: Any) -> Any:
-    return v.item() if hasattr(v, "item") else v
+    """One line for a failed expectation: suite, name, the count or value observed, failing examples."""
+    result = res.to_json_dict()
+    line = f"[{suite}] {validation_report.name(result)}: {validation_report.observed(result)}"
+    shown = validation_report.examples(result)[:SHOW_PATHS]
+    return line + (" — e.g. " + "; ".join(shown) if shown else "")
 
 
 # --------------------------------------------------------------------------- the stage
@@ -327,13 +310,15 @@ def run_validate(
     write_text(report_dir / "results.json", json.dumps(outcome.results, indent=1, default=str))
     write_file(report_dir / "dropped.csv", lambda p: outcome.dropped.to_csv(p, index=False))
     write_text(summary_path, json.dumps(outcome.summary, indent=2) + "\n")
+    write_text(report_dir / "report.html", validation_report.render(outcome.results, outcome.summary, str(raw_dir)))
     if not outcome.success:
         manifest_path.unlink(missing_ok=True)
         lines = "\n".join(f"  - {line}" for line in outcome.failures)
         raise DataValidationError(
             f"Data validation failed: {len(outcome.failures)} of {outcome.summary['expectations']} expectations "
             f"not met for {raw_dir}:\n{lines}\n"
-            f"Details: {report_dir / 'data_docs' / 'index.html'} (Data Docs) and {report_dir / 'results.json'}. "
+            f"Details: {report_dir / 'report.html'} (readable offline), {report_dir / 'data_docs' / 'index.html'} "
+            f"(Data Docs) and {report_dir / 'results.json'}. "
             "Fix or re-download the data (or raise validate.max_bad_fraction to drop a few bad images); "
             "nothing downstream ran."
         )

@@ -99,9 +99,11 @@ def read_eval_metrics(path: Path) -> dict[str, Any]:
 
 
 def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    """Numeric metrics as flat MLflow keys: test_roc_auc, test_confusion_tp, valid_roc_auc, threshold..."""
-    return {k.replace("-", "_"): float(v) for k, v in flatten(metrics, sep="_").items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    """Numeric metrics as MLflow keys in the ``eval/`` section: eval/test_roc_auc, eval/valid_roc_auc,
+    eval/threshold... The confusion counts stay in metrics.json and the confusion plot: as single-value
+    charts they read as empty bars (a count of 0 shows nothing)."""
+    return {f"eval/{k.replace('-', '_')}": float(v) for k, v in flatten(metrics, sep="_").items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and "_confusion_" not in f"_{k}"}
 
 
 def write_reports(ev: Evaluation, raw_dir: Path, metrics_path: Path, plots_dir: Path,

@@ -344,14 +344,16 @@ def cross_generator(heldout_dir: Path | None, p_real: np.ndarray, score: Callabl
 
 
 def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    """MLflow names: robust_clean_auc, robust_jpeg_q50_auc, ..., robust_heldout_<family>_auc,
-    robust_cross_generator_auc (the mean over families) and robust_cross_generator_auc_min."""
+    """MLflow names, in two sections: ``robust/`` (robust/clean_auc, robust/jpeg_q50_auc, ..., robust/mean_auc)
+    and ``heldout/`` (heldout/<family>_auc, heldout/cross_generator_auc, the mean over families, and
+    heldout/cross_generator_auc_min)."""
     cross = metrics["cross_generator"]
-    named = {"clean": metrics["clean"], **metrics["perturbations"],
-             "heldout": {f: {k: v for k, v in m.items() if k != "n_fake"} for f, m in cross["families"].items()},
-             "cross_generator": {"auc": cross["auc_mean"], "auc_min": cross["auc_min"]},
-             "mean": {"auc": metrics.get("robust_mean_auc")}}
-    return {k: float(v) for k, v in flatten(named, sep="_", prefix="robust").items() if v is not None}
+    robust = {"clean": metrics["clean"], **metrics["perturbations"], "mean": {"auc": metrics.get("robust_mean_auc")}}
+    heldout = {**{f: {k: v for k, v in m.items() if k != "n_fake"} for f, m in cross["families"].items()},
+               "cross_generator": {"auc": cross["auc_mean"], "auc_min": cross["auc_min"]}}
+    flat = {f"robust/{k}": v for k, v in flatten(robust, sep="_").items()}
+    flat.update({f"heldout/{k}": v for k, v in flatten(heldout, sep="_").items()})
+    return {k: float(v) for k, v in flat.items() if v is not None}
 
 
 def write_reports(result: Robustness, out_dir: Path) -> dict[str, Path]:

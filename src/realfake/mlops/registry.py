@@ -26,6 +26,16 @@ PYFUNC_ENTRY = SRC_PACKAGE / "mlops" / "pyfunc_model.py"
 #: The figures a champion can be chosen by: the test split's ROC-AUC, or the mean ROC-AUC over the
 #: robustness table (clean, every perturbation, every held-out generator family).
 FIGURES = ("robust_mean_auc", "test_roc_auc")
+#: The logged model's name in each run (``runs:/<run id>/realfake``).
+MODEL_NAME = "realfake"
+#: The registered model's description.
+DESCRIPTION = (
+    "realfake: an Inception-ResNet-V1 (facenet-pytorch) that scores a face image with p_fake, the probability "
+    "that it was generated. Input: image bytes (an 'image' column); output: p_fake and label (fake/real at the "
+    "threshold chosen at evaluation). Each version is tagged with its test metrics, robust_mean_auc and data "
+    "fingerprint; the 'champion' alias is moved by the register stage only when earned (see each version's "
+    "description)."
+)
 
 
 @dataclass(frozen=True)
@@ -83,7 +93,7 @@ def log_pyfunc(model_path: Path, threshold: float, example_image: bytes | None) 
         config.write_text(json.dumps({"threshold": float(threshold)}))
         example = pd.DataFrame({"image": [example_image]}) if example_image is not None else None
         return mlflow.pyfunc.log_model(
-            name="model",
+            name=MODEL_NAME,
             python_model=str(PYFUNC_ENTRY),
             artifacts={WEIGHTS: str(model_path), CONFIG: str(config)},
             code_paths=[str(SRC_PACKAGE)],
@@ -177,6 +187,9 @@ def register(new: Candidate, cfg: RegisterConfig, score_champion: ChampionScorer
                 "Rerun `dvc repro register` when the other runs have finished."
             )
     client.set_model_version_tag(cfg.model_name, version.version, "promotion", decision.reason)
+    client.update_registered_model(cfg.model_name, description=DESCRIPTION)
+    client.update_model_version(cfg.model_name, version.version,
+                                description=version_description(new, cfg, decision.reason, decision.promote))
     return {
         "model_name": cfg.model_name,
         "version": int(version.version),
@@ -194,6 +207,16 @@ def register(new: Candidate, cfg: RegisterConfig, score_champion: ChampionScorer
         "model_uri": f"models:/{cfg.model_name}/{version.version}",
         "run_id": new.run_id,
     }
+
+
+def version_description(new: Candidate, cfg: RegisterConfig, reason: str, promoted: bool) -> str:
+    """What a version is, how it measured, on which data, and why it did or did not take the alias."""
+    m = new.metrics
+    figures = ", ".join(f"{k} {m[k]:.4f}" for k in ("test_roc_auc", "test_accuracy", "test_tpr_at_fpr_1pct",
+                                                    "robust_mean_auc", "threshold") if k in m)
+    verdict = f"Took the {cfg.alias!r} alias" if promoted else f"Did not take the {cfg.alias!r} alias"
+    return (f"realfake detector from run {new.run_id}, trained and evaluated on data fingerprint "
+            f"{new.data_fingerprint}. {figures}. {verdict}: {reason} (chosen by {cfg.champion_by}).")
 
 
 #: How many times :func:`register` decides again when the alias moves under it before giving up.

@@ -236,11 +236,24 @@ def start_pipeline_run(resume_run_id: str | None, data_fingerprint: str, params:
     return run
 
 
+def log_dataset(data) -> None:
+    """The validated manifest (a :class:`realfake.data.manifest.Manifest`) as the active run's input
+    dataset, with the data fingerprint as its digest: the Datasets column of ``mlflow ui``."""
+    import mlflow
+
+    columns = [c for c in ("split", "path", "label", "sha256", "width", "height") if c in data.table.columns]
+    dataset = mlflow.data.from_pandas(data.table[columns], source=str(data.path.resolve()), name="manifest",
+                                      digest=data.fingerprint)
+    mlflow.log_input(dataset, context="training")
+
+
 class EpochMetrics:
-    """Each epoch's history row as step metrics of the active run (training's ``epoch_logger``)."""
+    """Each epoch's history row as step metrics of the active run (training's ``epoch_logger``), in the
+    ``curves/`` section: the MLflow UI groups charts by the prefix before "/", and sorts the sections,
+    so the per-epoch curves come first, then eval/, heldout/, robust/ and train/."""
 
     def log_epoch(self, row: dict[str, float]) -> None:
         """Log the row's values at step ``epoch``."""
         import mlflow
 
-        mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
+        mlflow.log_metrics({f"curves/{k}": float(v) for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))

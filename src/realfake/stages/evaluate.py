@@ -19,7 +19,10 @@ def run(cfg: EvaluateConfig, paths: Paths = PATHS) -> dict[str, Any]:
     with tracking.reopen_run(paths.run_info):
         import mlflow
 
-        mlflow.set_tags(flatten({"evaluate": as_dict(cfg)}))
+        settings = as_dict(cfg)
+        if cfg.threshold_rule != "fixed":  # unused then; the threshold used is the metric eval/threshold
+            settings.pop("threshold")
+        mlflow.set_tags(flatten({"evaluate": settings}))
         mlflow.log_metrics(flat_metrics({k: ev.metrics[k] for k in ("test", "valid", "threshold")}))
         for path in (paths.eval_metrics, *pngs, paths.eval_plots / "roc.csv", paths.eval_plots / "pr.csv"):
             mlflow.log_artifact(str(path), artifact_path="eval")

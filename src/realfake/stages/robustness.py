@@ -22,7 +22,7 @@ def run(cfg: RobustnessConfig, paths: Paths = PATHS) -> dict[str, Any]:
 
         mlflow.set_tags({"robustness.perturbations": ", ".join(p.name for p in cfg.perturbations) or "none",
                          "robustness.seed": str(cfg.seed)})
-        mlflow.log_metrics({**flat_metrics(result.metrics), "robust_seconds": result.seconds})
+        mlflow.log_metrics({**flat_metrics(result.metrics), "robust/seconds": result.seconds})
         for path in files.values():
             mlflow.log_artifact(str(path), artifact_path="robustness")
     print(f"robustness: {len(result.table)} conditions scored in {result.seconds:.1f} s")

@@ -37,11 +37,13 @@ def run(cfg: TrainConfig, data_cfg: DataConfig, paths: Paths = PATHS) -> dict[st
 
     try:
         tracking.write_run_info(paths.run_info, run.info.run_id, run.info.experiment_id)
+        if not resume:
+            tracking.log_dataset(data)
         result = train(cfg, data, out, packed_dir=paths.packed, run_id=run.info.run_id,
                        epoch_logger=tracking.EpochMetrics(), dist=dist)
         summary = {**result.metrics, "resumed_from_epoch": result.resumed_from_epoch}
         write_text(paths.train_metrics, json.dumps(summary, indent=2) + "\n")
-        mlflow.log_metrics({"best_val_auc": summary["best_val_auc"], "best_epoch": summary["best_epoch"]})
+        mlflow.log_metrics({"train/best_val_auc": summary["best_val_auc"], "train/best_epoch": summary["best_epoch"]})
         mlflow.log_artifact(str(paths.train_history), artifact_path="train")
     finally:
         mlflow.end_run()
