@@ -50,9 +50,15 @@ def test_repro_runs_all_seven_stages_into_one_mlflow_run(repo):
     c = client(repo)
     r = c.get_run(run_id)
     metrics = json.loads((repo / "reports/eval/metrics.json").read_text())
-    assert r.data.metrics["test_roc_auc"] == pytest.approx(metrics["test"]["roc_auc"])
-    assert "val_auc" in r.data.metrics and "best_val_auc" in r.data.metrics
-    assert len(c.get_metric_history(run_id, "val_auc")) == 1  # one epoch, one step
+    assert r.data.metrics["eval/test_roc_auc"] == pytest.approx(metrics["test"]["roc_auc"])
+    assert "curves/val_auc" in r.data.metrics and "train/best_val_auc" in r.data.metrics
+    assert len(c.get_metric_history(run_id, "curves/val_auc")) == 1  # one epoch, one step
+    # MLflow reads well: charts in sections (curves/, eval/, heldout/, robust/, train/), no zero-only confusion
+    # counts, the manifest as the run's dataset, no tag that contradicts the threshold actually used.
+    assert all("/" in k for k in r.data.metrics) and not any("confusion" in k for k in r.data.metrics)
+    (dataset,) = r.inputs.dataset_inputs
+    assert dataset.dataset.name == "manifest" and dataset.dataset.digest == metrics["data_fingerprint"]
+    assert "evaluate.threshold" not in r.data.tags and r.data.tags["evaluate.threshold_rule"] == "youden"
     assert r.data.params["train.epochs"] == "1" and r.data.params["data.source"] == "sample"
     assert r.data.tags["git_commit"] and r.data.tags["data_fingerprint"] == metrics["data_fingerprint"]
     assert r.info.run_name == r.data.tags["git_commit"][:7]
@@ -76,12 +82,17 @@ def test_repro_runs_all_seven_stages_into_one_mlflow_run(repo):
     assert all(m["n_fake"] == TINY_HELDOUT for m in robust["cross_generator"]["families"].values())
     assert 0 <= robust["cross_generator_auc"] <= 1
     assert list(pd.read_csv(repo / "reports/robustness/families.csv")["family"]) == families
-    assert r.data.metrics["robust_clean_auc"] == pytest.approx(robust["clean"]["auc"])
-    assert r.data.metrics["robust_jpeg_q50_auc"] == pytest.approx(robust["perturbations"]["jpeg_q50"]["auc"])
-    assert r.data.metrics["robust_cross_generator_auc"] == pytest.approx(robust["cross_generator_auc"])
+    assert r.data.metrics["robust/clean_auc"] == pytest.approx(robust["clean"]["auc"])
+    assert r.data.metrics["robust/jpeg_q50_auc"] == pytest.approx(robust["perturbations"]["jpeg_q50"]["auc"])
+    assert r.data.metrics["heldout/cross_generator_auc"] == pytest.approx(robust["cross_generator_auc"])
     tconv = robust["cross_generator"]["families"]["tconv"]
-    assert r.data.metrics["robust_heldout_tconv_auc"] == pytest.approx(tconv["auc"])
-    assert "test_tpr_at_fpr_1pct" in r.data.metrics
+    assert r.data.metrics["heldout/tconv_auc"] == pytest.approx(tconv["auc"])
+    assert "eval/test_tpr_at_fpr_1pct" in r.data.metrics
+    assert [m.name for m in c.search_logged_models([r.info.experiment_id])] == ["realfake"]
+    model = c.get_registered_model("realfake")
+    assert "Inception-ResNet-V1" in model.description
+    version = c.get_model_version("realfake", "1")
+    assert metrics["data_fingerprint"] in version.description and "Took the 'champion' alias" in version.description
     assert {"robustness/metrics.json", "robustness/auc.csv", "robustness/auc.png"} <= {
         a.path for a in c.list_artifacts(run_id, "robustness")}
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
@@ -91,14 +102,18 @@ def test_repro_runs_all_seven_stages_into_one_mlflow_run(repo):
     assert "Running stage" not in again.stdout
 
 
-def test_champion_loads_and_predicts(repo):
+def test_champion_loads_and_predicts(repo, monkeypatch):
     import mlflow
     import pandas as pd
+
 
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
     model = mlflow.pyfunc.load_model("models:/realfake@champion")
     paths = sorted((repo / "data/raw/real_vs_fake/real-vs-fake/test/fake").iterdir())[:2]
     by_bytes = model.predict(pd.DataFrame({"image": [p.read_bytes() for p in paths]}))
+    with pytest.raises(Exception, match="Reading images by .path. is off"):
+        model.predict(pd.DataFrame({"path": [str(p) for p in paths]}))  # no file reads unless asked for
+    monkeypatch.setenv("REALFAKE_PYFUNC_PATHS", "1")
     by_path = model.predict(pd.DataFrame({"path": [str(p) for p in paths]}))
     assert list(by_bytes.columns) == ["p_fake", "label"]
     assert by_bytes["p_fake"].between(0, 1).all() and set(by_bytes["label"]) <= {"real", "fake"}
@@ -118,7 +133,7 @@ def test_experiment_shows_up_in_dvc_and_mlflow(repo):
     runs = c.search_runs([experiment], filter_string="attributes.run_name = 'lr-low'")
     assert len(runs) == 1
     assert runs[0].data.params["train.lr"] == "0.0001" and runs[0].data.tags["dvc_exp_name"] == "lr-low"
-    assert "test_roc_auc" in runs[0].data.metrics
+    assert "eval/test_roc_auc" in runs[0].data.metrics
     versions = c.search_model_versions("name='realfake'")
     assert len(versions) == 2
 
@@ -139,10 +154,10 @@ def test_queued_experiment_logs_to_the_main_store_and_outlives_its_temp_copy(rep
     runs = c.search_runs([exp.experiment_id], filter_string="attributes.run_name = 'queued-lr'")
     assert len(runs) == 1, "the queued run must log into the main repository's store"
     r = runs[0]
-    assert r.data.params["train.lr"] == "0.0005" and "test_roc_auc" in r.data.metrics
+    assert r.data.params["train.lr"] == "0.0005" and "eval/test_roc_auc" in r.data.metrics
     assert not list((repo / ".dvc/tmp/exps").glob("tmp*/models")), "DVC removed its temporary copy"
     local = Path(c.download_artifacts(r.info.run_id, "eval/metrics.json", str(repo / "dl")))
-    assert json.loads(local.read_text())["test"]["roc_auc"] == pytest.approx(r.data.metrics["test_roc_auc"])
+    assert json.loads(local.read_text())["test"]["roc_auc"] == pytest.approx(r.data.metrics["eval/test_roc_auc"])
 
 
 def _free_port() -> int:
@@ -171,3 +186,71 @@ def test_mlflow_serves_the_champion_over_rest(repo):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_experiments_run_side_by_side_into_one_store(repo):
+    # `dvc queue start -j 2`: two workers at once, each writing to the main repository's sqlite store.
+    c = client(repo)
+    experiment = c.get_experiment_by_name("realfake").experiment_id
+    versions_before = len(c.search_model_versions("name='realfake'"))
+    names = {"side-a": "0.0002", "side-b": "0.0003", "side-c": "0.0004"}
+    for name, lr in names.items():
+        run(["dvc", "exp", "run", "--queue", "-n", name, "-S", f"train.lr={lr}"], repo)
+    started = time.monotonic()
+    run(["dvc", "queue", "start", "-j", "2"], repo)
+    deadline = started + 900
+    while time.monotonic() < deadline:
+        status = run(["dvc", "queue", "status"], repo).stdout
+        if all(name in status for name in names) and not ("Queued" in status or "Running" in status):
+            break
+        time.sleep(3)
+    wall = time.monotonic() - started
+    logs = {name: run(["dvc", "queue", "logs", name], repo, check=False).stdout for name in names}
+    run(["dvc", "queue", "stop", "--kill"], repo, check=False)
+    print(f"3 experiments, 2 workers: {wall:.0f} s")
+    assert status.count("Success") >= len(names) and "Failed" not in status, status + "\n".join(logs.values())
+    for log in logs.values():
+        assert "database is locked" not in log, log
+
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
+    listed = [r["name"] for base in shown for exp in (base.get("experiments") or []) for r in exp["revs"]]
+    assert all(listed.count(name) == 1 for name in names), listed  # each experiment once in `dvc exp show`
+    versions = c.search_model_versions("name='realfake'")
+    assert len(versions) == versions_before + len(names)
+    for name, lr in names.items():
+        runs = c.search_runs([experiment], filter_string=f"attributes.run_name = '{name}'")
+        assert len(runs) == 1, name
+        r = runs[0]
+        assert r.data.params["train.lr"] == lr and "eval/test_roc_auc" in r.data.metrics
+        assert "robust/mean_auc" in r.data.metrics and r.data.tags["registered_version"]
+        assert sum(v.run_id == r.info.run_id for v in versions) == 1, f"{name}: one registered version"
+    # The alias ended on the best of all versions by the register figure (they share the data fingerprint).
+    figure = yaml.safe_load((repo / "params.yaml").read_text())["register"]["champion_by"]
+    champion = c.get_model_version_by_alias("realfake", "champion")
+    assert float(champion.tags[figure]) == max(float(v.tags[figure]) for v in versions)
+
+
+@pytest.mark.browser
+def test_dvc_plots_render_in_a_browser_with_no_network(repo):
+    from selenium.webdriver.common.by import By
+
+    from helpers.browser import chromium, wait_for
+
+    run(["dvc", "plots", "show"], repo)
+    page = repo / "dvc_plots" / "index.html"
+    assert "cdn.jsdelivr" not in page.read_text() and "<script src" not in page.read_text()
+    assert run(["git", "check-ignore", "dvc_plots"], repo).returncode == 0  # not committed by accident
+    plots = yaml.safe_load((repo / "dvc.yaml").read_text())["plots"]
+    charts = [p for p in plots if isinstance(p, dict)]  # the rest are PNGs
+    with chromium(1300, 3000) as browser:
+        browser.get(page.as_uri())
+        rendered = wait_for(browser, lambda d: len(found := d.find_elements(By.CSS_SELECTOR, ".vega-embed svg.marks"))
+                            >= len(charts) and found, timeout=60)
+        assert len(rendered) == len(charts)
+        assert all(e.size["height"] > 100 for e in rendered)
+        errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
+        text = browser.find_element(By.TAG_NAME, "body").text
+    for chart in charts:
+        spec = next(iter(chart.values()))
+        assert spec["x_label"] in text and spec["y_label"] in text  # every axis titled, none reads "y"

@@ -41,3 +41,13 @@ def test_the_app_follows_the_champion_alias_without_a_restart(store, model_file)
 def test_a_missing_alias_fails_at_start_with_what_to_do(store):
     with pytest.raises(RealfakeError, match="models:/realfake@champion: the registry has no such model or alias"):
         ModelHolder("models:/realfake@champion")
+
+
+def test_a_registry_gone_away_leaves_the_loaded_model_answering(store, model_file, tmp_path, monkeypatch):
+    mlflow = store
+    version = _register(mlflow, model_file, 0.4)
+    mlflow.MlflowClient().set_registered_model_alias("realfake", "champion", version)
+    holder = ModelHolder("models:/realfake@champion", recheck_s=0)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'moved' / 'mlflow.db'}")  # no store there
+    detector, info = holder.get()
+    assert info["version"] == "1" and detector.threshold == 0.4

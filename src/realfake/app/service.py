@@ -80,8 +80,13 @@ class ModelHolder:
         with self._lock:
             now = time.monotonic()
             if self._detector is None or (_ALIAS.match(self.model) and now - self._checked >= self.recheck_s):
-                version = self._alias_version()
                 self._checked = now
+                try:
+                    version = self._alias_version()
+                except RealfakeError:
+                    if self._detector is None:
+                        raise
+                    version = self._version  # the registry is unreachable now: keep answering with what we have
                 if self._detector is None or version != self._version:
                     uri = self.model
                     if version is not None:
