@@ -113,8 +113,9 @@ def analyse(data: bytes, name: str, holder: ModelHolder, limits: Limits, explain
     try:
         with holder.scoring:
             scored = score_image(img, name, detector, faces=faces, explain=explain)
-    except NoFaceError as exc:
-        raise UploadError(str(exc), 422) from None
+    except NoFaceError:
+        raise UploadError(f"{name}: no face found in this photo; only a visible face can be checked "
+                          "(the API scores the whole image with faces=off).", 422) from None
     answers = []
     for row, overlay in scored:
         margin = abs(row.p_fake - row.threshold)
