@@ -77,7 +77,7 @@ class FaceMode(str, Enum):
 def predict(
     inputs: list[str] = typer.Argument(
         ...,
-        metavar="IMAGE...",
+        metavar="IMAGE",
         help="Image files, folders (searched recursively) and glob patterns.",
         show_default=False,
     ),
