@@ -95,7 +95,7 @@ def test_dvc_runs_the_train_stage_under_torchrun(tmp_path):
     c = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
     runs = c.search_runs([c.get_experiment_by_name("realfake").experiment_id])
     assert len(runs) == 1, "only rank 0 logs: one MLflow run"
-    assert runs[0].data.params["train.launcher"].startswith("torchrun") and "test_roc_auc" in runs[0].data.metrics
+    assert runs[0].data.params["train.launcher"].startswith("torchrun") and "eval/test_roc_auc" in runs[0].data.metrics
 
 
 @pytest.mark.slow
