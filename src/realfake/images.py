@@ -34,6 +34,14 @@ class ImageError(RealfakeError):
     """An input image cannot be used (unreadable, truncated, too large)."""
 
 
+class ImageTooLarge(ImageError):
+    """Over the pixel limit: refused before decoding (a decompression bomb?)."""
+
+
+class NotAnImage(ImageError):
+    """No known image format."""
+
+
 def load_rgb(source: ImageSource, name: str | None = None) -> Image.Image:
     """Decode ``source`` (bytes, a path or a PIL image) fully into the upright 8-bit RGB image a person sees.
 
@@ -72,7 +80,7 @@ def decode(data: bytes, label: str = "image bytes") -> Image.Image:
             img = Image.open(io.BytesIO(data))
         w, h = img.size
         if w * h > MAX_PIXELS:
-            raise ImageError(
+            raise ImageTooLarge(
                 f"{label}: {w}x{h} pixels is over the {MAX_PIXELS:,}-pixel limit; decoding it could exhaust "
                 "memory (a decompression bomb?). Downscale it first."
             )
@@ -85,14 +93,14 @@ def decode(data: bytes, label: str = "image bytes") -> Image.Image:
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"{label}: refused to decode: {exc} Downscale it first.") from None
+        raise ImageTooLarge(f"{label}: refused to decode: {exc} Downscale it first.") from None
     except UnidentifiedImageError:
         if _is_heif(data):
             raise ImageError(
                 f"{label}: a HEIC/HEIF photo, and the HEIF decoder is not installed; "
                 "`pip install pillow-heif` (a dependency of realfake) to read it."
             ) from None
-        raise ImageError(f"{label}: not an image file (no known image format).") from None
+        raise NotAnImage(f"{label}: not an image file (no known image format).") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{label}: the image cannot be decoded ({exc}); it may be truncated or corrupt.") from None
     return upright(img)

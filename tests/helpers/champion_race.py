@@ -27,20 +27,16 @@ def main() -> None:
         float(sys.argv[5]),
     )
     os.environ["MLFLOW_TRACKING_URI"] = uri
-    from mlflow.pyfunc import PythonModel
-
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for helpers
+    from helpers.models import log_dummy_model
     from realfake.mlops import registry, tracking
     from realfake.mlops.registry import Candidate, RegisterConfig
     from realfake.stages.register import champion_score_on
 
-    class Constant(PythonModel):
-        def predict(self, context, model_input, params=None):
-            return model_input
-
     mlflow = tracking.setup()
     cfg = RegisterConfig(min_auc=0.5, champion_by="test_roc_auc")
     with mlflow.start_run() as run:
-        uri = mlflow.pyfunc.log_model(name="model", python_model=Constant()).model_uri
+        uri = log_dummy_model(mlflow)
         (barrier / f"{os.getpid()}.ready").touch()
         deadline = time.monotonic() + 120
         while len(list(barrier.glob("*.ready"))) < n:

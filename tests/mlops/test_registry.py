@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from helpers.models import log_dummy_model
 from realfake.errors import ConfigError
 from realfake.mlops import registry
 from realfake.mlops.registry import Candidate, RegisterConfig, decide
@@ -38,21 +39,11 @@ def mlflow_store(tmp_path, monkeypatch):
     return tracking.setup(tmp_path)
 
 
-def _log_dummy_model(mlflow):
-    from mlflow.pyfunc import PythonModel
-
-    class Constant(PythonModel):
-        def predict(self, context, model_input, params=None):
-            return model_input
-
-    return mlflow.pyfunc.log_model(name="model", python_model=Constant()).model_uri
-
-
 def _new_version(mlflow, auc, fp, robust=None, by="test_roc_auc"):
     """What the register stage does with a logged model: compare with the champion, register, maybe promote."""
     cfg = RegisterConfig(min_auc=0.8, champion_by=by)
     with mlflow.start_run() as run:
-        uri = _log_dummy_model(mlflow)
+        uri = log_dummy_model(mlflow)
         figures = {"test_roc_auc": auc, "robust_mean_auc": auc if robust is None else robust}
         new = Candidate(uri, run.info.run_id, fp, figures)
         return registry.register(new, cfg, lambda current: register_stage.champion_score_on(current, cfg, fp, None))

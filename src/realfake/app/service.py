@@ -19,7 +19,7 @@ from typing import Any
 from PIL import Image
 
 from realfake.errors import RealfakeError
-from realfake.images import ImageError, load_rgb
+from realfake.images import ImageError, ImageTooLarge, NotAnImage, load_rgb
 from realfake.inference.faces import NoFaceError
 from realfake.inference.predict import load_detector, score_image
 
@@ -106,9 +106,12 @@ def analyse(data: bytes, name: str, holder: ModelHolder, limits: Limits, explain
         raise UploadError(f"{name}: {len(data):,} bytes is over the {limits.max_bytes:,}-byte upload limit.", 413)
     try:
         img = load_rgb(data, name=name)
+    except ImageTooLarge as exc:
+        raise UploadError(str(exc), 413) from None
+    except NotAnImage as exc:
+        raise UploadError(str(exc), 415) from None
     except ImageError as exc:
-        status = 413 if "pixel limit" in str(exc) else 415 if "not an image" in str(exc) else 400
-        raise UploadError(str(exc), status) from None
+        raise UploadError(str(exc), 400) from None
     detector, info = holder.get()
     try:
         with holder.scoring:
