@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,17 @@ def tiny_sample(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny") / "raw"
     generate_sample(root, TINY, workers=1)
     return root
+
+
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory, request) -> Iterator[Path]:
+    """A folder for one module's shared fixtures, removed after the module when all its tests passed:
+    what ``tmp_path_retention_policy = "failed"`` does for ``tmp_path`` (a failure keeps it to look at)."""
+    failed = request.session.testsfailed
+    path = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    yield path
+    if request.session.testsfailed == failed and request.config.getini("tmp_path_retention_policy") == "failed":
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -24,8 +24,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    repo = clone_project(tmp_path_factory.mktemp("lifecycle"))
+def repo(module_tmp) -> Path:
+    repo = clone_project(module_tmp)
     run(["dvc", "repro"], repo)
     return repo
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+
 import pytest
 
 from realfake.app.service import ModelHolder
@@ -25,7 +27,10 @@ def _register(mlflow, model_file, threshold: float) -> str:
     return mlflow.register_model(info.model_uri, "realfake").version
 
 
-def test_the_app_follows_the_champion_alias_without_a_restart(store, model_file):
+def test_the_app_follows_the_champion_alias_without_a_restart(store, model_file, tmp_path, monkeypatch):
+    downloads = tmp_path / "tmp"
+    downloads.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(downloads))
     mlflow = store
     client = mlflow.MlflowClient()
     first = _register(mlflow, model_file, 0.4)
@@ -36,6 +41,7 @@ def test_the_app_follows_the_champion_alias_without_a_restart(store, model_file)
     client.set_registered_model_alias("realfake", "champion", second)
     detector, info = holder.get()
     assert info["version"] == "2" and detector.threshold == 0.6
+    assert list(downloads.iterdir()) == [], "each load removes the model it downloaded (91 MB a time)"
 
 
 def test_a_missing_alias_fails_at_start_with_what_to_do(store):

@@ -47,9 +47,9 @@ def image(tiny_sample) -> Image.Image:
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_sample, tiny_manifest, tmp_path_factory) -> dict[str, Path]:
+def trained(tiny_sample, tiny_manifest, module_tmp) -> dict[str, Path]:
     """A one-epoch tiny model, its manifest, and a small held-out family beside the tiny sample."""
-    out = tmp_path_factory.mktemp("robust")
+    out = module_tmp
     run_train(TrainConfig(**{**TINY_TRAIN, "epochs": 1}), tiny_manifest, tiny_sample, out)
     generate_heldout(out / "heldout", with_heldout(TINY, HELDOUT_N, FAMILIES), workers=1)
     return {"out": out, "manifest": tiny_manifest, "data": Manifest(tiny_manifest, tiny_sample),

@@ -76,9 +76,9 @@ def load_detector(model: str, threshold: float | None = None, device: str = "cpu
         from realfake.mlops.registry import model_artifacts
 
         tracking.use_existing_store()
-        weights, registered = model_artifacts(model)
-        chosen = registered if threshold is None else threshold
-        return Detector(weights, threshold=chosen, device=device), f"{model} (threshold {chosen:.3f})"
+        with model_artifacts(model) as (weights, registered):
+            chosen = registered if threshold is None else threshold
+            return Detector(weights, threshold=chosen, device=device), f"{model} (threshold {chosen:.3f})"
     path = Path(model).expanduser()
     if not path.is_file():
         raise RealfakeError(

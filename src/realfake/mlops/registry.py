@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -227,25 +229,27 @@ def _version(model_version) -> str | None:
     return None if model_version is None else str(model_version.version)
 
 
-def model_artifacts(model_uri: str) -> tuple[Path, float]:
-    """(weights file, decision threshold) of a logged realfake model (``models:/...`` or ``runs:/...``)."""
+@contextmanager
+def model_artifacts(model_uri: str) -> Iterator[tuple[Path, float]]:
+    """(weights file, decision threshold) of a logged realfake model (``models:/...`` or ``runs:/...``),
+    downloaded to a temporary folder that is removed when the ``with`` block ends: load the weights inside it."""
     import mlflow
 
-    dest = Path(tempfile.mkdtemp(prefix="realfake-model-"))
-    try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dest)))
-    except Exception as exc:  # noqa: BLE001 - MlflowException for a missing model, alias or run
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise RealfakeError(
-            f"{model_uri} cannot be loaded from the MLflow store at {mlflow.get_tracking_uri()}: {first}. "
-            "Run `dvc repro` to train and register a model, check the name/alias/version "
-            "(`mlflow ui` > Models), or pass a model file with --model models/model.pt."
-        ) from None
-    weights = sorted(local.rglob("artifacts/model.pt")) + sorted(local.rglob(f"artifacts/{WEIGHTS}"))
-    config = sorted(local.rglob("artifacts/config.json")) + sorted(local.rglob(f"artifacts/{CONFIG}"))
-    if not weights:
-        raise RealfakeError(
-            f"{model_uri} holds no realfake weights (artifacts/model.pt); it was not logged by realfake."
-        )
-    threshold = float(json.loads(config[0].read_text())["threshold"]) if config else 0.5
-    return weights[0], threshold
+    with tempfile.TemporaryDirectory(prefix="realfake-model-") as dest:
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=dest))
+        except Exception as exc:  # noqa: BLE001 - MlflowException for a missing model, alias or run
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise RealfakeError(
+                f"{model_uri} cannot be loaded from the MLflow store at {mlflow.get_tracking_uri()}: {first}. "
+                "Run `dvc repro` to train and register a model, check the name/alias/version "
+                "(`mlflow ui` > Models), or pass a model file with --model models/model.pt."
+            ) from None
+        weights = sorted(local.rglob("artifacts/model.pt")) + sorted(local.rglob(f"artifacts/{WEIGHTS}"))
+        config = sorted(local.rglob("artifacts/config.json")) + sorted(local.rglob(f"artifacts/{CONFIG}"))
+        if not weights:
+            raise RealfakeError(
+                f"{model_uri} holds no realfake weights (artifacts/model.pt); it was not logged by realfake."
+            )
+        threshold = float(json.loads(config[0].read_text())["threshold"]) if config else 0.5
+        yield weights[0], threshold

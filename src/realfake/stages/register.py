@@ -76,13 +76,13 @@ def rescore(model_uri: str, figure: str, rescoring: Rescoring) -> float:
 
     from realfake.detector.modelfile import load_model_file
 
-    weights = registry.model_artifacts(model_uri)[0]
-    data = rescoring.data
-    if figure == "robust_mean_auc":
-        cfg = replace(rescoring.robust_cfg, device="cpu")
-        heldout = rescoring.paths.heldout_dir
-        result = run_robustness(weights, data, heldout, rescoring.threshold, cfg, log=lambda s: None)
-        return float(result.metrics["robust_mean_auc"])
-    model, spec, _ = load_model_file(weights)
-    p = score_split(model, spec, data, "test", batch_size=64, device="cpu")
-    return float(roc_auc_score(is_fake(data.rows("test")["label"]), p))
+    with registry.model_artifacts(model_uri) as (weights, _):
+        data = rescoring.data
+        if figure == "robust_mean_auc":
+            cfg = replace(rescoring.robust_cfg, device="cpu")
+            heldout = rescoring.paths.heldout_dir
+            result = run_robustness(weights, data, heldout, rescoring.threshold, cfg, log=lambda s: None)
+            return float(result.metrics["robust_mean_auc"])
+        model, spec, _ = load_model_file(weights)
+        p = score_split(model, spec, data, "test", batch_size=64, device="cpu")
+        return float(roc_auc_score(is_fake(data.rows("test")["label"]), p))
