@@ -98,10 +98,10 @@ def test_train_transform_gives_the_same_pixels_from_decoded_arrays_and_images(ph
 
 
 def test_standardise_on_a_batch_equals_to_tensor_per_image(photo):
-    crops = [fit(photo, InputSpec(64, "crop"), (8 * k, 0)) for k in range(3)]
+    crops = [fit(photo, InputSpec(80, "crop"), (8 * k, 0)) for k in range(3)]
     batch = torch.from_numpy(np.stack([np.asarray(c) for c in crops]))
     out = standardise(batch)
-    assert out.shape == (3, 3, 64, 64) and out.dtype == torch.float32
+    assert out.shape == (3, 3, 80, 80) and out.dtype == torch.float32
     assert out.is_contiguous(memory_format=torch.channels_last)
     assert all(torch.equal(out[k], to_tensor(c)) for k, c in enumerate(crops))
 
@@ -125,6 +125,23 @@ def test_input_spec_rejects_unknown_policy():
 
     with pytest.raises(RealfakeError, match="input policy is 'squash'"):
         InputSpec(128, "squash")
+
+
+def test_input_spec_rejects_sizes_the_network_or_npr_cannot_take():
+    from realfake.detector.network import build_model
+    from realfake.detector.preprocess import MIN_SIZE
+    from realfake.errors import RealfakeError
+
+    model = build_model("none", dropout=0.0).eval()
+    with torch.no_grad():
+        model(torch.zeros(1, 3, MIN_SIZE, MIN_SIZE))  # the smallest size allowed runs
+        with pytest.raises(RuntimeError, match="Kernel size can't be greater"):
+            model(torch.zeros(1, 3, MIN_SIZE - 1, MIN_SIZE - 1))  # and one less does not
+    with pytest.raises(RealfakeError, match=r"image_size is 64; it must be an integer >= 75 \(Inception"):
+        InputSpec(64, "crop")
+    with pytest.raises(RealfakeError, match=r"npr representation works on 2x2 blocks, so it must be even \(use 82\)"):
+        InputSpec(81, "crop", representation="npr")
+    assert InputSpec(81, "crop").image_size == 81  # rgb takes odd sizes
 
 
 def test_npr_is_each_pixel_minus_the_top_left_of_its_2x2_block(photo):

@@ -44,6 +44,8 @@ REPRESENTATIONS = ("rgb", "npr")
 #: Crop windows start on multiples of this: the 8x8 JPEG block grid (and with it the
 #: phase of periodic up-sampling artifacts) is the same in every crop.
 CROP_GRID = 8
+#: The smallest input Inception-ResNet-V1 takes: below it a 3x3 convolution meets a 2x2 feature map.
+MIN_SIZE = 75
 
 
 
@@ -62,8 +64,16 @@ class InputSpec:
             raise RealfakeError(
                 f"input representation is {self.representation!r}; it must be one of {', '.join(REPRESENTATIONS)}."
             )
-        if not isinstance(self.image_size, int) or isinstance(self.image_size, bool) or self.image_size < 32:
-            raise RealfakeError(f"image_size is {self.image_size!r}; it must be an integer >= 32.")
+        if not isinstance(self.image_size, int) or isinstance(self.image_size, bool) or self.image_size < MIN_SIZE:
+            raise RealfakeError(
+                f"image_size is {self.image_size!r}; it must be an integer >= {MIN_SIZE} "
+                "(Inception-ResNet-V1 shrinks a smaller input below its 3x3 kernels)."
+            )
+        if self.representation == "npr" and self.image_size % 2:
+            raise RealfakeError(
+                f"image_size is {self.image_size}; the npr representation works on 2x2 blocks, so it must be even "
+                f"(use {self.image_size + 1})."
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """As saved in a model file."""
