@@ -26,7 +26,7 @@ class TrainConfig:
     representation: str = "npr"  # rgb | npr (neighbouring-pixel residual): what the network sees
     augment: Augment = field(default_factory=Augment)
     synthetic: Synthetic = field(default_factory=Synthetic)
-    epochs: int = 3
+    epochs: int = 4
     batch_size: int = 32  # the global batch (summed over torchrun processes)
     lr: float = 1e-3  # at lr_reference_batch; see effective_lr
     lr_scaling: str = "sqrt"  # sqrt | linear | none: how lr follows batch_size
