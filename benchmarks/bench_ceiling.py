@@ -43,6 +43,7 @@ def main() -> None:
 
     from realfake.config import read_section
     from realfake.data.manifest import Manifest
+    from realfake.detector.preprocess import Augment
     from realfake.evaluation.robustness import Perturbation, RobustnessConfig, run_robustness
     from realfake.paths import PATHS
     from realfake.training.config import TrainConfig
@@ -55,7 +56,7 @@ def main() -> None:
     robust = RobustnessConfig.from_params(read_section("robustness", ws / "params.yaml"))
     for name in args.only:
         kind, strength, augment = SPECIALISTS[name]
-        off = {"blur_prob": 0.0, "jpeg_prob": 0.0, "resize_prob": 0.0, "noise_prob": 0.0}
+        off = dict.fromkeys(Augment.PERTURBING, 0.0)
         params = {**base, "augment": {**base.get("augment", {}), **off, **augment}}
         if args.representation:
             params["representation"] = args.representation

@@ -106,7 +106,6 @@ def test_champion_loads_and_predicts(repo, monkeypatch):
     import mlflow
     import pandas as pd
 
-
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
     model = mlflow.pyfunc.load_model("models:/realfake@champion")
     paths = sorted((repo / "data/raw/real_vs_fake/real-vs-fake/test/fake").iterdir())[:2]

@@ -25,7 +25,7 @@ Input policies:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -177,6 +177,9 @@ class Augment:
     the key to detectors that survive real-world post-processing.
     """
 
+    #: The probabilities of the augmentations that change pixels (all but the flip).
+    PERTURBING: ClassVar[tuple[str, ...]] = ("blur_prob", "jpeg_prob", "resize_prob", "noise_prob")
+
     hflip: bool = True
     jpeg_prob: float = 0.0
     jpeg_quality: tuple[int, int] = (65, 95)
@@ -188,7 +191,7 @@ class Augment:
     noise_sigma: tuple[float, float] = (1.0, 5.0)
 
     def __post_init__(self) -> None:
-        for name in ("jpeg_prob", "blur_prob", "resize_prob", "noise_prob"):
+        for name in self.PERTURBING:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1):
                 raise RealfakeError(f"train.augment.{name} must be a probability in [0, 1], got {value!r}.")
@@ -216,7 +219,7 @@ class Augment:
     @property
     def needs_pil(self) -> bool:
         """Whether anything besides crop and flip is on (those run on PIL images)."""
-        return bool(self.blur_prob or self.jpeg_prob or self.resize_prob or self.noise_prob)
+        return any(getattr(self, name) for name in self.PERTURBING)
 
 
 @dataclass(frozen=True)
