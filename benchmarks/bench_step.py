@@ -10,6 +10,11 @@ step, are printed (many small launches = launch-bound; a few big convolutions =
 compute-bound).
 
     python benchmarks/bench_step.py --device cuda --size 160 --batch 512 --compile --profile
+    python benchmarks/bench_step.py --device cpu --size 96 --batch 32      # the sample's settings
+
+Each setting is timed twice, float32 first (``train.amp: false``), then with
+``train.amp: true`` (bf16 autocast + channels_last on CUDA and on CPUs with native
+bf16), and the ratio is printed.
 """
 
 from __future__ import annotations
@@ -22,17 +27,16 @@ from torch import nn
 
 
 def step_rate(device: torch.device, size: int, batch: int, steps: int, warmup: int,
-              compiled: bool) -> tuple[float, float]:
-    """(images/s, seconds of the warm-up steps, which include any compilation)."""
+              compiled: bool, amp: bool = True) -> tuple[float, float]:
+    """(images/s, seconds of the warm-up steps, which include any compilation), with ``train.amp`` = ``amp``."""
     from realfake.detector.network import build_model
     from realfake.detector.preprocess import to_model_input
-    from realfake.detector.scoring import autocast
+    from realfake.detector.scoring import autocast, memory_format
     from realfake.training.train import make_optimizer
 
     torch.manual_seed(0)
-    model = build_model("none", dropout=0.2).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    fmt = memory_format(device, amp)
+    model = build_model("none", dropout=0.2).to(device, memory_format=fmt)
     net = torch.compile(model) if compiled else model
     opt = make_optimizer(model, 1e-3, 1e-4, device)
     loss_fn = nn.BCEWithLogitsLoss()
@@ -42,8 +46,9 @@ def step_rate(device: torch.device, size: int, batch: int, steps: int, warmup: i
     y = (torch.arange(batch, device=device) % 2).float()
 
     def step(x):
-        with autocast(device, True):
-            loss = loss_fn(net(to_model_input(x, device)).squeeze(1).float(), y)
+        with autocast(device, amp):
+            x = to_model_input(x, device, "npr").contiguous(memory_format=fmt)
+            loss = loss_fn(net(x).squeeze(1).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -124,9 +129,16 @@ def main() -> None:
     device = resolve_device(args.device)
     print(f"step alone on {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}, "
           f"batch {args.batch}, {args.size} px")
+    from realfake.detector.scoring import amp_dtype
+
     for compiled in (False, True) if args.compile else (False,):
-        r, warm = step_rate(device, args.size, args.batch, args.steps, args.warmup, compiled)
-        print(f"  {'compiled' if compiled else 'eager':8s}: {r:9.1f} images/s (warm-up {warm:.1f} s)")
+        rates = {}
+        for amp in (False, True):  # the float32 baseline first, then train.amp as the train stage runs it
+            rates[amp], warm = step_rate(device, args.size, args.batch, args.steps, args.warmup, compiled, amp)
+            dtype = str(amp_dtype(device, amp) or torch.float32).removeprefix("torch.")
+            print(f"  {'compiled' if compiled else 'eager':8s} amp={str(amp).lower():5s} ({dtype:8s}): "
+                  f"{rates[amp]:9.1f} images/s (warm-up {warm:.1f} s)")
+        print(f"  {'compiled' if compiled else 'eager':8s} amp speed-up: {rates[True] / rates[False]:.2f}x")
     if args.profile and device.type == "cuda":
         profile(device, args.size, args.batch)
 

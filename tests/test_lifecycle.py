@@ -52,6 +52,7 @@ def test_repro_runs_all_seven_stages_into_one_mlflow_run(repo):
     metrics = json.loads((repo / "reports/eval/metrics.json").read_text())
     assert r.data.metrics["eval/test_roc_auc"] == pytest.approx(metrics["test"]["roc_auc"])
     assert "curves/val_auc" in r.data.metrics and "train/best_val_auc" in r.data.metrics
+    assert r.data.metrics["train/model_epoch"] == 1
     assert len(c.get_metric_history(run_id, "curves/val_auc")) == 1  # one epoch, one step
     # MLflow reads well: charts in sections (curves/, eval/, heldout/, robust/, train/), no zero-only confusion
     # counts, the manifest as the run's dataset, no tag that contradicts the threshold actually used.

@@ -12,7 +12,7 @@ import torch
 from helpers.training import TINY_TRAIN, kill_after_epoch_1, run_train, train_process
 from realfake.data.manifest import Manifest
 from realfake.detector.modelfile import load_model_file
-from realfake.errors import RealfakeError
+from realfake.errors import ConfigError, RealfakeError
 from realfake.training.checkpoint import Checkpoint
 from realfake.training.config import TrainConfig
 from realfake.training.train import HISTORY_COLUMNS
@@ -24,16 +24,43 @@ def manifest(tiny_manifest) -> Path:
 
 
 def test_tiny_training_run_writes_model_history_and_checkpoint(manifest, tiny_sample, tmp_path):
-    result = run_train(TrainConfig(**TINY_TRAIN), manifest, tiny_sample, tmp_path)
+    result = run_train(TrainConfig(**TINY_TRAIN, keep="best"), manifest, tiny_sample, tmp_path)
     hist = pd.read_csv(tmp_path / "history.csv")
     assert list(hist.columns) == list(HISTORY_COLUMNS) and list(hist["epoch"]) == [1, 2]
     assert hist[["train_loss", "val_loss", "val_auc", "images_per_s"]].notna().all().all()
     model, spec, info = load_model_file(tmp_path / "model.pt")
     assert spec.image_size == 80 and spec.policy == "crop"
-    assert info["best_epoch"] in (1, 2) and info["val_auc"] == result.metrics["best_val_auc"]
     assert model(torch.zeros(2, 3, 80, 80)).shape == (2, 1)
     ckpt = Checkpoint.load(tmp_path / "checkpoints" / "last.pt")
     assert ckpt.complete and ckpt.epoch == 2
+    # keep: best saves the epoch of the best valid AUC, which the checkpoint also holds
+    assert info["keep"] == "best" and info["epoch"] == ckpt.best_epoch == result.metrics["best_epoch"]
+    assert info["val_auc"] == result.metrics["best_val_auc"] == max(hist["val_auc"])
+    assert_same_weights(model, ckpt.best_state)
+
+
+def test_keep_last_saves_the_final_epoch_whatever_its_valid_auc(manifest, tiny_sample, tmp_path, monkeypatch):
+    import realfake.training.train as training
+
+    aucs = iter([0.9, 0.6])  # the valid AUC falls after epoch 1: best is epoch 1, last is epoch 2
+    real_validate = training.validate
+    monkeypatch.setattr(training, "validate", lambda s: {**real_validate(s), "auc": next(aucs)})
+    result = run_train(TrainConfig(**TINY_TRAIN, keep="last"), manifest, tiny_sample, tmp_path)
+    model, _, info = load_model_file(tmp_path / "model.pt")
+    ckpt = Checkpoint.load(tmp_path / "checkpoints" / "last.pt")
+    assert result.metrics["best_epoch"] == ckpt.best_epoch == 1 and result.metrics["best_val_auc"] == 0.9
+    assert info["keep"] == "last" and info["epoch"] == result.metrics["model_epoch"] == 2
+    assert info["val_auc"] == result.metrics["model_val_auc"] == 0.6
+    assert_same_weights(model, ckpt.model)  # the weights the run ended with ...
+    assert not all(torch.equal(v, ckpt.best_state[k]) for k, v in model.state_dict().items())  # ... not epoch 1's
+    with pytest.raises(ConfigError, match="train.keep is 'worst'; use best"):
+        TrainConfig(**TINY_TRAIN, keep="worst")
+
+
+def assert_same_weights(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    saved = model.state_dict()
+    assert saved.keys() == state.keys()
+    assert all(torch.equal(saved[k], state[k]) for k in saved)
 
 
 def test_training_from_the_packed_store_equals_training_from_the_files(manifest, tiny_sample, tmp_path):

@@ -31,17 +31,33 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU does bf16 arithmetic natively (AMX tiles or AVX-512 BF16). Elsewhere bf16
+    autocast is emulated, slower than float32, and is not used."""
+    cpu = torch.cpu
+    return any(getattr(cpu, name, lambda: False)() for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+
+
 def amp_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
-    """The autocast dtype: bf16 on CUDA, fp16 where the GPU has no bf16; None (fp32) on the CPU."""
-    if device.type == "cuda" and amp:
+    """The autocast dtype when ``amp``: bf16 on CUDA (fp16 where the GPU has no bf16) and on CPUs with
+    native bf16 (:func:`cpu_has_bf16`); None (float32) otherwise."""
+    if not amp:
+        return None
+    if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return None
+    return torch.bfloat16 if device.type == "cpu" and cpu_has_bf16() else None
 
 
 def autocast(device: torch.device, amp: bool):
-    """Mixed precision on CUDA when ``amp`` (see :func:`amp_dtype`); full precision otherwise."""
+    """Mixed precision when ``amp`` (see :func:`amp_dtype`); full precision otherwise."""
     dtype = amp_dtype(device, amp)
-    return torch.autocast("cuda", dtype=dtype) if dtype else torch.autocast("cpu", enabled=False)
+    return torch.autocast(device.type, dtype=dtype) if dtype else torch.autocast("cpu", enabled=False)
+
+
+def memory_format(device: torch.device, amp: bool) -> torch.memory_format:
+    """channels_last where the convolutions are fastest in it: on CUDA, and on a CPU in bf16 (oneDNN's
+    bf16 kernels are NHWC; measured 1.25x over NCHW bf16 per training step on this 2-core AMX CPU)."""
+    return torch.channels_last if device.type == "cuda" or amp_dtype(device, amp) else torch.contiguous_format
 
 
 class ScoringImages(Dataset):

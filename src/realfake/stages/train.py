@@ -43,7 +43,8 @@ def run(cfg: TrainConfig, data_cfg: DataConfig, paths: Paths = PATHS) -> dict[st
                        epoch_logger=tracking.EpochMetrics(), dist=dist)
         summary = {**result.metrics, "resumed_from_epoch": result.resumed_from_epoch}
         write_text(paths.train_metrics, json.dumps(summary, indent=2) + "\n")
-        mlflow.log_metrics({"train/best_val_auc": summary["best_val_auc"], "train/best_epoch": summary["best_epoch"]})
+        mlflow.log_metrics({f"train/{k}": summary[k] for k in ("best_val_auc", "best_epoch", "model_epoch",
+                                                                 "model_val_auc")})
         mlflow.log_artifact(str(paths.train_history), artifact_path="train")
     finally:
         mlflow.end_run()

@@ -32,11 +32,15 @@ class Best:
     epoch: int = 0
     state: dict[str, torch.Tensor] | None = None
 
+    @classmethod
+    def snapshot(cls, auc: float, epoch: int, model: torch.nn.Module) -> "Best":
+        """``model``'s weights now, copied to the CPU, as the epoch ``epoch`` of valid AUC ``auc``."""
+        return cls(auc, epoch, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+
     def offer(self, auc: float, epoch: int, model: torch.nn.Module) -> bool:
         """Keep ``model``'s weights if ``auc`` beats the best (or there is none yet); whether it did."""
         if auc > self.auc or self.state is None:
-            self.auc, self.epoch = auc, epoch
-            self.state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            self.auc, self.epoch, self.state = auc, epoch, Best.snapshot(auc, epoch, model).state
             return True
         return False
 

@@ -14,6 +14,7 @@ from realfake.training.synthetic import Synthetic
 
 LR_SCALING = ("sqrt", "linear", "none")
 SCHEDULES = ("onecycle", "cosine", "constant")
+KEEP = ("best", "last")
 
 
 @dataclass(frozen=True)
@@ -36,14 +37,17 @@ class TrainConfig:
     dropout: float = 0.2
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # mixed precision (bf16/fp16) on CUDA; ignored on CPU
+    amp: bool = True  # bf16 autocast on CUDA (fp16 without bf16) and on CPUs with native bf16; else float32
     workers: int = 0  # DataLoader worker processes
     compile: bool = False  # torch.compile the model (pays a compile time once per run)
     early_stopping_patience: int = 0  # epochs without val AUC gain before stopping; 0 = off
+    keep: str = "last"  # the epoch models/model.pt keeps: last | best (by valid ROC-AUC)
     launcher: str = "python"  # how dvc.yaml starts the stage: python, or torchrun --nproc_per_node=N ...
 
     def __post_init__(self) -> None:
         _ = self.input_spec  # validates size and policy
+        require(self.keep in KEEP, f"train.keep is {self.keep!r}; use best (the epoch of the best valid ROC-AUC) "
+                "or last (the final epoch).")
         require(self.schedule in SCHEDULES, f"train.schedule is {self.schedule!r}; use onecycle, cosine or constant.")
         require(is_int(self.epochs) and is_int(self.batch_size) and self.epochs >= 1 and self.batch_size >= 1,
                 "train.epochs and train.batch_size must be at least 1.")

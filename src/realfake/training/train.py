@@ -34,6 +34,7 @@ from realfake.detector.scoring import (
     autocast,
     batches,
     binary_metrics,
+    memory_format,
     predict_logits,
     resolve_device,
 )
@@ -91,6 +92,11 @@ class Session:
     scaler: torch.amp.GradScaler
     loss_fn: nn.Module = field(default_factory=nn.BCEWithLogitsLoss)
 
+    @property
+    def memory_format(self) -> torch.memory_format:
+        """The layout the training batches and the model's weights take (channels_last in bf16/fp16 and on CUDA)."""
+        return memory_format(self.device, self.cfg.amp)
+
 
 @dataclass
 class Progress:
@@ -114,7 +120,7 @@ def train(
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> TrainResult:
-    """Train the detector on ``data``'s train split; keep the best epoch by validation AUC.
+    """Train the detector on ``data``'s train split; keep the epoch ``cfg.keep`` names (best valid AUC, or last).
 
     ``packed_dir``: read the train and valid pixels from the packed store made by
     :func:`realfake.data.packed.prepare` instead of decoding the image files.
@@ -163,9 +169,7 @@ def set_up(cfg: TrainConfig, data: Manifest, packed_dir: Path | None, dist: dist
     val_ds = ScoringImages(split_pixels(data, "valid", packed_dir), pre)
     sampler = EpochBatches(len(train_ds), cfg.batch_size, cfg.seed, dist.rank, dist.world)
 
-    model = build_model(cfg.pretrained, dropout=cfg.dropout).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = build_model(cfg.pretrained, dropout=cfg.dropout).to(device, memory_format=memory_format(device, cfg.amp))
     net = model
     if dist.enabled:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -231,7 +235,8 @@ def train_one_epoch(s: Session, epoch: int, progress: bool) -> dict[str, float]:
         # forward
         y = y.to(s.device, non_blocking=True).float()
         with autocast(s.device, s.cfg.amp):
-            out = s.net(to_model_input(x, s.device, s.cfg.representation)).squeeze(1)
+            x = to_model_input(x, s.device, s.cfg.representation).contiguous(memory_format=s.memory_format)
+            out = s.net(x).squeeze(1)
             loss = s.loss_fn(out.float(), y)
         # backward and step
         s.opt.zero_grad(set_to_none=True)
@@ -292,11 +297,14 @@ def finish(s: Session, state: Progress, out: TrainOutputs, data_fingerprint: str
         out.history.parent.mkdir(parents=True, exist_ok=True)
         hist.to_csv(out.history, index=False)
     best = state.best
-    save_model_file(out.model, best.state, s.cfg.input_spec,
-                    {"data_fingerprint": data_fingerprint, "best_epoch": best.epoch, "val_auc": best.auc,
-                     "run_id": run_id or ""})
+    last = state.history[-1]
+    kept = best if s.cfg.keep == "best" else Best.snapshot(float(last["val_auc"]), int(last["epoch"]), s.model)
+    save_model_file(out.model, kept.state, s.cfg.input_spec,
+                    {"data_fingerprint": data_fingerprint, "epoch": kept.epoch, "keep": s.cfg.keep,
+                     "val_auc": kept.auc, "run_id": run_id or ""})
     distributed.shutdown(s.dist)
-    metrics = {"best_val_auc": best.auc, "best_epoch": best.epoch, "epochs_run": len(state.history)}
+    metrics = {"best_val_auc": best.auc, "best_epoch": best.epoch, "model_epoch": kept.epoch,
+               "model_val_auc": kept.auc, "epochs_run": len(state.history)}
     return TrainResult(metrics=metrics, history=hist, resumed_from_epoch=state.start_epoch)
 
 

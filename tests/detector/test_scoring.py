@@ -1,0 +1,29 @@
+"""Mixed precision: which dtype and memory layout ``train.amp`` gives on each device."""
+
+import pytest
+import torch
+from torch import nn
+
+from realfake.detector import scoring
+from realfake.detector.scoring import amp_dtype, autocast, memory_format
+
+CPU = torch.device("cpu")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_amp_on_the_cpu_is_bf16_only_where_the_cpu_computes_bf16(monkeypatch, native):
+    monkeypatch.setattr(scoring, "cpu_has_bf16", lambda: native)
+    conv = nn.Conv2d(3, 4, 3)
+    x = torch.randn(1, 3, 8, 8)
+    with autocast(CPU, True):
+        out = conv(x.contiguous(memory_format=memory_format(CPU, True)))
+    if native:
+        assert amp_dtype(CPU, True) == torch.bfloat16 and out.dtype == torch.bfloat16
+        assert memory_format(CPU, True) == torch.channels_last
+    else:  # emulated bf16 is slower than float32: amp does nothing there
+        assert amp_dtype(CPU, True) is None and out.dtype == torch.float32
+        assert memory_format(CPU, True) == torch.contiguous_format
+    with autocast(CPU, False):
+        assert conv(x).dtype == torch.float32
+    assert amp_dtype(CPU, False) is None and memory_format(CPU, False) == torch.contiguous_format
+
