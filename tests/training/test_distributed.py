@@ -32,7 +32,7 @@ def recording(*args, **kwargs):
     seen.append(batches)
     return batches
 D.shard_batches = recording
-cfg = TrainConfig(**json.loads(sys.argv[4]))
+cfg = TrainConfig.from_params(json.loads(sys.argv[4]))
 train(cfg, Manifest(Path(sys.argv[1]), Path(sys.argv[2])),
       TrainOutputs(out / "model.pt", out / "checkpoints", out / "history.csv"), progress=False)
 (out / f"batches-rank{rank}.json").write_text(json.dumps(seen))
@@ -54,7 +54,11 @@ def _run(cmd: list[str], env: dict) -> None:
 
 @pytest.mark.slow
 def test_two_process_gloo_run_matches_one_process(tiny_manifest, tiny_sample, tmp_path):
-    cfg = json.dumps({**TINY_TRAIN, "epochs": 2, "batch_size": 8})
+    # Without JPEG re-compression: the tolerances below were measured on this tiny run, and with it (the
+    # default, p = 0.1) both runs diverge (train loss rising to 1.1-1.7), where per-process batch-norm
+    # statistics alone move the val loss by 0.3. The augmentation itself is keyed by (seed, epoch, image),
+    # the same on every rank.
+    cfg = json.dumps({**TINY_TRAIN, "epochs": 2, "batch_size": 8, "augment": {"jpeg_prob": 0.0}})
     env = dict(os.environ, OMP_NUM_THREADS="1")
     _run([sys.executable, "-c", SCRIPT, str(tiny_manifest), str(tiny_sample), str(tmp_path / "single"), cfg], env)
     script = tmp_path / "ddp_train.py"
