@@ -32,7 +32,10 @@ def step_rate(device: torch.device, size: int, batch: int, steps: int, warmup: i
     from realfake.detector.network import build_model
     from realfake.detector.preprocess import to_model_input
     from realfake.detector.scoring import autocast, memory_format
+    from realfake.training.config import TrainConfig
     from realfake.training.train import make_optimizer
+
+    representation = TrainConfig().representation  # what the train stage feeds by default
 
     torch.manual_seed(0)
     fmt = memory_format(device, amp)
@@ -47,8 +50,7 @@ def step_rate(device: torch.device, size: int, batch: int, steps: int, warmup: i
 
     def step(x):
         with autocast(device, amp):
-            x = to_model_input(x, device, "npr").contiguous(memory_format=fmt)
-            loss = loss_fn(net(x).squeeze(1).float(), y)
+            loss = loss_fn(net(to_model_input(x, device, representation, fmt)).squeeze(1).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -135,16 +135,19 @@ def standardise(x: torch.Tensor) -> torch.Tensor:
     return (x.permute(0, 3, 1, 2).float() - PIXEL_CENTER) / PIXEL_SCALE
 
 
-def to_model_input(x: torch.Tensor, device: torch.device, representation: str = "rgb") -> torch.Tensor:
+def to_model_input(x: torch.Tensor, device: torch.device, representation: str = "rgb",
+                   memory_format: torch.memory_format | None = None) -> torch.Tensor:
     """A batch of uint8 pixels on ``device`` as the model takes it: copied (asynchronously
-    from pinned memory), standardised there, in ``representation``, channels_last on CUDA."""
+    from pinned memory), standardised there, in ``representation``, laid out in ``memory_format``
+    (default: channels_last on CUDA, contiguous elsewhere)."""
     import torch
 
     x = standardise(x.to(device, non_blocking=True))
     if representation == "npr":
         x = neighbouring_pixel_residual(x)
-    fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-    return x.contiguous(memory_format=fmt)
+    if memory_format is None:
+        memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    return x.contiguous(memory_format=memory_format)
 
 
 def neighbouring_pixel_residual(x: torch.Tensor) -> torch.Tensor:

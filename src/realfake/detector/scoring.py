@@ -10,6 +10,7 @@ threshold, for predict and serving.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,11 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+@cache
 def cpu_has_bf16() -> bool:
-    """Whether this CPU does bf16 arithmetic natively (AMX tiles or AVX-512 BF16). Elsewhere bf16
-    autocast is emulated, slower than float32, and is not used."""
+    """Whether this CPU does bf16 arithmetic natively (AMX tiles or AVX-512 BF16), asked once per
+    process (every training step's autocast consults it). Elsewhere bf16 autocast is emulated,
+    slower than float32, and is not used."""
     cpu = torch.cpu
     return any(getattr(cpu, name, lambda: False)() for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
 

@@ -35,14 +35,19 @@ class Best:
     @classmethod
     def snapshot(cls, auc: float, epoch: int, model: torch.nn.Module) -> "Best":
         """``model``'s weights now, copied to the CPU, as the epoch ``epoch`` of valid AUC ``auc``."""
-        return cls(auc, epoch, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+        return cls(auc, epoch, _cpu_copy(model))
 
     def offer(self, auc: float, epoch: int, model: torch.nn.Module) -> bool:
         """Keep ``model``'s weights if ``auc`` beats the best (or there is none yet); whether it did."""
         if auc > self.auc or self.state is None:
-            self.auc, self.epoch, self.state = auc, epoch, Best.snapshot(auc, epoch, model).state
+            self.auc, self.epoch, self.state = auc, epoch, _cpu_copy(model)
             return True
         return False
+
+
+def _cpu_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of ``model``'s weights on the CPU (it outlives later training steps)."""
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 @dataclass

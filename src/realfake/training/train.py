@@ -235,8 +235,7 @@ def train_one_epoch(s: Session, epoch: int, progress: bool) -> dict[str, float]:
         # forward
         y = y.to(s.device, non_blocking=True).float()
         with autocast(s.device, s.cfg.amp):
-            x = to_model_input(x, s.device, s.cfg.representation).contiguous(memory_format=s.memory_format)
-            out = s.net(x).squeeze(1)
+            out = s.net(to_model_input(x, s.device, s.cfg.representation, s.memory_format)).squeeze(1)
             loss = s.loss_fn(out.float(), y)
         # backward and step
         s.opt.zero_grad(set_to_none=True)
