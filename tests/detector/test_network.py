@@ -78,3 +78,40 @@ def test_pretrained_weights_load_from_the_hub_cache(tmp_path, monkeypatch):
 def test_unknown_pretrained_name():
     with pytest.raises(RealfakeError, match="train.pretrained is 'imagenet'"):
         model_mod.load_pretrained_state("imagenet")
+
+
+def test_a_six_channel_model_is_saved_and_loaded_as_such(tmp_path):
+    """rgb+npr takes 6 input channels: the model file says so by its weights, and loads back the same."""
+    from realfake.detector.modelfile import load_model_file, save_model_file
+    from realfake.detector.preprocess import InputSpec
+
+    torch.manual_seed(0)
+    model = build_model("none", dropout=0.2, in_channels=6).eval()
+    x = torch.randn(2, 6, 96, 96)
+    spec = InputSpec(96, "crop", representation="rgb+npr")
+    save_model_file(tmp_path / "m.pt", model.state_dict(), spec, {})
+    loaded, loaded_spec, _ = load_model_file(tmp_path / "m.pt")
+    assert loaded_spec == spec and loaded.conv2d_1a.conv.in_channels == 6
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+        with pytest.raises(RuntimeError, match="expected input"):
+            loaded(x[:, :3])
+
+
+def test_pretrained_weights_fill_the_rgb_channels_of_a_six_channel_stem(tmp_path, monkeypatch):
+    """The extra channels start at zero, so a pretrained 6-channel model first computes what the RGB one does."""
+    from facenet_pytorch import InceptionResnetV1
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("must not download"))
+    torch.manual_seed(1)
+    path = pretrained_file("vggface2")
+    path.parent.mkdir(parents=True)
+    torch.save(InceptionResnetV1(classify=True, num_classes=8631).state_dict(), path)
+    six, three = build_model("vggface2", dropout=0.2, in_channels=6), build_model("vggface2", dropout=0.2)
+    w = six.conv2d_1a.conv.weight
+    assert torch.equal(w[:, :3], three.conv2d_1a.conv.weight) and not w[:, 3:].any()
+    six.logits.load_state_dict(three.logits.state_dict())
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        assert torch.allclose(six.eval()(torch.cat([x, torch.randn_like(x)], 1)), three.eval()(x), atol=1e-5)

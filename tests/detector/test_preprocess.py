@@ -181,3 +181,16 @@ def test_resize_and_noise_augmentations_are_seeded_and_do_what_they_say(photo):
     assert 3.5 < b.astype(float).std() < 6.5
     with pytest.raises(RealfakeError, match=r"train.augment.resize_prob must be a probability in \[0, 1\]"):
         Augment(resize_prob=2)
+
+
+def test_rgb_plus_npr_is_both_as_six_channels(tmp_path, photo):
+    from realfake.detector.preprocess import neighbouring_pixel_residual
+
+    pixels = torch.from_numpy(np.array(photo)[None])
+    both = to_model_input(pixels, torch.device("cpu"), "rgb+npr")
+    rgb = to_model_input(pixels, torch.device("cpu"), "rgb")
+    assert both.shape[1] == 6 and InputSpec(96, "crop", representation="rgb+npr").channels == 6
+    assert torch.equal(both[:, :3], rgb) and torch.equal(both[:, 3:], neighbouring_pixel_residual(rgb))
+    assert InputSpec(96, "crop", representation="npr").channels == 3
+    with pytest.raises(RealfakeError, match=r"npr representation works on 2x2 blocks"):
+        InputSpec(81, "crop", representation="rgb+npr")

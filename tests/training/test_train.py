@@ -167,3 +167,17 @@ def test_the_compiled_step_trains_on_the_cpu(manifest, tiny_sample, tmp_path, mo
     model, spec, _ = load_model_file(tmp_path / "model.pt")
     assert spec.image_size == TINY_TRAIN["image_size"]
     assert not any(k.startswith("_orig_mod") for k in model.state_dict())
+
+
+def test_rgb_plus_npr_trains_and_scores_with_six_channels(manifest, tiny_sample, tmp_path):
+    """The 6-channel representation goes through training, the model file and scoring unchanged."""
+    from realfake.detector.scoring import Detector
+    from realfake.images import ImageFiles
+
+    cfg = TrainConfig(**{**TINY_TRAIN, "epochs": 1}, representation="rgb+npr")
+    run_train(cfg, manifest, tiny_sample, tmp_path)
+    model, spec, _ = load_model_file(tmp_path / "model.pt")
+    assert spec.representation == "rgb+npr" and model.conv2d_1a.conv.in_channels == 6
+    data = Manifest(manifest, tiny_sample)
+    p = Detector(tmp_path / "model.pt").p_fake(ImageFiles(data.files(data.rows("test"))[:4]))
+    assert p.shape == (4,) and np.isfinite(p).all() and ((0 <= p) & (p <= 1)).all()

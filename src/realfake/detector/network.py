@@ -72,19 +72,32 @@ def load_state_dict(path: Path, what: str = "the model weights", mmap: bool = Fa
     return state
 
 
-def build_model(pretrained: str = "none", *, dropout: float) -> nn.Module:
+#: The first convolution's weights: its second dimension is the number of input channels.
+STEM = "conv2d_1a.conv.weight"
+
+
+def build_model(pretrained: str = "none", *, dropout: float, in_channels: int = 3) -> nn.Module:
     """Inception-ResNet-V1 with one output logit; backbone weights from ``pretrained`` (or random).
 
     ``dropout`` is the training setting (``train.dropout``); a model for scoring is in eval mode,
-    where dropout does nothing.
+    where dropout does nothing. ``in_channels`` is the input representation's channel count (6 for
+    ``rgb+npr``); pretrained weights then fill the first three channels of the first convolution
+    and the others start at zero, so the pretrained network is unchanged at the start.
     """
     from facenet_pytorch import InceptionResnetV1
 
     model = InceptionResnetV1(pretrained=None, classify=True, num_classes=1, dropout_prob=dropout)
+    if in_channels != 3:
+        stem = model.conv2d_1a.conv
+        model.conv2d_1a.conv = nn.Conv2d(in_channels, stem.out_channels, stem.kernel_size, stride=stem.stride,
+                                         bias=False)
     if pretrained and pretrained != "none":
         state = load_pretrained_state(pretrained)
         # The pretrained classifier head (identities) does not fit our one-logit head.
         state = {k: v for k, v in state.items() if not k.startswith("logits.")}
+        if in_channels != 3 and STEM in state:
+            w = state[STEM]
+            state[STEM] = torch.cat([w, w.new_zeros(w.shape[0], in_channels - w.shape[1], *w.shape[2:])], dim=1)
         missing, unexpected = model.load_state_dict(state, strict=False)
         if unexpected or set(missing) - {"logits.weight", "logits.bias"}:
             raise RealfakeError(
@@ -96,7 +109,9 @@ def build_model(pretrained: str = "none", *, dropout: float) -> nn.Module:
 
 def load_model(state: dict[str, Any], source: str = "model") -> nn.Module:
     """A model in eval mode from a state dict produced by :func:`build_model`'s model."""
-    model = build_model("none", dropout=0.0)
+    stem = state.get(STEM)
+    in_channels = stem.shape[1] if isinstance(stem, torch.Tensor) and stem.dim() == 4 else 3
+    model = build_model("none", dropout=0.0, in_channels=in_channels)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

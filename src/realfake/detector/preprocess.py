@@ -7,11 +7,12 @@ model runs (:func:`to_model_input`). Training adds random augmentations
 *before* the same fit (:meth:`Preprocessor.train_pixels`); nothing else
 differs, and the parity tests hold every caller to :func:`to_input`.
 
-Representations (what the network sees, from the standardised pixels): ``rgb``, or
+Representations (what the network sees, from the standardised pixels): ``rgb``,
 ``npr``, the neighbouring-pixel residual of Tan et al. (CVPR 2024): each pixel minus
 the top-left pixel of its 2x2 block, ``x - up(down(x))`` with nearest-neighbour
-down- and up-sampling. Up-samplers correlate neighbouring pixels in a fixed 2x2
-pattern whatever their weights, so NPR shows that pattern and little content.
+down- and up-sampling, or ``rgb+npr``, both as six channels. Up-samplers correlate
+neighbouring pixels in a fixed 2x2 pattern whatever their weights, so NPR shows that
+pattern and little content; RGB keeps what a re-compression leaves of the rest.
 
 Input policies:
 
@@ -40,7 +41,7 @@ if TYPE_CHECKING:  # torch is imported where tensors are made: decoding alone (p
 PIXEL_CENTER = 127.5
 PIXEL_SCALE = 128.0
 POLICIES = ("crop", "resize")
-REPRESENTATIONS = ("rgb", "npr")
+REPRESENTATIONS = ("rgb", "npr", "rgb+npr")
 #: Crop windows start on multiples of this: the 8x8 JPEG block grid (and with it the
 #: phase of periodic up-sampling artifacts) is the same in every crop.
 CROP_GRID = 8
@@ -69,11 +70,16 @@ class InputSpec:
                 f"image_size is {self.image_size!r}; it must be an integer >= {MIN_SIZE} "
                 "(Inception-ResNet-V1 shrinks a smaller input below its 3x3 kernels)."
             )
-        if self.representation == "npr" and self.image_size % 2:
+        if "npr" in self.representation and self.image_size % 2:
             raise RealfakeError(
                 f"image_size is {self.image_size}; the npr representation works on 2x2 blocks, so it must be even "
                 f"(use {self.image_size + 1})."
             )
+
+    @property
+    def channels(self) -> int:
+        """The number of input channels the network takes: 3, or 6 for ``rgb+npr``."""
+        return channels(self.representation)
 
     def to_dict(self) -> dict[str, Any]:
         """As saved in a model file."""
@@ -145,9 +151,16 @@ def to_model_input(x: torch.Tensor, device: torch.device, representation: str = 
     x = standardise(x.to(device, non_blocking=True))
     if representation == "npr":
         x = neighbouring_pixel_residual(x)
+    elif representation == "rgb+npr":
+        x = torch.cat([x, neighbouring_pixel_residual(x)], dim=1)
     if memory_format is None:
         memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     return x.contiguous(memory_format=memory_format)
+
+
+def channels(representation: str) -> int:
+    """The network's input channels for ``representation`` (one of :data:`REPRESENTATIONS`)."""
+    return 6 if representation == "rgb+npr" else 3
 
 
 def neighbouring_pixel_residual(x: torch.Tensor) -> torch.Tensor:

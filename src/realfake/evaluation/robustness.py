@@ -228,28 +228,45 @@ class Robustness:
     seconds: float
 
 
+#: ``score(images, transform) -> p_fake``: a detector's fake probability for each of ``images`` (decoded pixels),
+#: each first passed through ``transform(image, index)`` when one is given.
+Scorer = Callable[[Sequence, Any], np.ndarray]
+
+
+def model_scorer(model_path: Path, cfg: RobustnessConfig) -> Scorer:
+    """The :data:`Scorer` of one model file, on ``cfg``'s device, batch size and workers."""
+    model, spec, _ = load_model_file(Path(model_path))
+    device = resolve_device(cfg.device)
+
+    def score(images: Sequence, transform: Any = None) -> np.ndarray:
+        return p_fake(model, images, Preprocessor(spec), device, cfg.batch_size, cfg.workers, transform)
+
+    return score
+
+
 def run_robustness(
-    model_path: Path,
+    model: Path | Scorer,
     data: Manifest,
     heldout_dir: Path | None,
     threshold: float,
     cfg: RobustnessConfig,
     log: Callable[[str], None] = print,
 ) -> Robustness:
-    """Score the test split clean and under every perturbation, and each held-out family against its reals."""
+    """Score the test split clean and under every perturbation, and each held-out family against its reals.
+
+    ``model`` is a model file, or any :data:`Scorer` (several models combined, in benchmarks/bench_ensemble.py).
+    """
     import pandas as pd
 
     t0 = time.perf_counter()
-    model, spec, _ = load_model_file(Path(model_path))
-    device = resolve_device(cfg.device)
+    scorer = model if callable(model) else model_scorer(Path(model), cfg)
     test = data.rows("test")
     y = is_fake(test["label"])
     # Decoded once and kept for every perturbation, unless there are many or workers decode them.
     images = ImageFiles(data.files(test), cache=cfg.workers == 0 and len(test) <= CACHE_IMAGES)
 
     def score(imgs: Sequence, pert: Perturbation | None) -> np.ndarray:
-        transform = None if pert is None else _Perturb(pert, cfg.seed)
-        return p_fake(model, imgs, Preprocessor(spec), device, cfg.batch_size, cfg.workers, transform)
+        return scorer(imgs, None if pert is None else _Perturb(pert, cfg.seed))
 
     p_clean = score(images, None)
     rows = [{"kind": "clean", "strength": 0.0, "name": "clean", **scores(y, p_clean, threshold)}]

@@ -24,7 +24,7 @@ class TrainConfig:
     pretrained: str = "none"  # none | vggface2 | casia-webface
     image_size: int = 96
     input_policy: str = "crop"
-    representation: str = "npr"  # rgb | npr (neighbouring-pixel residual): what the network sees
+    representation: str = "npr"  # rgb | npr (neighbouring-pixel residual) | rgb+npr (both, 6 channels)
     augment: Augment = field(default_factory=Augment)
     synthetic: Synthetic = field(default_factory=Synthetic)
     epochs: int = 4

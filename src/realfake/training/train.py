@@ -169,7 +169,8 @@ def set_up(cfg: TrainConfig, data: Manifest, packed_dir: Path | None, dist: dist
     val_ds = ScoringImages(split_pixels(data, "valid", packed_dir), pre)
     sampler = EpochBatches(len(train_ds), cfg.batch_size, cfg.seed, dist.rank, dist.world)
 
-    model = build_model(cfg.pretrained, dropout=cfg.dropout).to(device, memory_format=memory_format(device, cfg.amp))
+    model = build_model(cfg.pretrained, dropout=cfg.dropout, in_channels=cfg.input_spec.channels)
+    model = model.to(device, memory_format=memory_format(device, cfg.amp))
     net = model
     if dist.enabled:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
