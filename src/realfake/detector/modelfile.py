@@ -40,6 +40,7 @@ def load_model_file(path: Path) -> tuple[nn.Module, InputSpec, dict[str, Any]]:
             f"{path} is not a realfake model file (format {blob.get('format')!r}); expected one written by "
             "the train stage (models/model.pt) or logged with the registered model."
         )
-    model = load_model(blob["state_dict"], source=str(path))
+    spec = InputSpec.from_dict(blob["input"])
+    model = load_model(blob["state_dict"], source=str(path), in_channels=spec.channels)
     extra = {k: v for k, v in blob.items() if k not in ("format", "input", "state_dict")}
-    return model, InputSpec.from_dict(blob["input"]), extra
+    return model, spec, extra

@@ -72,7 +72,7 @@ def load_state_dict(path: Path, what: str = "the model weights", mmap: bool = Fa
     return state
 
 
-#: The first convolution's weights: its second dimension is the number of input channels.
+#: The first convolution's weights (out, in, 3, 3): pretrained ones have 3 input channels.
 STEM = "conv2d_1a.conv.weight"
 
 
@@ -95,7 +95,7 @@ def build_model(pretrained: str = "none", *, dropout: float, in_channels: int = 
         state = load_pretrained_state(pretrained)
         # The pretrained classifier head (identities) does not fit our one-logit head.
         state = {k: v for k, v in state.items() if not k.startswith("logits.")}
-        if in_channels != 3 and STEM in state:
+        if STEM in state and state[STEM].shape[1] < in_channels:
             w = state[STEM]
             state[STEM] = torch.cat([w, w.new_zeros(w.shape[0], in_channels - w.shape[1], *w.shape[2:])], dim=1)
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -107,10 +107,9 @@ def build_model(pretrained: str = "none", *, dropout: float, in_channels: int = 
     return model
 
 
-def load_model(state: dict[str, Any], source: str = "model") -> nn.Module:
-    """A model in eval mode from a state dict produced by :func:`build_model`'s model."""
-    stem = state.get(STEM)
-    in_channels = stem.shape[1] if isinstance(stem, torch.Tensor) and stem.dim() == 4 else 3
+def load_model(state: dict[str, Any], source: str = "model", in_channels: int = 3) -> nn.Module:
+    """A model in eval mode from a state dict produced by :func:`build_model`'s model (``in_channels``: its
+    input spec's)."""
     model = build_model("none", dropout=0.0, in_channels=in_channels)
     try:
         model.load_state_dict(state)

@@ -79,7 +79,7 @@ class InputSpec:
     @property
     def channels(self) -> int:
         """The number of input channels the network takes: 3, or 6 for ``rgb+npr``."""
-        return channels(self.representation)
+        return 6 if self.representation == "rgb+npr" else 3
 
     def to_dict(self) -> dict[str, Any]:
         """As saved in a model file."""
@@ -156,11 +156,6 @@ def to_model_input(x: torch.Tensor, device: torch.device, representation: str = 
     if memory_format is None:
         memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     return x.contiguous(memory_format=memory_format)
-
-
-def channels(representation: str) -> int:
-    """The network's input channels for ``representation`` (one of :data:`REPRESENTATIONS`)."""
-    return 6 if representation == "rgb+npr" else 3
 
 
 def neighbouring_pixel_residual(x: torch.Tensor) -> torch.Tensor:
