@@ -115,3 +115,19 @@ def test_pretrained_weights_fill_the_rgb_channels_of_a_six_channel_stem(tmp_path
     x = torch.randn(2, 3, 96, 96)
     with torch.no_grad():
         assert torch.allclose(six.eval()(torch.cat([x, torch.randn_like(x)], 1)), three.eval()(x), atol=1e-5)
+
+
+def test_an_ensemble_file_takes_model_files_of_one_size_and_policy_only(tmp_path):
+    """Members fed differently sized crops cannot share one preprocessing: a clear error, nothing written."""
+    from realfake.detector.modelfile import save_ensemble_file, save_model_file
+    from realfake.detector.preprocess import InputSpec
+
+    state = build_model("none", dropout=0.0).state_dict()
+    save_model_file(tmp_path / "a.pt", state, InputSpec(96, "crop", "npr"), {})
+    save_model_file(tmp_path / "b.pt", state, InputSpec(80, "crop", "rgb"), {})
+    with pytest.raises(RealfakeError, match="must share the image size and input policy.*train.image_size"):
+        save_ensemble_file(tmp_path / "ens.pt", [tmp_path / "a.pt", tmp_path / "b.pt"], {})
+    save_ensemble_file(tmp_path / "ens.pt", [tmp_path / "a.pt", tmp_path / "a.pt"], {})
+    with pytest.raises(RealfakeError, match="is not a single realfake model file.*realfake-ensemble/1"):
+        save_ensemble_file(tmp_path / "nested.pt", [tmp_path / "ens.pt", tmp_path / "a.pt"], {})
+    assert not (tmp_path / "nested.pt").exists()

@@ -2,7 +2,8 @@
 
 ``python -m helpers.training MANIFEST RAW OUT CONFIG_JSON MODE`` trains in a process of its own;
 MODE ``hang-after-epoch-1`` prints ``CHECKPOINT 1`` once the epoch-1 checkpoint is on disk and
-then waits to be killed, as a crash or a user would end it.
+then waits to be killed, as a crash or a user would end it; ``hang-in-member-2`` does the same at
+an ensemble's second member's epoch-1 checkpoint. Every run is MLflow run ``RUN_ID``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from realfake.training.train import TrainOutputs, train
 #: The smallest configuration that still trains the real model: 80 px crops, CPU, no workers.
 TINY_TRAIN = dict(image_size=80, epochs=2, batch_size=8, lr=1e-3, device="cpu", workers=0, seed=3)
 HELPERS_ROOT = Path(__file__).resolve().parents[1]
+#: The run id a helper process's training records (what lets a resumed ensemble keep its finished members).
+RUN_ID = "helper-run"
+HANG_MODES = ("hang-after-epoch-1", "hang-in-member-2")
 
 
 def outputs(out: Path) -> TrainOutputs:
@@ -54,9 +58,10 @@ def train_process(manifest, raw, out, cfg: dict, mode: str = "plain") -> subproc
     )
 
 
-def kill_after_epoch_1(manifest, raw, out, cfg: dict) -> None:
-    """Start a training process and SIGKILL it once its epoch-1 checkpoint is on disk."""
-    p = train_process(manifest, raw, out, cfg, "hang-after-epoch-1")
+def kill_after_epoch_1(manifest, raw, out, cfg: dict, mode: str = "hang-after-epoch-1") -> None:
+    """Start a training process and SIGKILL it once its epoch-1 checkpoint (of the member ``mode``
+    names) is on disk."""
+    p = train_process(manifest, raw, out, cfg, mode)
     lines: list[str] = []
     while "CHECKPOINT 1" not in lines:
         line = p.stdout.readline()
@@ -67,20 +72,20 @@ def kill_after_epoch_1(manifest, raw, out, cfg: dict) -> None:
 
 
 def _main(manifest: str, raw: str, out: str, cfg_json: str, mode: str) -> None:
-    if mode == "hang-after-epoch-1":
+    if mode in HANG_MODES:
         from realfake.training.checkpoint import Checkpoint
 
         real_save = Checkpoint.save
 
         def save_then_hang(self, path):
             real_save(self, path)
-            if self.epoch == 1:
+            if self.epoch == 1 and (mode == "hang-after-epoch-1" or Path(path).parent.name.startswith("2-")):
                 print("CHECKPOINT 1", flush=True)
                 time.sleep(600)  # the test kills us here, as a user or a crash would
 
         Checkpoint.save = save_then_hang
     r = train(TrainConfig.from_params(json.loads(cfg_json)), Manifest(Path(manifest), Path(raw)), outputs(Path(out)),
-              progress=False)
+              run_id=RUN_ID, progress=False)
     print("RESUMED_FROM", r.resumed_from_epoch)
 
 

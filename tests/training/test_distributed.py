@@ -102,6 +102,17 @@ def test_dvc_runs_the_train_stage_under_torchrun(tmp_path):
     assert runs[0].data.params["train.launcher"].startswith("torchrun") and "eval/test_roc_auc" in runs[0].data.metrics
 
 
+def torchrun_helper(manifest, raw, out, cfg: dict) -> subprocess.CompletedProcess:
+    """``helpers.training`` under torchrun with two processes; it must succeed."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "helpers.training",
+         *train_args(manifest, raw, out, cfg)],
+        env=helper_env(), capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
 @pytest.mark.slow
 def test_a_killed_run_resumes_under_another_number_of_processes(tiny_manifest, tiny_sample, tmp_path):
     """Killed after epoch 1 as one process, resumed by torchrun with two: the checkpoint is world-size free."""
@@ -110,15 +121,28 @@ def test_a_killed_run_resumes_under_another_number_of_processes(tiny_manifest, t
     kill_after_epoch_1(tiny_manifest, tiny_sample, out, cfg)
     epoch1 = Checkpoint.load(out / "checkpoints" / "last.pt").history[0]
 
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "helpers.training",
-         *train_args(tiny_manifest, tiny_sample, out, cfg)],
-        env=helper_env(), capture_output=True, text=True, timeout=900,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = torchrun_helper(tiny_manifest, tiny_sample, out, cfg)
     assert proc.stdout.count("RESUMED_FROM 1") == 2, "both processes resume after epoch 1"
     hist = pd.read_csv(out / "history.csv")
     assert list(hist["epoch"]) == [1, 2]
     assert hist.iloc[0]["val_loss"] == pytest.approx(epoch1["val_loss"], rel=1e-9)
     ckpt = Checkpoint.load(out / "checkpoints" / "last.pt")
     assert ckpt.complete and ckpt.epoch == 2 and (out / "model.pt").is_file()
+
+
+@pytest.mark.slow
+def test_a_killed_ensemble_resumes_under_torchrun(tiny_manifest, tiny_sample, tmp_path):
+    """Killed in its second member as one process, resumed by torchrun with two: every rank keeps the
+    finished first member (rank 0 decides) and resumes the second, and the process group outlives the
+    first member."""
+    from realfake.detector.modelfile import load_model_file
+
+    cfg = {**TINY_TRAIN, "epochs": 2, "batch_size": 8, "representation": ["npr", "rgb+npr"]}
+    out = tmp_path / "run"
+    kill_after_epoch_1(tiny_manifest, tiny_sample, out, cfg, mode="hang-in-member-2")
+    proc = torchrun_helper(tiny_manifest, tiny_sample, out, cfg)
+    assert proc.stdout.count("RESUMED_FROM 3") == 2, "both processes keep member 1 and resume member 2 after epoch 1"
+    hist = pd.read_csv(out / "history.csv")
+    assert list(hist["member"]) == ["1-npr"] * 2 + ["2-rgb-npr"] * 2 and list(hist["epoch"]) == [1, 2, 1, 2]
+    model, _, info = load_model_file(out / "model.pt")
+    assert [m["epoch"] for m in info["members"]] == [2, 2] and len(model.members) == 2

@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers.training import TINY_TRAIN, kill_after_epoch_1, run_train, train_process
+from helpers.training import RUN_ID, TINY_TRAIN, kill_after_epoch_1, outputs, run_train, train_process
 from realfake.data.manifest import Manifest
 from realfake.detector.modelfile import load_model_file
 from realfake.errors import ConfigError, RealfakeError
-from realfake.training.checkpoint import Checkpoint
+from realfake.training.checkpoint import Checkpoint, resumable_run
 from realfake.training.config import TrainConfig
-from realfake.training.train import HISTORY_COLUMNS
+from realfake.training.train import HISTORY_COLUMNS, train
 
 
 @pytest.fixture
@@ -108,11 +108,16 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_run(manifest, tiny_samp
     out, err = p.communicate(timeout=600)
     assert p.returncode == 0, err
     assert "RESUMED_FROM 1" in out
+    assert_same_run(straight, killed)
+
+
+def assert_same_run(straight: Path, resumed: Path) -> None:
+    """The resumed run's history and model equal the uninterrupted run's (timings aside)."""
     a = pd.read_csv(straight / "history.csv").drop(columns=["images_per_s", "seconds"])
-    b = pd.read_csv(killed / "history.csv").drop(columns=["images_per_s", "seconds"])
+    b = pd.read_csv(resumed / "history.csv").drop(columns=["images_per_s", "seconds"])
     pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-6)
     wa = load_model_file(straight / "model.pt")[0].state_dict()
-    wb = load_model_file(killed / "model.pt")[0].state_dict()
+    wb = load_model_file(resumed / "model.pt")[0].state_dict()
     assert all(torch.allclose(wa[k].float(), wb[k].float(), rtol=1e-5, atol=1e-6) for k in wa)
 
 
@@ -141,6 +146,16 @@ def test_config_errors_are_clear():
         TrainConfig.from_params({"learning_rate": 0.1})
     with pytest.raises(RealfakeError, match="train.schedule is 'step'"):
         TrainConfig.from_params({"schedule": "step"})
+    with pytest.raises(ConfigError, match=r"train.representation is \['npr', 'npr'\]; an ensemble lists distinct"):
+        TrainConfig.from_params({"representation": ["npr", "npr"]})
+    with pytest.raises(ConfigError, match=r"train.representation is \[\]"):
+        TrainConfig.from_params({"representation": []})
+    with pytest.raises(RealfakeError, match="input representation is 'fft'"):
+        TrainConfig.from_params({"representation": ["npr", "fft"]})
+    assert TrainConfig.from_params({"representation": ["rgb"]}).representation == "rgb"  # one model, not an ensemble
+    ens = TrainConfig.from_params({"representation": ["npr", "rgb+npr"]})
+    assert ens.is_ensemble and [m.representation for m in ens.members()] == ["npr", "rgb+npr"]
+    assert ens.members()[0].digest() == TrainConfig(representation="npr").digest()  # a member is a single run
 
 
 @pytest.mark.slow
@@ -181,3 +196,75 @@ def test_rgb_plus_npr_trains_and_scores_with_six_channels(manifest, tiny_sample,
     data = Manifest(manifest, tiny_sample)
     p = Detector(tmp_path / "model.pt").p_fake(ImageFiles(data.files(data.rows("test"))[:4]))
     assert p.shape == (4,) and np.isfinite(p).all() and ((0 <= p) & (p <= 1)).all()
+
+
+ENSEMBLE = ["npr", "rgb+npr"]
+
+
+def test_an_ensemble_is_its_members_single_runs_scored_as_one_model_by_their_mean_logit(manifest, tiny_sample,
+                                                                                        tmp_path):
+    from realfake.detector.network import Ensemble
+    from realfake.detector.preprocess import Preprocessor, to_model_input
+    from realfake.detector.scoring import Detector, sigmoid
+    from realfake.images import ImageFiles
+    from realfake.inference.explain import gradcam_maps
+
+    one_epoch = {**TINY_TRAIN, "epochs": 1}
+    result = run_train(TrainConfig(**one_epoch, representation=ENSEMBLE), manifest, tiny_sample, tmp_path / "ens",
+                       run_id="r1")
+    model, spec, info = load_model_file(tmp_path / "ens" / "model.pt")
+    assert isinstance(model, Ensemble) and model.representations == tuple(ENSEMBLE)
+    assert spec.representation == "rgb" and spec.image_size == 80  # each member represents the RGB pixels itself
+    assert [m["input"]["representation"] for m in info["members"]] == ENSEMBLE and info["run_id"] == "r1"
+    # each member is exactly the model a single run of its representation trains
+    for i, rep in enumerate(ENSEMBLE):
+        run_train(TrainConfig(**one_epoch, representation=rep), manifest, tiny_sample, tmp_path / rep)
+        assert_same_weights(model.members[i], load_model_file(tmp_path / rep / "model.pt")[0].state_dict())
+    hist = pd.read_csv(tmp_path / "ens" / "history.csv")
+    assert list(hist.columns) == ["member", *HISTORY_COLUMNS] and list(hist["member"]) == ["1-npr", "2-rgb-npr"]
+    assert result.metrics["2-rgb-npr/model_epoch"] == 1
+    assert result.metrics["1-npr/best_val_auc"] == pd.read_csv(tmp_path / "npr" / "history.csv")["val_auc"].max()
+
+    # scored as one model: the mean of the members' logits, each fed its own representation
+    data = Manifest(manifest, tiny_sample)
+    files = data.files(data.rows("test"))[:4]
+    pixels = torch.from_numpy(np.stack([Preprocessor(spec).load(f) for f in files]))
+    cpu = torch.device("cpu")
+    with torch.no_grad():
+        got = model(to_model_input(pixels, cpu, spec.representation))
+        want = torch.stack([m(to_model_input(pixels, cpu, r)) for m, r in zip(model.members, ENSEMBLE)]).mean(0)
+    torch.testing.assert_close(got, want)
+    assert not torch.allclose(want, model.members[0](to_model_input(pixels, cpu, "npr")).detach())
+    p = Detector(tmp_path / "ens" / "model.pt").p_fake(ImageFiles(files))
+    np.testing.assert_allclose(p, sigmoid(got.squeeze(1).numpy()), rtol=1e-5)
+    # Grad-CAM weighs every member's layer
+    maps = gradcam_maps(model, to_model_input(pixels, cpu, spec.representation))
+    assert maps.shape == (4, 80, 80) and np.isfinite(maps).all() and maps.max() <= 1 + 1e-6
+
+
+@pytest.mark.slow
+def test_a_killed_ensemble_keeps_its_finished_member_and_resumes_the_next(manifest, tiny_sample, tmp_path):
+    cfg = {**TINY_TRAIN, "epochs": 2, "representation": ENSEMBLE}
+    straight = tmp_path / "straight"
+    p = train_process(manifest, tiny_sample, straight, cfg, "plain")  # one thread, as the resumed run
+    assert p.wait(timeout=600) == 0, p.stderr.read()
+
+    killed = tmp_path / "killed"
+    kill_after_epoch_1(manifest, tiny_sample, killed, cfg, mode="hang-in-member-2")
+    assert not (killed / "model.pt").exists() and (killed / "checkpoints" / "1-npr" / "model.pt").is_file()
+    data = Manifest(manifest, tiny_sample)
+    resume = resumable_run(killed / "checkpoints", TrainConfig.from_params(cfg), data.fingerprint)
+    assert resume is not None and resume.epoch == 1 and resume.run_id == RUN_ID  # the stage continues this run
+
+    p = train_process(manifest, tiny_sample, killed, cfg, "plain")
+    out, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err
+    assert "member 1-npr was finished earlier in this run; keeping it" in out
+    assert "RESUMED_FROM 3" in out  # member 1's two epochs, member 2's first
+    assert_same_run(straight, killed)
+
+    # another run's finished members are trained again, not taken over
+    logs: list[str] = []
+    again = train(TrainConfig.from_params(cfg), data, outputs(killed), run_id="another-run", progress=False,
+                  log=logs.append)
+    assert again.resumed_from_epoch == 0 and not any("keeping it" in line for line in logs)

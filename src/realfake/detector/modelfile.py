@@ -4,6 +4,11 @@ A model file is a plain dict saved with ``torch.save`` and read with
 ``torch.load(..., weights_only=True)``: the format tag, the :class:`InputSpec`
 the weights were trained with, the state dict, and a few facts about the run
 (data fingerprint, best epoch, validation AUC, MLflow run id). Data, never code.
+
+An ensemble's file (``train.representation`` a list) holds its members instead of one
+state dict: each member's input spec, weights and facts. Its own input spec is ``rgb``
+at the members' size and policy, since each member represents the pixels itself
+(:class:`realfake.detector.network.Ensemble`).
 """
 
 from __future__ import annotations
@@ -15,11 +20,14 @@ import torch
 from torch import nn
 
 from realfake.atomic import write_file
-from realfake.detector.network import load_model, load_state_dict
+from realfake.detector.network import Ensemble, load_model, load_state_dict
 from realfake.detector.preprocess import InputSpec
 from realfake.errors import RealfakeError
 
 MODEL_FORMAT = "realfake-detector/1"
+ENSEMBLE_FORMAT = "realfake-ensemble/1"
+#: A member's entries kept in an ensemble file (the run-wide facts live at its top level).
+MEMBER_KEYS = ("input", "state_dict", "epoch", "keep", "val_auc")
 
 
 def save_torch(obj: Any, path: Path) -> None:
@@ -32,12 +40,48 @@ def save_model_file(path: Path, state_dict: dict[str, torch.Tensor], spec: Input
     save_torch({"format": MODEL_FORMAT, "input": spec.to_dict(), "state_dict": state_dict, **extra}, path)
 
 
+def save_ensemble_file(path: Path, members: list[Path], extra: dict[str, Any]) -> None:
+    """Write one model file holding the model files ``members`` (same image size and input policy)."""
+    blobs = [load_state_dict(Path(m), what="a realfake model file") for m in members]
+    for m, blob in zip(members, blobs):
+        if blob.get("format") != MODEL_FORMAT:
+            raise RealfakeError(f"{m} is not a single realfake model file (format {blob.get('format')!r}); an "
+                                "ensemble's members are model files written by the train stage.")
+    specs = [InputSpec.from_dict(b["input"]) for b in blobs]
+    spec = ensemble_spec(specs, source=", ".join(map(str, members)))
+    save_torch({"format": ENSEMBLE_FORMAT, "input": spec.to_dict(),
+                "members": [{k: b[k] for k in MEMBER_KEYS if k in b} for b in blobs], **extra}, path)
+
+
+def ensemble_spec(specs: list[InputSpec], source: str) -> InputSpec:
+    """What an ensemble of members with ``specs`` takes: RGB, at their common size and policy."""
+    if len({(s.image_size, s.policy) for s in specs}) != 1:
+        raise RealfakeError(f"{source}: an ensemble's members must share the image size and input policy "
+                            f"(got {[(s.image_size, s.policy) for s in specs]}); train them with the same "
+                            "train.image_size and train.input_policy.")
+    return InputSpec(image_size=specs[0].image_size, policy=specs[0].policy, representation="rgb")
+
+
 def load_model_file(path: Path) -> tuple[nn.Module, InputSpec, dict[str, Any]]:
-    """(model in eval mode, its input spec, the file's other fields) from a model file."""
+    """(model in eval mode, its input spec, the file's other fields) from a model file or an ensemble's.
+
+    An ensemble's other fields list its members' (``members``: input spec, epoch, valid AUC) without
+    their weights.
+    """
     blob = load_state_dict(Path(path), what="a realfake model file")
-    if blob.get("format") != MODEL_FORMAT or "state_dict" not in blob:
+    fmt = blob.get("format")
+    if fmt == ENSEMBLE_FORMAT and isinstance(blob.get("members"), list):
+        specs = [InputSpec.from_dict(m["input"]) for m in blob["members"]]
+        models = [load_model(m["state_dict"], source=f"{path} (member {i + 1})", in_channels=s.channels)
+                  for i, (m, s) in enumerate(zip(blob["members"], specs))]
+        spec = ensemble_spec(specs, source=str(path))
+        model = Ensemble(models, [s.representation for s in specs]).eval()
+        members = [{k: v for k, v in m.items() if k != "state_dict"} for m in blob["members"]]
+        return model, spec, {**{k: v for k, v in blob.items() if k not in ("format", "input", "members")},
+                             "members": members}
+    if fmt != MODEL_FORMAT or "state_dict" not in blob:
         raise RealfakeError(
-            f"{path} is not a realfake model file (format {blob.get('format')!r}); expected one written by "
+            f"{path} is not a realfake model file (format {fmt!r}); expected one written by "
             "the train stage (models/model.pt) or logged with the registered model."
         )
     spec = InputSpec.from_dict(blob["input"])

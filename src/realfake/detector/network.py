@@ -1,4 +1,5 @@
-"""The detector: facenet-pytorch's Inception-ResNet-V1 with a one-logit head (logit of p_fake).
+"""The detector: facenet-pytorch's Inception-ResNet-V1 with a one-logit head (logit of p_fake), alone
+or as an :class:`Ensemble` of several, each fed its own input representation.
 
 Weights are always stored and loaded as a plain state dict with
 ``torch.load(..., weights_only=True)``: a model file is data, never code.
@@ -13,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from realfake.detector.preprocess import represent
 from realfake.errors import RealfakeError
 
 PRETRAINED = {
@@ -118,3 +120,25 @@ def load_model(state: dict[str, Any], source: str = "model", in_channels: int = 
             f"{source} does not hold Inception-ResNet-V1 detector weights ({str(exc).splitlines()[0]})."
         ) from None
     return model.eval()
+
+
+class Ensemble(nn.Module):
+    """Detectors that each see the same standardised RGB batch in their own representation; the
+    ensemble's logit is the mean of theirs (logit averaging: a confident member outweighs an unsure
+    one, where averaging probabilities would not).
+
+    It takes what a ``rgb`` model takes, so the shared preprocessing, scoring, Grad-CAM and serving
+    treat it as one model.
+    """
+
+    def __init__(self, members: list[nn.Module], representations: list[str]):
+        super().__init__()
+        if len(members) != len(representations) or len(members) < 2:
+            raise RealfakeError(f"an ensemble needs two or more members, each with a representation "
+                                f"(got {len(members)} members, {len(representations)} representations).")
+        self.members = nn.ModuleList(members)
+        self.representations = tuple(representations)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The mean of the members' logits, each member fed ``x`` in its representation."""
+        return torch.stack([m(represent(x, r)) for m, r in zip(self.members, self.representations)]).mean(0)

@@ -148,14 +148,21 @@ def to_model_input(x: torch.Tensor, device: torch.device, representation: str = 
     (default: channels_last on CUDA, contiguous elsewhere)."""
     import torch
 
-    x = standardise(x.to(device, non_blocking=True))
-    if representation == "npr":
-        x = neighbouring_pixel_residual(x)
-    elif representation == "rgb+npr":
-        x = torch.cat([x, neighbouring_pixel_residual(x)], dim=1)
+    x = represent(standardise(x.to(device, non_blocking=True)), representation)
     if memory_format is None:
         memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     return x.contiguous(memory_format=memory_format)
+
+
+def represent(x: torch.Tensor, representation: str) -> torch.Tensor:
+    """A standardised Bx3xHxW batch in ``representation`` (see the module docstring)."""
+    import torch
+
+    if representation == "npr":
+        return neighbouring_pixel_residual(x)
+    if representation == "rgb+npr":
+        return torch.cat([x, neighbouring_pixel_residual(x)], dim=1)
+    return x
 
 
 def neighbouring_pixel_residual(x: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,8 @@ Uses the maintained ``grad-cam`` library (pytorch_grad_cam). The target layer
 is the end of the first Inception-ResNet stage (``repeat_1``): later layers are
 1x1 to 3x3 at the input sizes used here (96-160 px), too coarse to show
 anything, while generator fingerprints are local, high-frequency evidence.
-The target is the model's single logit, i.e. evidence *for fake*.
+The target is the model's single logit, i.e. evidence *for fake*; for an ensemble,
+the mean logit, with one map per member averaged.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from PIL import Image
 UPSCALE = 3
 
 
-def target_layer(model: torch.nn.Module) -> torch.nn.Module:
-    """The layer whose activations Grad-CAM weighs (see the module docstring)."""
-    return model.repeat_1
+def target_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The layers whose activations Grad-CAM weighs (see the module docstring): one per ensemble member,
+    whose maps Grad-CAM averages."""
+    return [m.repeat_1 for m in getattr(model, "members", [model])]
 
 
 def gradcam_maps(model: torch.nn.Module, inputs: torch.Tensor) -> np.ndarray:
@@ -32,7 +34,7 @@ def gradcam_maps(model: torch.nn.Module, inputs: torch.Tensor) -> np.ndarray:
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     model.eval()
-    with GradCAM(model=model, target_layers=[target_layer(model)]) as cam:
+    with GradCAM(model=model, target_layers=target_layers(model)) as cam:
         return cam(input_tensor=inputs, targets=[ClassifierOutputTarget(0)] * len(inputs))
 
 

@@ -16,7 +16,7 @@ from realfake.data.manifest import Manifest
 from realfake.detector.scoring import resolve_device
 from realfake.paths import PATHS, Paths
 from realfake.training import distributed
-from realfake.training.checkpoint import resumable
+from realfake.training.checkpoint import resumable_run
 from realfake.training.config import TrainConfig
 from realfake.training.train import TrainOutputs, train
 
@@ -31,7 +31,7 @@ def run(cfg: TrainConfig, data_cfg: DataConfig, paths: Paths = PATHS) -> dict[st
     if not dist.is_main:
         train(cfg, data, out, packed_dir=paths.packed, dist=dist, progress=False, log=lambda s: None)
         return {}
-    resume = resumable(paths.checkpoints, cfg, data.fingerprint)
+    resume = resumable_run(paths.checkpoints, cfg, data.fingerprint)
     run = tracking.start_pipeline_run(resume.run_id if resume else None, data.fingerprint, logged_params(cfg, data_cfg))
     import mlflow
 
@@ -43,8 +43,8 @@ def run(cfg: TrainConfig, data_cfg: DataConfig, paths: Paths = PATHS) -> dict[st
                        epoch_logger=tracking.EpochMetrics(), dist=dist)
         summary = {**result.metrics, "resumed_from_epoch": result.resumed_from_epoch}
         write_text(paths.train_metrics, json.dumps(summary, indent=2) + "\n")
-        mlflow.log_metrics({f"train/{k}": summary[k] for k in ("best_val_auc", "best_epoch", "model_epoch",
-                                                                 "model_val_auc")})
+        # best_val_auc, best_epoch, model_epoch, model_val_auc (each member's, named after it, for an ensemble)
+        mlflow.log_metrics({f"train/{k}": v for k, v in result.metrics.items() if not k.endswith("epochs_run")})
         mlflow.log_artifact(str(paths.train_history), artifact_path="train")
     finally:
         mlflow.end_run()

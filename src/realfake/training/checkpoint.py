@@ -5,6 +5,10 @@ A killed run resumes after its last completed epoch when the configuration
 (:meth:`TrainConfig.digest`) and the data (the manifest's fingerprint) are
 unchanged; a finished run's checkpoint is never resumed. It is a plain dict of
 tensors and numbers, read with ``torch.load(..., weights_only=True)``.
+
+An ensemble's members train one after the other, each with its own folder of
+checkpoints (:func:`member_dir`); a killed ensemble resumes in the member it was
+training, and keeps the members that run had already finished (:func:`finished`).
 """
 
 from __future__ import annotations
@@ -101,3 +105,36 @@ def resumable(checkpoint_dir: Path, cfg: TrainConfig, data_fingerprint: str) -> 
         return None
     ckpt = Checkpoint.load(last)
     return ckpt if ckpt.resumes(cfg, data_fingerprint) else None
+
+
+def member_dir(checkpoint_dir: Path, index: int, representation: str) -> Path:
+    """The checkpoint folder of an ensemble's member ``index`` (from 0): ``1-npr``, ``2-rgb-npr``, ..."""
+    return Path(checkpoint_dir) / member_name(index, representation)
+
+
+def member_name(index: int, representation: str) -> str:
+    """``1-npr``, ``2-rgb-npr``: a member's name in folders, history rows and metric names."""
+    return f"{index + 1}-{representation.replace('+', '-')}"
+
+
+def resumable_run(checkpoint_dir: Path, cfg: TrainConfig, data_fingerprint: str) -> Checkpoint | None:
+    """The checkpoint a run of ``cfg`` resumes from: its own, or for an ensemble the first member's that
+    resumes (its ``run_id`` is the run to continue)."""
+    if not cfg.is_ensemble:
+        return resumable(checkpoint_dir, cfg, data_fingerprint)
+    for i, member in enumerate(cfg.members()):
+        ckpt = resumable(member_dir(checkpoint_dir, i, member.representation), member, data_fingerprint)
+        if ckpt is not None:
+            return ckpt
+    return None
+
+
+def finished(checkpoint_dir: Path, cfg: TrainConfig, data_fingerprint: str, run_id: str | None) -> Checkpoint | None:
+    """The complete checkpoint of ``cfg`` on this data that run ``run_id`` wrote, or None: an ensemble
+    member the resumed run had already finished. Another run's finished member is trained again."""
+    last = Path(checkpoint_dir) / LAST
+    if run_id is None or not last.exists():
+        return None
+    ckpt = Checkpoint.load(last)
+    ok = ckpt.complete and ckpt.config_digest == cfg.digest() and ckpt.data_fingerprint == data_fingerprint
+    return ckpt if ok and ckpt.run_id == run_id else None

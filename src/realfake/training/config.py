@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from realfake.config import build_config, is_int, require
@@ -24,7 +24,8 @@ class TrainConfig:
     pretrained: str = "none"  # none | vggface2 | casia-webface
     image_size: int = 96
     input_policy: str = "crop"
-    representation: str = "npr"  # rgb | npr (neighbouring-pixel residual) | rgb+npr (both, 6 channels)
+    # rgb | npr (neighbouring-pixel residual) | rgb+npr (both, 6 channels); a list: an ensemble, one model each
+    representation: str | tuple[str, ...] = "npr"
     augment: Augment = field(default_factory=Augment)
     synthetic: Synthetic = field(default_factory=Synthetic)
     epochs: int = 4
@@ -45,7 +46,14 @@ class TrainConfig:
     launcher: str = "python"  # how dvc.yaml starts the stage: python, or torchrun --nproc_per_node=N ...
 
     def __post_init__(self) -> None:
-        _ = self.input_spec  # validates size and policy
+        reps = self.representation
+        if isinstance(reps, (list, tuple)):
+            require(len(reps) >= 1 and len(set(reps)) == len(reps) and all(isinstance(r, str) for r in reps),
+                    f"train.representation is {list(reps)!r}; an ensemble lists distinct representations "
+                    "(e.g. [npr, rgb+npr]), one model each.")
+            object.__setattr__(self, "representation", reps[0] if len(reps) == 1 else tuple(reps))
+        for r in self.representations:
+            _ = InputSpec(image_size=self.image_size, policy=self.input_policy, representation=r)  # validates
         require(self.keep in KEEP, f"train.keep is {self.keep!r}; use best (the epoch of the best valid ROC-AUC) "
                 "or last (the final epoch).")
         require(self.schedule in SCHEDULES, f"train.schedule is {self.schedule!r}; use onecycle, cosine or constant.")
@@ -77,9 +85,27 @@ class TrainConfig:
         return self.lr * {"sqrt": math.sqrt(ratio), "linear": ratio, "none": 1.0}[self.lr_scaling]
 
     @property
+    def representations(self) -> tuple[str, ...]:
+        """One representation per model: one, or an ensemble's members'."""
+        r = self.representation
+        return (r,) if isinstance(r, str) else r
+
+    @property
+    def is_ensemble(self) -> bool:
+        """Whether ``representation`` lists several models, trained one after the other and averaged."""
+        return len(self.representations) > 1
+
+    def members(self) -> list["TrainConfig"]:
+        """One config per model of the ensemble (just this one for a single model): the same settings
+        with one representation each, so a member is exactly the model a single run of it trains."""
+        return [replace(self, representation=r) for r in self.representations]
+
+    @property
     def input_spec(self) -> InputSpec:
-        """How images become model inputs for this model (saved with it)."""
-        return InputSpec(image_size=self.image_size, policy=self.input_policy, representation=self.representation)
+        """How images become model inputs for this model (saved with it); an ensemble takes RGB and
+        each member represents it."""
+        rep = "rgb" if self.is_ensemble else self.representation
+        return InputSpec(image_size=self.image_size, policy=self.input_policy, representation=rep)
 
     def digest(self) -> str:
         """What a checkpoint must match to be resumed: the settings that change the arithmetic.

@@ -10,6 +10,10 @@ waits for the device: metrics stay there until the epoch ends.
 
 Nothing here knows MLflow: the train stage opens the run and passes an
 ``epoch_logger`` (anything with ``log_epoch(row)``) that receives each epoch's row.
+
+An ensemble (``train.representation`` a list) trains its members one after the other,
+each exactly as a single run of its representation would (:func:`train_ensemble`), then
+writes one model file of them all.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import torch
 from torch import nn
 
 from realfake.data.manifest import Manifest
-from realfake.detector.modelfile import save_model_file
+from realfake.detector.modelfile import save_ensemble_file, save_model_file
 from realfake.detector.network import build_model
 from realfake.detector.preprocess import Preprocessor, to_model_input
 from realfake.detector.scoring import (
@@ -39,7 +43,7 @@ from realfake.detector.scoring import (
     resolve_device,
 )
 from realfake.training import distributed
-from realfake.training.checkpoint import LAST, Best, Checkpoint, resumable
+from realfake.training.checkpoint import LAST, Best, Checkpoint, finished, member_dir, member_name, resumable
 from realfake.training.config import TrainConfig
 from realfake.training.data import EpochBatches, TrainImages, split_pixels, targets, train_loader
 
@@ -66,7 +70,8 @@ class TrainOutputs:
 
 @dataclass
 class TrainResult:
-    """The run's summary metrics, its per-epoch history, and the epoch it resumed after (0: a fresh run)."""
+    """The run's summary metrics, its per-epoch history, and the epoch it resumed after (0: a fresh run;
+    for an ensemble, the epochs of all its members that were not trained again)."""
 
     metrics: dict[str, float]
     history: pd.DataFrame
@@ -125,8 +130,84 @@ def train(
     ``packed_dir``: read the train and valid pixels from the packed store made by
     :func:`realfake.data.packed.prepare` instead of decoding the image files.
     ``run_id`` is recorded in checkpoints and the model file; ``dist`` is the
-    torchrun process group (joined from the environment when None).
+    torchrun process group (joined from the environment when None), left when training ends.
     """
+    dist = dist if dist is not None else distributed.from_env(resolve_device(cfg.device))
+    fit = train_ensemble if cfg.is_ensemble else train_model
+    result = fit(cfg, data, out, packed_dir=packed_dir, run_id=run_id, epoch_logger=epoch_logger, dist=dist,
+                 progress=progress, log=log)
+    distributed.shutdown(dist)
+    return result
+
+
+def train_ensemble(cfg: TrainConfig, data: Manifest, out: TrainOutputs, *, run_id: str | None,
+                   epoch_logger: EpochLogger | None, dist: distributed.Dist, log: Callable[[str], None],
+                   **kw: Any) -> TrainResult:
+    """Train each member (:meth:`TrainConfig.members`) into its own checkpoint folder, then write
+    ``out.model`` holding them all, and a history with a ``member`` column.
+
+    A member that the resumed run ``run_id`` already finished is kept, not trained again.
+    """
+    results: list[tuple[str, TrainResult]] = []
+    models: list[Path] = []
+    for i, member in enumerate(cfg.members()):
+        name, folder = member_name(i, member.representation), member_dir(out.checkpoints, i, member.representation)
+        mout = TrainOutputs(folder / "model.pt", folder, folder / "history.csv")
+        done = finished(folder, member, data.fingerprint, run_id) if mout.model.exists() else None
+        if distributed.broadcast_flag(done is not None, dist):  # rank 0's verdict holds for every rank
+            log(f"train: member {name} was finished earlier in this run; keeping it")
+            result = finished_result(done, mout.model) if done is not None else empty_result(0)
+        else:
+            log(f"train: member {name} ({i + 1} of {len(cfg.representations)})")
+            result = train_model(member, data, mout, run_id=run_id, dist=dist, log=log,
+                                 epoch_logger=MemberEpochs(epoch_logger, name) if epoch_logger else None, **kw)
+        results.append((name, result))
+        models.append(mout.model)
+    resumed = sum(r.resumed_from_epoch for _, r in results)
+    if not dist.is_main:
+        return empty_result(resumed, ["member", *HISTORY_COLUMNS])
+    save_ensemble_file(out.model, models, {"data_fingerprint": data.fingerprint, "keep": cfg.keep,
+                                           "run_id": run_id or ""})
+    hist = pd.concat([r.history.assign(member=name) for name, r in results], ignore_index=True)
+    hist = hist[["member", *HISTORY_COLUMNS]]
+    if out.history is not None:
+        out.history.parent.mkdir(parents=True, exist_ok=True)
+        hist.to_csv(out.history, index=False)
+    metrics = {f"{name}/{k}": v for name, r in results for k, v in r.metrics.items()}
+    return TrainResult(metrics=metrics, history=hist, resumed_from_epoch=resumed)
+
+
+def empty_result(resumed_from_epoch: int, columns=HISTORY_COLUMNS) -> TrainResult:
+    """What a rank other than 0 returns: no metrics, no history (rank 0 writes them)."""
+    return TrainResult(metrics={}, history=pd.DataFrame(columns=list(columns)), resumed_from_epoch=resumed_from_epoch)
+
+
+def finished_result(ckpt: Checkpoint, model_file: Path) -> TrainResult:
+    """The result of a member trained earlier in the run, from its final checkpoint and model file."""
+    from realfake.detector.network import load_state_dict
+
+    kept = load_state_dict(model_file, what="a member's model file", mmap=True)
+    hist = pd.DataFrame(ckpt.history, columns=list(HISTORY_COLUMNS))
+    return TrainResult(metrics=summary(ckpt.best, int(kept["epoch"]), float(kept["val_auc"]), len(hist)),
+                       history=hist, resumed_from_epoch=len(hist))
+
+
+class MemberEpochs:
+    """An ensemble member's epoch rows, to ``logger`` under the member's name (``1-npr/val_auc``)."""
+
+    def __init__(self, logger: EpochLogger, name: str):
+        self.logger, self.name = logger, name
+
+    def log_epoch(self, row: dict[str, float]) -> None:
+        """Pass the row on with every value but the epoch named after the member."""
+        self.logger.log_epoch({"epoch": row["epoch"], **{f"{self.name}/{k}": v for k, v in row.items()
+                                                         if k != "epoch"}})
+
+
+def train_model(cfg: TrainConfig, data: Manifest, out: TrainOutputs, *, packed_dir: Path | None,
+                run_id: str | None, epoch_logger: EpochLogger | None, dist: distributed.Dist, progress: bool,
+                log: Callable[[str], None]) -> TrainResult:
+    """Train one model (see :func:`train`); the process group stays joined."""
     s = set_up(cfg, data, packed_dir, dist)
     state = resume(s, out.checkpoints, data.fingerprint, log)
     for epoch in range(state.start_epoch, cfg.epochs):
@@ -286,12 +367,10 @@ def checkpoint(s: Session, state: Progress, epoch: int, complete: bool, data_fin
 
 
 def finish(s: Session, state: Progress, out: TrainOutputs, data_fingerprint: str, run_id: str | None) -> TrainResult:
-    """Rank 0 writes the history and the model file of the best epoch; every rank leaves the process group."""
+    """Rank 0 writes the history and the model file of the epoch ``keep`` names (the other ranks: nothing)."""
     distributed.barrier(s.dist)
     if not s.dist.is_main:
-        distributed.shutdown(s.dist)
-        return TrainResult(metrics={}, history=pd.DataFrame(columns=list(HISTORY_COLUMNS)),
-                           resumed_from_epoch=state.start_epoch)
+        return empty_result(state.start_epoch)
     hist = pd.DataFrame(state.history, columns=list(HISTORY_COLUMNS))
     if out.history is not None:
         out.history.parent.mkdir(parents=True, exist_ok=True)
@@ -302,10 +381,14 @@ def finish(s: Session, state: Progress, out: TrainOutputs, data_fingerprint: str
     save_model_file(out.model, kept.state, s.cfg.input_spec,
                     {"data_fingerprint": data_fingerprint, "epoch": kept.epoch, "keep": s.cfg.keep,
                      "val_auc": kept.auc, "run_id": run_id or ""})
-    distributed.shutdown(s.dist)
-    metrics = {"best_val_auc": best.auc, "best_epoch": best.epoch, "model_epoch": kept.epoch,
-               "model_val_auc": kept.auc, "epochs_run": len(state.history)}
-    return TrainResult(metrics=metrics, history=hist, resumed_from_epoch=state.start_epoch)
+    return TrainResult(metrics=summary(best, kept.epoch, kept.auc, len(state.history)), history=hist,
+                       resumed_from_epoch=state.start_epoch)
+
+
+def summary(best: Best, model_epoch: int, model_val_auc: float, epochs_run: int) -> dict[str, float]:
+    """A run's summary metrics: its best epoch by valid AUC, and the epoch its model file keeps."""
+    return {"best_val_auc": best.auc, "best_epoch": best.epoch, "model_epoch": model_epoch,
+            "model_val_auc": model_val_auc, "epochs_run": epochs_run}
 
 
 class LossReadout:
