@@ -268,3 +268,31 @@ def test_a_killed_ensemble_keeps_its_finished_member_and_resumes_the_next(manife
     again = train(TrainConfig.from_params(cfg), data, outputs(killed), run_id="another-run", progress=False,
                   log=logs.append)
     assert again.resumed_from_epoch == 0 and not any("keeping it" in line for line in logs)
+
+
+def test_the_train_stage_logs_an_ensemble_as_one_mlflow_run_with_each_members_curves(tiny_data, tmp_path,
+                                                                                      monkeypatch):
+    """The stage as `dvc repro` runs it: one run, each member's curves and summary named after the member."""
+    import json
+    from dataclasses import replace
+
+    import mlflow
+
+    from realfake.data.config import DataConfig
+    from realfake.data.packed import prepare
+    from realfake.mlops.tracking import read_run_id
+    from realfake.paths import Paths
+    from realfake.stages import train as train_stage
+
+    paths = replace(Paths().under(tmp_path), manifest=tiny_data.path, raw_dir=tiny_data.raw_dir)
+    prepare(tiny_data, paths.packed, log=lambda s: None)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    train_stage.run(TrainConfig(**{**TINY_TRAIN, "epochs": 1}, representation=ENSEMBLE), DataConfig(), paths)
+
+    metrics = mlflow.MlflowClient(uri).get_run(read_run_id(paths.run_info)).data.metrics
+    for member in ("1-npr", "2-rgb-npr"):
+        names = {f"curves/{member}/val_auc", f"train/{member}/model_epoch", f"train/{member}/best_val_auc"}
+        assert names <= set(metrics)
+    assert json.loads(paths.train_metrics.read_text())["2-rgb-npr/model_epoch"] == 1
+    assert len(load_model_file(paths.model)[0].members) == 2
