@@ -245,7 +245,7 @@ def model_scorer(model_path: Path, cfg: RobustnessConfig) -> Scorer:
 
 
 def run_robustness(
-    model: Path | Scorer,
+    model_path: Path,
     data: Manifest,
     heldout_dir: Path | None,
     threshold: float,
@@ -254,12 +254,12 @@ def run_robustness(
 ) -> Robustness:
     """Score the test split clean and under every perturbation, and each held-out family against its reals.
 
-    ``model`` is a model file, or any :data:`Scorer` (several models combined, in benchmarks/bench_ensemble.py).
+    ``model_path`` is a model file, a single model's or an ensemble's.
     """
     import pandas as pd
 
     t0 = time.perf_counter()
-    scorer = model if callable(model) else model_scorer(Path(model), cfg)
+    scorer = model_scorer(Path(model_path), cfg)
     test = data.rows("test")
     y = is_fake(test["label"])
     # Decoded once and kept for every perturbation, unless there are many or workers decode them.
