@@ -7,7 +7,7 @@ unchanged; a finished run's checkpoint is never resumed. It is a plain dict of
 tensors and numbers, read with ``torch.load(..., weights_only=True)``.
 
 An ensemble's members train one after the other, each with its own folder of
-checkpoints (:func:`member_dir`); a killed ensemble resumes in the member it was
+checkpoints (named by :func:`member_name`); a killed ensemble resumes in the member it was
 training, and keeps the members that run had already finished (:func:`finished`).
 """
 
@@ -93,9 +93,13 @@ class Checkpoint:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in blob.items() if k in names})
 
+    def of(self, cfg: TrainConfig, data_fingerprint: str) -> bool:
+        """Whether a run of ``cfg`` on data ``data_fingerprint`` wrote this checkpoint (finished or not)."""
+        return self.config_digest == cfg.digest() and self.data_fingerprint == data_fingerprint
+
     def resumes(self, cfg: TrainConfig, data_fingerprint: str) -> bool:
         """Whether a run of ``cfg`` on data ``data_fingerprint`` continues from here."""
-        return not self.complete and self.config_digest == cfg.digest() and self.data_fingerprint == data_fingerprint
+        return not self.complete and self.of(cfg, data_fingerprint)
 
 
 def resumable(checkpoint_dir: Path, cfg: TrainConfig, data_fingerprint: str) -> Checkpoint | None:
@@ -107,13 +111,9 @@ def resumable(checkpoint_dir: Path, cfg: TrainConfig, data_fingerprint: str) -> 
     return ckpt if ckpt.resumes(cfg, data_fingerprint) else None
 
 
-def member_dir(checkpoint_dir: Path, index: int, representation: str) -> Path:
-    """The checkpoint folder of an ensemble's member ``index`` (from 0): ``1-npr``, ``2-rgb-npr``, ..."""
-    return Path(checkpoint_dir) / member_name(index, representation)
-
-
 def member_name(index: int, representation: str) -> str:
-    """``1-npr``, ``2-rgb-npr``: a member's name in folders, history rows and metric names."""
+    """``1-npr``, ``2-rgb-npr``: an ensemble member's (``index`` from 0) checkpoint folder, history rows and
+    metric names."""
     return f"{index + 1}-{representation.replace('+', '-')}"
 
 
@@ -123,7 +123,7 @@ def resumable_run(checkpoint_dir: Path, cfg: TrainConfig, data_fingerprint: str)
     if not cfg.is_ensemble:
         return resumable(checkpoint_dir, cfg, data_fingerprint)
     for i, member in enumerate(cfg.members()):
-        ckpt = resumable(member_dir(checkpoint_dir, i, member.representation), member, data_fingerprint)
+        ckpt = resumable(Path(checkpoint_dir) / member_name(i, member.representation), member, data_fingerprint)
         if ckpt is not None:
             return ckpt
     return None
@@ -136,5 +136,4 @@ def finished(checkpoint_dir: Path, cfg: TrainConfig, data_fingerprint: str, run_
     if run_id is None or not last.exists():
         return None
     ckpt = Checkpoint.load(last)
-    ok = ckpt.complete and ckpt.config_digest == cfg.digest() and ckpt.data_fingerprint == data_fingerprint
-    return ckpt if ok and ckpt.run_id == run_id else None
+    return ckpt if ckpt.complete and ckpt.of(cfg, data_fingerprint) and ckpt.run_id == run_id else None

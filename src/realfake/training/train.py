@@ -43,7 +43,7 @@ from realfake.detector.scoring import (
     resolve_device,
 )
 from realfake.training import distributed
-from realfake.training.checkpoint import LAST, Best, Checkpoint, finished, member_dir, member_name, resumable
+from realfake.training.checkpoint import LAST, Best, Checkpoint, finished, member_name, resumable
 from realfake.training.config import TrainConfig
 from realfake.training.data import EpochBatches, TrainImages, split_pixels, targets, train_loader
 
@@ -151,8 +151,9 @@ def train_ensemble(cfg: TrainConfig, data: Manifest, out: TrainOutputs, *, run_i
     results: list[tuple[str, TrainResult]] = []
     models: list[Path] = []
     for i, member in enumerate(cfg.members()):
-        name, folder = member_name(i, member.representation), member_dir(out.checkpoints, i, member.representation)
-        mout = TrainOutputs(folder / "model.pt", folder, folder / "history.csv")
+        name = member_name(i, member.representation)
+        folder = out.checkpoints / name
+        mout = TrainOutputs(folder / "model.pt", folder)  # its history is in its checkpoint, and in ours
         done = finished(folder, member, data.fingerprint, run_id) if mout.model.exists() else None
         if distributed.broadcast_flag(done is not None, dist):  # rank 0's verdict holds for every rank
             log(f"train: member {name} was finished earlier in this run; keeping it")
@@ -170,9 +171,7 @@ def train_ensemble(cfg: TrainConfig, data: Manifest, out: TrainOutputs, *, run_i
                                            "run_id": run_id or ""})
     hist = pd.concat([r.history.assign(member=name) for name, r in results], ignore_index=True)
     hist = hist[["member", *HISTORY_COLUMNS]]
-    if out.history is not None:
-        out.history.parent.mkdir(parents=True, exist_ok=True)
-        hist.to_csv(out.history, index=False)
+    write_history(hist, out.history)
     metrics = {f"{name}/{k}": v for name, r in results for k, v in r.metrics.items()}
     return TrainResult(metrics=metrics, history=hist, resumed_from_epoch=resumed)
 
@@ -372,9 +371,7 @@ def finish(s: Session, state: Progress, out: TrainOutputs, data_fingerprint: str
     if not s.dist.is_main:
         return empty_result(state.start_epoch)
     hist = pd.DataFrame(state.history, columns=list(HISTORY_COLUMNS))
-    if out.history is not None:
-        out.history.parent.mkdir(parents=True, exist_ok=True)
-        hist.to_csv(out.history, index=False)
+    write_history(hist, out.history)
     best = state.best
     last = state.history[-1]
     kept = best if s.cfg.keep == "best" else Best.snapshot(float(last["val_auc"]), int(last["epoch"]), s.model)
@@ -383,6 +380,13 @@ def finish(s: Session, state: Progress, out: TrainOutputs, data_fingerprint: str
                      "val_auc": kept.auc, "run_id": run_id or ""})
     return TrainResult(metrics=summary(best, kept.epoch, kept.auc, len(state.history)), history=hist,
                        resumed_from_epoch=state.start_epoch)
+
+
+def write_history(hist: pd.DataFrame, path: Path | None) -> None:
+    """The per-epoch history as CSV at ``path`` (nowhere when None)."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        hist.to_csv(path, index=False)
 
 
 def summary(best: Best, model_epoch: int, model_val_auc: float, epochs_run: int) -> dict[str, float]:
