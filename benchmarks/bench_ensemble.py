@@ -38,7 +38,7 @@ def main() -> None:
     from realfake.detector.modelfile import save_ensemble_file
     from realfake.detector.network import load_state_dict
     from realfake.detector.preprocess import InputSpec
-    from realfake.evaluation.robustness import RobustnessConfig, run_robustness
+    from realfake.evaluation.robustness import RobustnessConfig, markdown_table, run_robustness
     from realfake.paths import PATHS
 
     paths = PATHS.under(args.workspace)
@@ -54,20 +54,10 @@ def main() -> None:
             columns[name] = run_robustness(model, data, paths.heldout_dir, 0.5, cfg, log=lambda s: None).metrics
             print(f"{name}: scored in {time.perf_counter() - t0:.0f} s", flush=True)
 
-    names = list(columns)
     specs = [InputSpec.from_dict(load_state_dict(m, mmap=True)["input"]) for m in args.models]  # the header only
     print("\nmodels: " + "; ".join(f"{m} ({s.representation}, {s.image_size} px {s.policy})"
                                    for m, s in zip(args.models, specs)))
-    print("| condition (test ROC-AUC) | " + " | ".join(names) + " |")
-    print("| --- |" + " ---: |" * len(names))
-    first = columns[names[0]]
-    rows = [("clean", lambda m: m["clean"]["auc"])]
-    rows += [(k, lambda m, k=k: m["perturbations"][k]["auc"]) for k in first["perturbations"]]
-    rows += [(f"held-out {f}", lambda m, f=f: m["cross_generator"]["families"][f]["auc"])
-             for f in first["cross_generator"]["families"]]
-    rows += [("**robust_mean_auc**", lambda m: m["robust_mean_auc"])]
-    for label, get in rows:
-        print(f"| {label} | " + " | ".join(f"{get(columns[n]):.3f}" for n in names) + " |")
+    print("\n".join(markdown_table(columns)))
 
 
 if __name__ == "__main__":

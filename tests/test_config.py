@@ -84,6 +84,10 @@ def test_unknown_and_bad_keys_are_named():
         TrainConfig(workers=-1)
     with pytest.raises(ConfigError, match="evaluate.batch_size must be a positive integer"):
         EvaluateConfig(batch_size=0)
+    with pytest.raises(ConfigError, match="evaluate.amp must be true or false, got 'yes'"):
+        EvaluateConfig(amp="yes")
+    with pytest.raises(ConfigError, match="robustness.amp must be true or false, got 1"):
+        RobustnessConfig(amp=1)
     with pytest.raises(ConfigError, match="prepare.workers must be a non-negative integer, got 'many'"):
         PrepareConfig.from_params({"workers": "many"})
 

@@ -118,16 +118,22 @@ def test_pretrained_weights_fill_the_rgb_channels_of_a_six_channel_stem(tmp_path
 
 
 def test_an_ensemble_file_takes_model_files_of_one_size_and_policy_only(tmp_path):
-    """Members fed differently sized crops cannot share one preprocessing: a clear error, nothing written."""
-    from realfake.detector.modelfile import save_ensemble_file, save_model_file
+    """Members fed differently sized crops or scoring windows cannot share one preprocessing: a clear
+    error, nothing written. The ensemble scores its members' window."""
+    from realfake.detector.modelfile import load_model_file, save_ensemble_file, save_model_file
     from realfake.detector.preprocess import InputSpec
 
     state = build_model("none", dropout=0.0).state_dict()
-    save_model_file(tmp_path / "a.pt", state, InputSpec(96, "crop", "npr"), {})
-    save_model_file(tmp_path / "b.pt", state, InputSpec(80, "crop", "rgb"), {})
-    with pytest.raises(RealfakeError, match="must share the image size and input policy.*train.image_size"):
-        save_ensemble_file(tmp_path / "ens.pt", [tmp_path / "a.pt", tmp_path / "b.pt"], {})
+    save_model_file(tmp_path / "a.pt", state, InputSpec(96, "crop", "npr", score_size=128), {})
+    save_model_file(tmp_path / "b.pt", state, InputSpec(80, "crop", "rgb", score_size=128), {})
+    save_model_file(tmp_path / "c.pt", state, InputSpec(96, "crop", "rgb"), {})
+    for other in ("b.pt", "c.pt"):
+        with pytest.raises(RealfakeError, match="must share the image size, input policy and scoring window.*"
+                                                "train.image_size, train.input_policy and train.score_size"):
+            save_ensemble_file(tmp_path / "ens.pt", [tmp_path / "a.pt", tmp_path / other], {})
+        assert not (tmp_path / "ens.pt").exists()
     save_ensemble_file(tmp_path / "ens.pt", [tmp_path / "a.pt", tmp_path / "a.pt"], {})
+    assert load_model_file(tmp_path / "ens.pt")[1] == InputSpec(96, "crop", "rgb", score_size=128)
     with pytest.raises(RealfakeError, match="is not a single realfake model file.*realfake-ensemble/1"):
         save_ensemble_file(tmp_path / "nested.pt", [tmp_path / "ens.pt", tmp_path / "a.pt"], {})
     assert not (tmp_path / "nested.pt").exists()

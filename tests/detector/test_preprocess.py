@@ -194,3 +194,31 @@ def test_rgb_plus_npr_is_both_as_six_channels(tmp_path, photo):
     assert InputSpec(96, "crop", representation="npr").channels == 3
     with pytest.raises(RealfakeError, match=r"npr representation works on 2x2 blocks"):
         InputSpec(81, "crop", representation="rgb+npr")
+
+
+def test_scoring_takes_the_score_size_window_and_training_the_image_size_crop(photo):
+    """A model trained on 96 px crops scores the centred 192 px window (more pixels, more evidence);
+    both are exact pixels of the image, on the JPEG grid, and scoring pixels are a writable copy."""
+    spec = InputSpec(96, "crop", representation="npr", score_size=192)
+    assert spec.window == 192 and InputSpec(96, "crop").window == 96
+    pre = Preprocessor(spec, Augment(hflip=False, jpeg_prob=0.0))
+    arr = np.asarray(photo)  # 256 x 256, read-only
+    for img in (photo, arr):
+        assert np.array_equal(pre.pixels(img), arr[32:224, 32:224])
+    assert pre.pixels(arr).flags.writeable
+    assert np.array_equal(pre.pixels(np.asarray(photo)[:192, :192]), arr[:192, :192])  # a whole-image window
+    crop = pre.train_pixels(arr, np.random.default_rng(0))
+    assert crop.shape == (96, 96, 3)
+    assert InputSpec.from_dict(spec.to_dict()) == spec
+    assert InputSpec.from_dict({"image_size": 96, "policy": "crop"}).window == 96  # older model files
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    (dict(score_size=80), r"score_size is 80; it must be an integer >= image_size \(96\)"),
+    (dict(score_size=128, policy="resize"), r"score_size is 128 with input policy 'resize'.*Set score_size to null"),
+    (dict(score_size=129, representation="npr"), r"score_size is 129; the npr representation .* even \(use 130\)"),
+])
+def test_a_score_size_the_model_cannot_take_is_a_clear_error(kwargs, message):
+    args = dict(image_size=96, policy="crop", representation="rgb") | kwargs
+    with pytest.raises(RealfakeError, match=message):
+        InputSpec(**args)

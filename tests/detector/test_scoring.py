@@ -27,3 +27,19 @@ def test_amp_on_the_cpu_is_bf16_only_where_the_cpu_computes_bf16(monkeypatch, na
         assert conv(x).dtype == torch.float32
     assert amp_dtype(CPU, False) is None and memory_format(CPU, False) == torch.contiguous_format
 
+
+
+@pytest.mark.parametrize("amp", [True, False])
+def test_scoring_runs_in_bf16_and_channels_last_only_when_asked(monkeypatch, amp):
+    """evaluate.amp / robustness.amp: the scoring loop autocasts and lays inputs out for oneDNN's bf16 kernels."""
+    monkeypatch.setattr(scoring, "cpu_has_bf16", lambda: True)
+    seen = []
+
+    class Probe(nn.Module):
+        def forward(self, x):
+            seen.append((torch.is_autocast_enabled("cpu"), x.is_contiguous(memory_format=torch.channels_last)))
+            return x.mean(dim=(1, 2, 3))[:, None]
+
+    pixels = torch.randint(0, 256, (2, 8, 8, 3), dtype=torch.uint8)
+    logits = scoring.predict_logits(Probe(), [pixels], CPU, amp)
+    assert seen == [(amp, amp)] and logits.shape == (2,)

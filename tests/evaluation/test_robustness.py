@@ -194,6 +194,20 @@ def test_an_ensemble_file_is_scored_like_a_model_file(trained, tiny_sample, tmp_
     pd.testing.assert_frame_equal(by_ensemble.families, by_model.families, check_exact=False, atol=1e-6)
 
 
+def test_markdown_table_puts_each_model_in_a_column_and_each_condition_in_a_row():
+    """What bench_ensemble.py and bench_score_size.py print (and the README's tables are pasted from)."""
+    from realfake.evaluation.robustness import markdown_table
+
+    def metrics(clean, blur, family, mean):
+        return {"clean": {"auc": clean}, "perturbations": {"blur_s1": {"auc": blur}},
+                "cross_generator": {"families": {"bicubic": {"auc": family}}}, "robust_mean_auc": mean}
+
+    lines = markdown_table({"96 px": metrics(1.0, 0.8541, 0.77, 0.9115), "192 px": metrics(1.0, 0.907, None, 0.9194)})
+    assert lines == ["| condition (test ROC-AUC) | 96 px | 192 px |", "| --- | ---: | ---: |",
+                     "| clean | 1.000 | 1.000 |", "| blur_s1 | 0.854 | 0.907 |",
+                     "| held-out bicubic | 0.770 | n/a |", "| **robust_mean_auc** | 0.912 | 0.919 |"]
+
+
 def test_clean_row_matches_the_evaluate_stage(trained, tiny_sample):
     import torch
 

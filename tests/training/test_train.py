@@ -44,9 +44,17 @@ def test_keep_last_saves_the_final_epoch_whatever_its_valid_auc(manifest, tiny_s
 
     aucs = iter([0.9, 0.6])  # the valid AUC falls after epoch 1: best is epoch 1, last is epoch 2
     real_validate = training.validate
-    monkeypatch.setattr(training, "validate", lambda s: {**real_validate(s), "auc": next(aucs)})
-    result = run_train(TrainConfig(**TINY_TRAIN, keep="last"), manifest, tiny_sample, tmp_path)
-    model, _, info = load_model_file(tmp_path / "model.pt")
+    windows = set()
+
+    def validate(s):
+        windows.add(tuple(next(iter(s.val_dl)).shape[1:3]))
+        return {**real_validate(s), "auc": next(aucs)}
+
+    monkeypatch.setattr(training, "validate", validate)
+    result = run_train(TrainConfig(**{**TINY_TRAIN, "score_size": 128}, keep="last"), manifest, tiny_sample, tmp_path)
+    model, spec, info = load_model_file(tmp_path / "model.pt")
+    # The model file scores the 128 px window; validation during training took the 80 px training crop.
+    assert (spec.image_size, spec.window, windows) == (80, 128, {(80, 80)})
     ckpt = Checkpoint.load(tmp_path / "checkpoints" / "last.pt")
     assert result.metrics["best_epoch"] == ckpt.best_epoch == 1 and result.metrics["best_val_auc"] == 0.9
     assert info["keep"] == "last" and info["epoch"] == result.metrics["model_epoch"] == 2
@@ -160,6 +168,10 @@ def test_config_errors_are_clear():
     ens = TrainConfig.from_params({"representation": ["npr", "rgb+npr"]})
     assert ens.is_ensemble and [m.representation for m in ens.members()] == ["npr", "rgb+npr"]
     assert ens.members()[0].digest() == TrainConfig(representation="npr").digest()  # a member is a single run
+    with pytest.raises(RealfakeError, match=r"score_size is 64; it must be an integer >= image_size \(96\)"):
+        TrainConfig.from_params({"score_size": 64})
+    # The scoring window changes no arithmetic of training: a checkpoint of either resumes.
+    assert TrainConfig(score_size=None).digest() == TrainConfig().digest() != TrainConfig(image_size=80).digest()
 
 
 @pytest.mark.slow
@@ -239,7 +251,7 @@ def test_an_ensemble_is_its_members_single_runs_scored_as_one_model_by_their_mea
         want = torch.stack([m(to_model_input(pixels, cpu, r)) for m, r in zip(model.members, ENSEMBLE)]).mean(0)
     torch.testing.assert_close(got, want)
     assert not torch.allclose(want, model.members[0](to_model_input(pixels, cpu, "npr")).detach())
-    p = Detector(tmp_path / "ens" / "model.pt").p_fake(ImageFiles(files))
+    p = Detector(tmp_path / "ens" / "model.pt", amp=False).p_fake(ImageFiles(files))  # float32, as got
     np.testing.assert_allclose(p, sigmoid(got.squeeze(1).numpy()), rtol=1e-5)
     # Grad-CAM weighs every member's layer
     maps = gradcam_maps(model, to_model_input(pixels, cpu, spec.representation))

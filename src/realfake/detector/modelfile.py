@@ -54,12 +54,15 @@ def save_ensemble_file(path: Path, members: list[Path], extra: dict[str, Any]) -
 
 
 def ensemble_spec(specs: list[InputSpec], source: str) -> InputSpec:
-    """What an ensemble of members with ``specs`` takes: RGB, at their common size and policy."""
-    if len({(s.image_size, s.policy) for s in specs}) != 1:
-        raise RealfakeError(f"{source}: an ensemble's members must share the image size and input policy "
-                            f"(got {[(s.image_size, s.policy) for s in specs]}); train them with the same "
-                            "train.image_size and train.input_policy.")
-    return InputSpec(image_size=specs[0].image_size, policy=specs[0].policy, representation="rgb")
+    """What an ensemble of members with ``specs`` takes: RGB, at their common size, policy and scoring window."""
+    shapes = [(s.image_size, s.policy, s.window) for s in specs]
+    if len(set(shapes)) != 1:
+        raise RealfakeError(f"{source}: an ensemble's members must share the image size, input policy and "
+                            f"scoring window (got {shapes} as (image_size, policy, window)); train them with the "
+                            "same train.image_size, train.input_policy and train.score_size.")
+    first = specs[0]
+    return InputSpec(image_size=first.image_size, policy=first.policy, representation="rgb",
+                     score_size=first.score_size)
 
 
 def load_model_file(path: Path) -> tuple[nn.Module, InputSpec, dict[str, Any]]:

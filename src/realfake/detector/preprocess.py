@@ -16,9 +16,12 @@ pattern and little content; RGB keeps what a re-compression leaves of the rest.
 
 Input policies:
 
-- ``crop``: take an ``image_size`` window without resampling (centre for
-  evaluation, random for training). Generator fingerprints live in the
-  highest frequencies, and resizing smooths them away; cropping keeps them.
+- ``crop``: take a window without resampling: a random ``image_size`` one for
+  training, the centred ``score_size`` one (default: ``image_size``) for scoring.
+  Generator fingerprints live in the highest frequencies, and resizing smooths
+  them away; cropping keeps them. The network is fully convolutional (global
+  average pooling), so it scores a larger window than it trained on, and more
+  pixels are more evidence once a perturbation has weakened the trace.
 - ``resize``: resample the whole image to ``image_size`` (bilinear, with
   antialiasing), as the original notebook did.
 """
@@ -57,6 +60,8 @@ class InputSpec:
     image_size: int
     policy: str = "crop"
     representation: str = "rgb"
+    #: The centred window scoring takes (``crop`` only); None: ``image_size``, the training crop.
+    score_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -75,6 +80,29 @@ class InputSpec:
                 f"image_size is {self.image_size}; the npr representation works on 2x2 blocks, so it must be even "
                 f"(use {self.image_size + 1})."
             )
+        if self.score_size is not None:
+            self._check_score_size()
+
+    def _check_score_size(self) -> None:
+        s = self.score_size
+        if not isinstance(s, int) or isinstance(s, bool) or s < self.image_size:
+            raise RealfakeError(
+                f"score_size is {s!r}; it must be an integer >= image_size ({self.image_size}), the window "
+                "scoring takes, or null for image_size itself."
+            )
+        if self.policy != "crop" and s != self.image_size:
+            raise RealfakeError(
+                f"score_size is {s} with input policy {self.policy!r}; a larger scoring window needs the crop "
+                "policy (resize fits the whole image to image_size). Set score_size to null."
+            )
+        if "npr" in self.representation and s % 2:
+            raise RealfakeError(f"score_size is {s}; the npr representation works on 2x2 blocks, so it must be "
+                                f"even (use {s + 1}).")
+
+    @property
+    def window(self) -> int:
+        """The side of the square scoring fits an image to: ``score_size``, else ``image_size``."""
+        return self.image_size if self.score_size is None else self.score_size
 
     @property
     def channels(self) -> int:
@@ -89,18 +117,22 @@ class InputSpec:
     def from_dict(cls, d: dict[str, Any]) -> "InputSpec":
         """As read from a model file."""
         # Model files written before representations existed saw RGB.
+        # Model files written before score_size scored the training crop.
+        score = d.get("score_size")
         return cls(image_size=int(d["image_size"]), policy=str(d["policy"]),
-                   representation=str(d.get("representation", "rgb")))
+                   representation=str(d.get("representation", "rgb")),
+                   score_size=None if score is None else int(score))
 
 
-def fit(img: Image.Image, spec: InputSpec, offset: tuple[int, int] | None = None) -> Image.Image:
-    """Fit an RGB image to ``spec.image_size`` square by the input policy.
+def fit(img: Image.Image, spec: InputSpec, offset: tuple[int, int] | None = None,
+        size: int | None = None) -> Image.Image:
+    """Fit an RGB image to a ``size`` square (default ``spec.window``, scoring's) by the input policy.
 
     ``crop`` takes the window at ``offset`` (left, top), centred (on the JPEG
     grid) when None; an image smaller than the window is first scaled up so its
     shorter side fits.
     """
-    size = spec.image_size
+    size = spec.window if size is None else size
     if spec.policy == "resize":
         return img.resize((size, size), Image.BILINEAR, reducing_gap=None)
     w, h = img.size
@@ -118,15 +150,15 @@ def centre_offset(w: int, h: int, size: int) -> tuple[int, int]:
 
 
 def fit_array(arr: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """:func:`fit` on decoded HxWx3 uint8 pixels (the packed store), to HxWx3 uint8.
+    """:func:`fit` on decoded HxWx3 uint8 pixels (the packed store), to HxWx3 uint8 (a new array).
 
     A crop is a slice, with no round trip through PIL; anything else goes through :func:`fit`.
     """
     h, w = arr.shape[:2]
-    size = spec.image_size
+    size = spec.window
     if spec.policy == "crop" and min(w, h) >= size:
         left, top = centre_offset(w, h, size)
-        return np.ascontiguousarray(arr[top : top + size, left : left + size])
+        return np.array(arr[top : top + size, left : left + size])  # a copy even of the whole (read-only) array
     return np.array(fit(Image.fromarray(arr), spec))
 
 
@@ -263,7 +295,7 @@ class Preprocessor:
         return self.pixels(load_rgb(source, name))
 
     def pixels(self, img: Image.Image | np.ndarray) -> np.ndarray:
-        """The evaluation fit (centre crop or resize) as HxWx3 uint8."""
+        """The scoring fit (the centred ``spec.window`` crop, or the resize) as HxWx3 uint8."""
         if isinstance(img, np.ndarray):
             return fit_array(img, self.spec)
         return np.array(fit(img, self.spec))
@@ -293,7 +325,7 @@ class Preprocessor:
             left, top = offset
             out = arr[top : top + size, left : left + size]
             return np.ascontiguousarray(out[:, ::-1] if flip else out)
-        img = fit(img, self.spec, offset)
+        img = fit(img, self.spec, offset, size)
         if flip:
             img = img.transpose(Image.FLIP_LEFT_RIGHT)
         return np.array(img)

@@ -91,12 +91,14 @@ def batches(ds: Dataset, batch_size: int, workers: int, device: torch.device, pe
 @torch.no_grad()
 def predict_logits(model: nn.Module, pixel_batches, device: torch.device, amp: bool = False,
                    representation: str = "rgb") -> np.ndarray:
-    """Logits for every uint8 pixel batch, gathered on the device and copied to the host once."""
+    """Logits for every uint8 pixel batch, gathered on the device and copied to the host once; in bf16
+    where ``amp`` (:func:`autocast`), the inputs laid out as :func:`memory_format` says."""
     model.eval()
     outs = []
+    layout = memory_format(device, amp)
     for x in pixel_batches:
         with autocast(device, amp):
-            outs.append(model(to_model_input(x, device, representation)).float().squeeze(1))
+            outs.append(model(to_model_input(x, device, representation, layout)).float().squeeze(1))
     return torch.cat(outs).cpu().numpy() if outs else np.zeros(0)
 
 
@@ -107,9 +109,11 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 def p_fake(model: nn.Module, images: Sequence, preprocessor: Preprocessor, device: torch.device, batch_size: int,
            workers: int = 0, transform: Callable[[Any, int], Any] | None = None, amp: bool = False) -> np.ndarray:
-    """p_fake of every image (PIL images or decoded arrays, optionally transformed), in order."""
+    """p_fake of every image (PIL images or decoded arrays, optionally transformed), in order; ``amp``:
+    in mixed precision where the device has it (:func:`amp_dtype`)."""
     ds = ScoringImages(images, preprocessor, transform)
-    logits = predict_logits(model.to(device), batches(ds, batch_size, workers, device), device, amp,
+    model = model.to(device, memory_format=memory_format(device, amp))
+    logits = predict_logits(model, batches(ds, batch_size, workers, device), device, amp,
                             preprocessor.spec.representation)
     return sigmoid(logits)
 
@@ -127,9 +131,14 @@ def binary_metrics(logits: np.ndarray, targets: np.ndarray) -> dict[str, float]:
 
 
 class Detector:
-    """A trained model with its preprocessing and decision threshold: p_fake and a verdict per image."""
+    """A trained model with its preprocessing and decision threshold: p_fake and a verdict per image.
 
-    def __init__(self, model_path: Path, threshold: float = 0.5, device: str = "cpu", batch_size: int = 32):
+    ``amp``: score in bf16 where the device does it natively, as the evaluate and robustness stages do
+    by default (``evaluate.amp``), so a served verdict is the one the reported figures describe.
+    """
+
+    def __init__(self, model_path: Path, threshold: float = 0.5, device: str = "cpu", batch_size: int = 32,
+                 amp: bool = True):
         from realfake.detector.modelfile import load_model_file
 
         model, spec, self.info = load_model_file(Path(model_path))
@@ -138,6 +147,7 @@ class Detector:
         self.model = model.to(self.device)
         self.threshold = float(threshold)
         self.batch_size = batch_size
+        self.amp = amp
 
     @property
     def spec(self):
@@ -146,7 +156,7 @@ class Detector:
 
     def p_fake(self, images: Sequence) -> np.ndarray:
         """p_fake of each image (a PIL image, or decoded HxWx3 uint8 pixels), fitted to the model's input."""
-        return p_fake(self.model, images, self.preprocessor, self.device, self.batch_size)
+        return p_fake(self.model, images, self.preprocessor, self.device, self.batch_size, amp=self.amp)
 
     def label(self, p: np.ndarray) -> np.ndarray:
         """``fake`` where p_fake reaches the threshold, else ``real``."""

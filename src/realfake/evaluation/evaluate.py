@@ -35,8 +35,10 @@ class EvaluateConfig:
     batch_size: int = 64
     gallery_size: int = 16  # most confidently wrong test images shown in errors.png
     device: str = "auto"
+    amp: bool = True  # score in bf16 where the device does it natively (CUDA, AMX/AVX-512 BF16 CPUs)
 
     def __post_init__(self) -> None:
+        require(isinstance(self.amp, bool), f"evaluate.amp must be true or false, got {self.amp!r}.")
         require(self.threshold_rule in THRESHOLD_RULES,
                 f"evaluate.threshold_rule is {self.threshold_rule!r}; use one of {', '.join(THRESHOLD_RULES)}.")
         require(is_int(self.batch_size) and self.batch_size >= 1,
@@ -48,10 +50,11 @@ class EvaluateConfig:
         return build_config(cls, params, "evaluate")
 
 
-def score_split(model, spec, data: Manifest, split: str, batch_size: int, device: str = "auto") -> np.ndarray:
+def score_split(model, spec, data: Manifest, split: str, batch_size: int, device: str = "auto",
+                amp: bool = True) -> np.ndarray:
     """p_fake of every image of ``split``, decoded from the files, in manifest order."""
     images = ImageFiles(data.files(data.rows(split)))
-    return p_fake(model, images, Preprocessor(spec), resolve_device(device), batch_size)
+    return p_fake(model, images, Preprocessor(spec), resolve_device(device), batch_size, amp=amp)
 
 
 @dataclass
@@ -69,8 +72,8 @@ def evaluate(model_path: Path, data: Manifest, cfg: EvaluateConfig) -> Evaluatio
     model, spec, extra = load_model_file(model_path)
     valid, test = data.rows("valid"), data.rows("test")
     y_valid, y_test = is_fake(valid["label"]), is_fake(test["label"])
-    p_valid = score_split(model, spec, data, "valid", cfg.batch_size, cfg.device)
-    p_test = score_split(model, spec, data, "test", cfg.batch_size, cfg.device)
+    p_valid = score_split(model, spec, data, "valid", cfg.batch_size, cfg.device, cfg.amp)
+    p_test = score_split(model, spec, data, "test", cfg.batch_size, cfg.device, cfg.amp)
     threshold = choose_threshold(y_valid, p_valid, cfg.threshold_rule, cfg.threshold)
     metrics = {
         "threshold": threshold,

@@ -142,9 +142,11 @@ class RobustnessConfig:
     batch_size: int = 64
     workers: int = 0  # DataLoader processes (decode + perturb); 0 = in the stage's process, images cached
     device: str = "auto"
+    amp: bool = True  # score in bf16 where the device does it natively (CUDA, AMX/AVX-512 BF16 CPUs)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "perturbations", parse_perturbations(self.perturbations))
+        require(isinstance(self.amp, bool), f"robustness.amp must be true or false, got {self.amp!r}.")
         require(is_int(self.seed) and self.seed >= 0,
                 f"robustness.seed must be a non-negative integer, got {self.seed!r}.")
         require(is_int(self.batch_size) and self.batch_size >= 1,
@@ -239,7 +241,7 @@ def model_scorer(model_path: Path, cfg: RobustnessConfig) -> Scorer:
     device = resolve_device(cfg.device)
 
     def score(images: Sequence, transform: Any = None) -> np.ndarray:
-        return p_fake(model, images, Preprocessor(spec), device, cfg.batch_size, cfg.workers, transform)
+        return p_fake(model, images, Preprocessor(spec), device, cfg.batch_size, cfg.workers, transform, cfg.amp)
 
     return score
 
@@ -371,6 +373,23 @@ def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     flat = {f"robust/{k}": v for k, v in flatten(robust, sep="_").items()}
     flat.update({f"heldout/{k}": v for k, v in flatten(heldout, sep="_").items()})
     return {k: float(v) for k, v in flat.items() if v is not None}
+
+
+def markdown_table(columns: dict[str, dict[str, Any]]) -> list[str]:
+    """The robustness metrics of several models (or settings), one column each, as Markdown table lines:
+    clean, every perturbation, every held-out family and the robust mean, test ROC-AUC to 3 decimals."""
+    names = list(columns)
+    first = columns[names[0]]
+    rows = [("clean", lambda m: m["clean"]["auc"])]
+    rows += [(k, lambda m, k=k: m["perturbations"][k]["auc"]) for k in first["perturbations"]]
+    rows += [(f"held-out {f}", lambda m, f=f: m["cross_generator"]["families"][f]["auc"])
+             for f in first["cross_generator"]["families"]]
+    rows += [("**robust_mean_auc**", lambda m: m["robust_mean_auc"])]
+    lines = ["| condition (test ROC-AUC) | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
+    for label, get in rows:
+        lines.append(f"| {label} | " + " | ".join("n/a" if get(columns[n]) is None else f"{get(columns[n]):.3f}"
+                                                  for n in names) + " |")
+    return lines
 
 
 def write_reports(result: Robustness, out_dir: Path) -> dict[str, Path]:

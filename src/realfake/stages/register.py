@@ -84,5 +84,5 @@ def rescore(model_uri: str, figure: str, rescoring: Rescoring) -> float:
             result = run_robustness(weights, data, heldout, rescoring.threshold, cfg, log=lambda s: None)
             return float(result.metrics["robust_mean_auc"])
         model, spec, _ = load_model_file(weights)
-        p = score_split(model, spec, data, "test", batch_size=64, device="cpu")
+        p = score_split(model, spec, data, "test", batch_size=64, device="cpu", amp=rescoring.robust_cfg.amp)
         return float(roc_auc_score(is_fake(data.rows("test")["label"]), p))

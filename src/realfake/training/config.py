@@ -24,6 +24,7 @@ class TrainConfig:
     pretrained: str = "none"  # none | vggface2 | casia-webface
     image_size: int = 96
     input_policy: str = "crop"
+    score_size: int | None = 192  # the centred window scoring takes (crop policy); None: image_size
     # rgb | npr (neighbouring-pixel residual) | rgb+npr (both, 6 channels); a list: an ensemble, one model each
     representation: str | tuple[str, ...] = "npr"
     augment: Augment = field(default_factory=Augment)
@@ -53,7 +54,8 @@ class TrainConfig:
                     "(e.g. [npr, rgb+npr]), one model each.")
             object.__setattr__(self, "representation", reps[0] if len(reps) == 1 else tuple(reps))
         for r in self.representations:
-            _ = InputSpec(image_size=self.image_size, policy=self.input_policy, representation=r)  # validates
+            _ = InputSpec(image_size=self.image_size, policy=self.input_policy, representation=r,
+                          score_size=self.score_size)  # validates
         require(self.keep in KEEP, f"train.keep is {self.keep!r}; use best (the epoch of the best valid ROC-AUC) "
                 "or last (the final epoch).")
         require(self.schedule in SCHEDULES, f"train.schedule is {self.schedule!r}; use onecycle, cosine or constant.")
@@ -105,14 +107,17 @@ class TrainConfig:
         """How images become model inputs for this model (saved with it); an ensemble takes RGB and
         each member represents it."""
         rep = "rgb" if self.is_ensemble else self.representation
-        return InputSpec(image_size=self.image_size, policy=self.input_policy, representation=rep)
+        return InputSpec(image_size=self.image_size, policy=self.input_policy, representation=rep,
+                         score_size=self.score_size)
 
     def digest(self) -> str:
         """What a checkpoint must match to be resumed: the settings that change the arithmetic.
 
-        How the stage is launched, how many loader processes it uses and whether the step
-        is compiled do not, so a killed run may resume under another number of torchrun
-        processes, or compiled where it was not.
+        How the stage is launched, how many loader processes it uses, whether the step
+        is compiled and the window the model file scores (validation takes the training crop)
+        do not, so a killed run may resume under another number of torchrun processes, or
+        compiled where it was not.
         """
-        settings = {k: v for k, v in asdict(self).items() if k not in ("launcher", "workers", "compile")}
+        settings = {k: v for k, v in asdict(self).items()
+                    if k not in ("launcher", "workers", "compile", "score_size")}
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]

@@ -19,7 +19,7 @@ writes one model file of them all.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -246,7 +246,10 @@ def set_up(cfg: TrainConfig, data: Manifest, packed_dir: Path | None, dist: dist
     pre = Preprocessor(cfg.input_spec, cfg.augment)
     train_ds = TrainImages(split_pixels(data, "train", packed_dir), targets(data, "train"), pre, cfg.seed,
                            cfg.synthetic)
-    val_ds = ScoringImages(split_pixels(data, "valid", packed_dir), pre)
+    # Validation scores the training crop, not the model file's score_size window: the per-epoch figure
+    # (and keep: best) stays as cheap as the crop, and the evaluate stage scores the window.
+    val_pre = Preprocessor(replace(cfg.input_spec, score_size=None))
+    val_ds = ScoringImages(split_pixels(data, "valid", packed_dir), val_pre)
     sampler = EpochBatches(len(train_ds), cfg.batch_size, cfg.seed, dist.rank, dist.world)
 
     model = build_model(cfg.pretrained, dropout=cfg.dropout, in_channels=cfg.input_spec.channels)
