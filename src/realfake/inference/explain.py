@@ -2,7 +2,7 @@
 
 Uses the maintained ``grad-cam`` library (pytorch_grad_cam). The target layer
 is the end of the first Inception-ResNet stage (``repeat_1``): later layers are
-1x1 to 3x3 at the input sizes used here (96-160 px), too coarse to show
+1x1 to 4x4 at the scoring windows used here (96-192 px), too coarse to show
 anything, while generator fingerprints are local, high-frequency evidence.
 The target is the model's single logit, i.e. evidence *for fake*; for an ensemble,
 the mean logit, with one map per member averaged.
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-#: Explanation PNGs are scaled up by this factor so a 96-px crop is readable.
+#: Explanation PNGs are scaled up by this factor so a 96-px crop is readable (a 192-px window becomes 576 px).
 UPSCALE = 3
 
 
