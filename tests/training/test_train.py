@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers.training import RUN_ID, TINY_TRAIN, kill_after_epoch_1, run_train, train_process
+from helpers.training import RUN_ID, TINY_TRAIN, kill_after_epoch_1, outputs, run_train, train_process
 from realfake.data.manifest import Manifest
 from realfake.detector.modelfile import load_model_file
 from realfake.errors import ConfigError, RealfakeError
 from realfake.training.checkpoint import Checkpoint, finished, resumable_run
 from realfake.training.config import TrainConfig
-from realfake.training.train import HISTORY_COLUMNS
+from realfake.training.train import HISTORY_COLUMNS, train
 
 
 @pytest.fixture
@@ -63,6 +63,26 @@ def test_keep_last_saves_the_final_epoch_whatever_its_valid_auc(manifest, tiny_s
     assert not all(torch.equal(v, ckpt.best_state[k]) for k, v in model.state_dict().items())  # ... not epoch 1's
     with pytest.raises(ConfigError, match="train.keep is 'worst'; use best"):
         TrainConfig(**TINY_TRAIN, keep="worst")
+
+
+def test_early_stopping_ends_the_run_after_patience_epochs_without_a_valid_auc_gain(manifest, tiny_sample, tmp_path,
+                                                                                   monkeypatch):
+    """train.early_stopping_patience: 1 stops at the first epoch that does not beat the best; the checkpoint is
+    complete (a rerun does not resume it) and keep: best saves the best epoch."""
+    import realfake.training.train as training
+
+    aucs = iter([0.9, 0.8, 0.95, 0.99])  # epoch 2 is no gain: stop there, never see epochs 3 and 4
+    real_validate = training.validate
+    monkeypatch.setattr(training, "validate", lambda s: {**real_validate(s), "auc": next(aucs)})
+    logged: list[str] = []
+    cfg = TrainConfig(**{**TINY_TRAIN, "epochs": 4}, early_stopping_patience=1, keep="best")
+    result = train(cfg, Manifest(manifest, tiny_sample), outputs(tmp_path), progress=False, log=logged.append)
+    assert list(pd.read_csv(tmp_path / "history.csv")["epoch"]) == [1, 2]
+    assert any("no validation AUC gain for 1 epochs; stopping early" in line for line in logged)
+    ckpt = Checkpoint.load(tmp_path / "checkpoints" / "last.pt")
+    assert ckpt.complete and ckpt.epoch == 2
+    _, _, info = load_model_file(tmp_path / "model.pt")
+    assert info["epoch"] == result.metrics["best_epoch"] == 1 and info["val_auc"] == 0.9
 
 
 def assert_same_weights(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
