@@ -61,11 +61,10 @@ def main() -> None:
             print(f"{name}: scored in {seconds[name]:.0f} s, robust mean {columns[name]['robust_mean_auc']:.4f}",
                   flush=True)
 
-    names = list(columns)
     print(f"\nmodel: {args.model} ({spec.representation}, trained on {spec.image_size} px {spec.policy}s); "
           f"{'float32' if args.no_amp else 'amp'} scoring")
     print("\n".join(markdown_table(columns)))
-    print("| robustness s | " + " | ".join(f"{seconds[n]:.0f}" for n in names) + " |")
+    print("| robustness s | " + " | ".join(f"{t:.0f}" for t in seconds.values()) + " |")
 
 
 if __name__ == "__main__":

@@ -387,8 +387,8 @@ def markdown_table(columns: dict[str, dict[str, Any]]) -> list[str]:
     rows += [("**robust_mean_auc**", lambda m: m["robust_mean_auc"])]
     lines = ["| condition (test ROC-AUC) | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
     for label, get in rows:
-        lines.append(f"| {label} | " + " | ".join("n/a" if get(columns[n]) is None else f"{get(columns[n]):.3f}"
-                                                  for n in names) + " |")
+        cells = (get(m) for m in columns.values())
+        lines.append(f"| {label} | " + " | ".join("n/a" if c is None else f"{c:.3f}" for c in cells) + " |")
     return lines
 
 
