@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from helpers.images import jpeg_bytes, random_photo
 from realfake.data.layout import image_root
@@ -194,6 +194,24 @@ def test_rgb_plus_npr_is_both_as_six_channels(tmp_path, photo):
     assert InputSpec(96, "crop", representation="npr").channels == 3
     with pytest.raises(RealfakeError, match=r"npr representation works on 2x2 blocks"):
         InputSpec(81, "crop", representation="rgb+npr")
+
+
+def test_npr_norm_is_the_residual_at_unit_rms_per_image_whatever_its_amplitude(photo):
+    from realfake.detector.preprocess import neighbouring_pixel_residual
+
+    sharp = np.array(photo)
+    soft = np.array(photo.filter(ImageFilter.GaussianBlur(1.0)))
+    flat = np.full_like(sharp, 90)
+    x = to_model_input(torch.from_numpy(np.stack([sharp, soft, flat])), torch.device("cpu"), "npr-norm")
+    raw = neighbouring_pixel_residual(to_model_input(torch.from_numpy(np.stack([sharp, soft])), torch.device("cpu")))
+    rms = x.square().mean(dim=(1, 2, 3)).sqrt()
+    assert raw[1].square().mean() < 0.5 * raw[0].square().mean()  # blur shrinks the plain residual ...
+    assert torch.allclose(rms[:2], torch.ones(2), atol=1e-5)  # ... each image's normalised one has RMS 1
+    assert torch.allclose(x[0] * raw[0].square().mean().sqrt(), raw[0], atol=1e-6)  # the same pattern, rescaled
+    assert torch.equal(x[2], torch.zeros_like(x[2]))  # a flat image has no residual to scale up
+    assert InputSpec(96, "crop", representation="npr-norm").channels == 3
+    with pytest.raises(RealfakeError, match=r"npr representation works on 2x2 blocks"):
+        InputSpec(95, "crop", representation="npr-norm")
 
 
 def test_scoring_takes_the_score_size_window_and_training_the_image_size_crop(photo):

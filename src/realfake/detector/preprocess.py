@@ -13,6 +13,8 @@ the top-left pixel of its 2x2 block, ``x - up(down(x))`` with nearest-neighbour
 down- and up-sampling, or ``rgb+npr``, both as six channels. Up-samplers correlate
 neighbouring pixels in a fixed 2x2 pattern whatever their weights, so NPR shows that
 pattern and little content; RGB keeps what a re-compression leaves of the rest.
+``npr-norm`` is NPR divided by its root mean square over each image: blur, down-scaling and
+re-compression shrink the residual everywhere, and this keeps its pattern at one scale.
 
 Input policies:
 
@@ -44,7 +46,9 @@ if TYPE_CHECKING:  # torch is imported where tensors are made: decoding alone (p
 PIXEL_CENTER = 127.5
 PIXEL_SCALE = 128.0
 POLICIES = ("crop", "resize")
-REPRESENTATIONS = ("rgb", "npr", "rgb+npr")
+REPRESENTATIONS = ("rgb", "npr", "rgb+npr", "npr-norm")
+#: The smallest residual RMS ``npr-norm`` divides by (a tenth of one grey level, standardised): a flat image stays 0.
+NPR_NORM_FLOOR = 0.1 / 128
 #: Crop windows start on multiples of this: the 8x8 JPEG block grid (and with it the
 #: phase of periodic up-sampling artifacts) is the same in every crop.
 CROP_GRID = 8
@@ -194,6 +198,9 @@ def represent(x: torch.Tensor, representation: str) -> torch.Tensor:
         return neighbouring_pixel_residual(x)
     if representation == "rgb+npr":
         return torch.cat([x, neighbouring_pixel_residual(x)], dim=1)
+    if representation == "npr-norm":
+        r = neighbouring_pixel_residual(x)
+        return r / r.square().mean(dim=(1, 2, 3), keepdim=True).sqrt().clamp_min(NPR_NORM_FLOOR)
     return x
 
 
