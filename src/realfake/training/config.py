@@ -27,7 +27,7 @@ class TrainConfig:
     score_size: int | None = 192  # the centred window scoring takes (crop policy); None: image_size
     # rgb | npr (neighbouring-pixel residual) | rgb+npr (both, 6 channels) | npr-norm (NPR at unit RMS per image);
     # a list: an ensemble, one model each
-    representation: str | tuple[str, ...] = "npr"
+    representation: str | tuple[str, ...] = "npr-norm"
     augment: Augment = field(default_factory=Augment)
     synthetic: Synthetic = field(default_factory=Synthetic)
     epochs: int = 4
