@@ -25,8 +25,7 @@ class TrainConfig:
     image_size: int = 96
     input_policy: str = "crop"
     score_size: int | None = 192  # the centred window scoring takes (crop policy); None: image_size
-    # rgb | npr (neighbouring-pixel residual) | rgb+npr (both, 6 channels) | npr-norm (NPR at unit RMS per image);
-    # a list: an ensemble, one model each
+    # one of preprocess.REPRESENTATIONS (described there); a list: an ensemble, one model each
     representation: str | tuple[str, ...] = "npr-norm"
     augment: Augment = field(default_factory=Augment)
     synthetic: Synthetic = field(default_factory=Synthetic)
