@@ -236,3 +236,37 @@ def test_dvc_plots_render_in_a_browser_with_no_network(repo):
     for chart in charts:
         spec = next(iter(chart.values()))
         assert spec["x_label"] in text and spec["y_label"] in text  # every axis titled, none reads "y"
+
+
+@pytest.mark.browser
+def test_training_curves_draw_a_line_per_ensemble_member(repo):
+    """An ensemble's history.csv has a row per member and epoch; each member gets its own lines (train and
+    valid), not one line zigzagging from the first member's last epoch back to the second's first."""
+    from selenium.webdriver.common.by import By
+
+    from helpers.browser import chromium, wait_for
+
+    history = repo / "reports/train/history.csv"
+    original = history.read_bytes()
+    recorded = pd.read_csv(history)  # the tiny run's one epoch; a second makes every series a line
+    single = pd.concat([recorded, recorded.assign(epoch=recorded["epoch"] + len(recorded))])
+    members = pd.concat([single.assign(member=m) for m in ("1-npr-norm", "2-rgb-npr")])
+    titles = [t for p in yaml.safe_load((repo / "dvc.yaml").read_text())["plots"] if isinstance(p, dict)
+              for t in p if t.startswith("Training curves")]
+    assert len(titles) == 2
+    try:
+        lines = {}
+        for name, table in (("single", single), ("ensemble", members)):
+            table.to_csv(history, index=False)
+            run(["dvc", "plots", "show"], repo)
+            with chromium(1300, 3000) as browser:
+                browser.get((repo / "dvc_plots" / "index.html").as_uri())
+                wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".vega-embed svg.marks"), timeout=60)
+                charts = [e for e in browser.find_elements(By.CSS_SELECTOR, ".vega-embed")
+                          if any(t in e.text for t in titles)]
+                lines[name] = [len(e.find_elements(By.CSS_SELECTOR, "g.mark-line path")) for e in charts]
+    finally:
+        history.write_bytes(original)
+    # Each chart: the single model's lines (train, valid), and twice as many for two members.
+    assert len(lines["single"]) == 2 and all(lines["single"]), lines
+    assert lines["ensemble"] == [2 * n for n in lines["single"]], lines
