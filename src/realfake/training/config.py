@@ -31,7 +31,7 @@ class TrainConfig:
     synthetic: Synthetic = field(default_factory=Synthetic)
     epochs: int = 4
     batch_size: int = 32  # the global batch (summed over torchrun processes)
-    lr: float = 1e-3  # at lr_reference_batch; see effective_lr
+    lr: float = 2e-3  # at lr_reference_batch; see effective_lr
     lr_scaling: str = "sqrt"  # sqrt | linear | none: how lr follows batch_size
     lr_reference_batch: int = 32
     weight_decay: float = 1e-4
