@@ -212,27 +212,41 @@ def test_queued_experiments_run_side_by_side_into_the_main_store(repo):
     assert float(champion.tags[figure]) == max(float(v.tags[figure]) for v in versions)
 
 
+def vega_charts(repo: Path) -> list[dict]:
+    """dvc.yaml's Vega charts, ``{title: spec}`` each (the other plots are PNGs)."""
+    return [p for p in yaml.safe_load((repo / "dvc.yaml").read_text())["plots"] if isinstance(p, dict)]
+
+
+def show_plots(repo: Path, browser) -> list:
+    """`dvc plots show` in ``repo``, its page opened in ``browser``; the drawn charts' SVGs once all have drawn."""
+    from selenium.webdriver.common.by import By
+
+    from helpers.browser import wait_for
+
+    run(["dvc", "plots", "show"], repo)
+    browser.get((repo / "dvc_plots" / "index.html").as_uri())
+    n = len(vega_charts(repo))
+    return wait_for(browser, lambda d: len(found := d.find_elements(By.CSS_SELECTOR, ".vega-embed svg.marks")) >= n
+                    and found, timeout=60)
+
+
 @pytest.mark.browser
 def test_dvc_plots_render_in_a_browser_with_no_network(repo):
     from selenium.webdriver.common.by import By
 
-    from helpers.browser import chromium, wait_for
+    from helpers.browser import chromium
 
-    run(["dvc", "plots", "show"], repo)
-    page = repo / "dvc_plots" / "index.html"
-    assert "cdn.jsdelivr" not in page.read_text() and "<script src" not in page.read_text()
-    assert run(["git", "check-ignore", "dvc_plots"], repo).returncode == 0  # not committed by accident
-    plots = yaml.safe_load((repo / "dvc.yaml").read_text())["plots"]
-    charts = [p for p in plots if isinstance(p, dict)]  # the rest are PNGs
+    charts = vega_charts(repo)
     with chromium(1300, 3000) as browser:
-        browser.get(page.as_uri())
-        rendered = wait_for(browser, lambda d: len(found := d.find_elements(By.CSS_SELECTOR, ".vega-embed svg.marks"))
-                            >= len(charts) and found, timeout=60)
+        rendered = show_plots(repo, browser)
         assert len(rendered) == len(charts)
         assert all(e.size["height"] > 100 for e in rendered)
         errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
         assert not errors, errors
         text = browser.find_element(By.TAG_NAME, "body").text
+    page = repo / "dvc_plots" / "index.html"
+    assert "cdn.jsdelivr" not in page.read_text() and "<script src" not in page.read_text()
+    assert run(["git", "check-ignore", "dvc_plots"], repo).returncode == 0  # not committed by accident
     for chart in charts:
         spec = next(iter(chart.values()))
         assert spec["x_label"] in text and spec["y_label"] in text  # every axis titled, none reads "y"
@@ -244,24 +258,21 @@ def test_training_curves_draw_a_line_per_ensemble_member(repo):
     valid), not one line zigzagging from the first member's last epoch back to the second's first."""
     from selenium.webdriver.common.by import By
 
-    from helpers.browser import chromium, wait_for
+    from helpers.browser import chromium
 
     history = repo / "reports/train/history.csv"
     original = history.read_bytes()
     recorded = pd.read_csv(history)  # the tiny run's one epoch; a second makes every series a line
     single = pd.concat([recorded, recorded.assign(epoch=recorded["epoch"] + len(recorded))])
     members = pd.concat([single.assign(member=m) for m in ("1-npr-norm", "2-rgb-npr")])
-    titles = [t for p in yaml.safe_load((repo / "dvc.yaml").read_text())["plots"] if isinstance(p, dict)
-              for t in p if t.startswith("Training curves")]
+    titles = [t for chart in vega_charts(repo) for t in chart if t.startswith("Training curves")]
     assert len(titles) == 2
+    lines = {}
     try:
-        lines = {}
-        for name, table in (("single", single), ("ensemble", members)):
-            table.to_csv(history, index=False)
-            run(["dvc", "plots", "show"], repo)
-            with chromium(1300, 3000) as browser:
-                browser.get((repo / "dvc_plots" / "index.html").as_uri())
-                wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".vega-embed svg.marks"), timeout=60)
+        with chromium(1300, 3000) as browser:
+            for name, table in (("single", single), ("ensemble", members)):
+                table.to_csv(history, index=False)
+                show_plots(repo, browser)
                 charts = [e for e in browser.find_elements(By.CSS_SELECTOR, ".vega-embed")
                           if any(t in e.text for t in titles)]
                 lines[name] = [len(e.find_elements(By.CSS_SELECTOR, "g.mark-line path")) for e in charts]
