@@ -214,6 +214,61 @@ def test_npr_norm_is_the_residual_at_unit_rms_per_image_whatever_its_amplitude(p
         InputSpec(95, "crop", representation="npr-norm")
 
 
+def _circular_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """An exact, periodic Gaussian blur of a Bx3xHxW float batch (no rounding), by its transfer function."""
+    h, w = x.shape[-2:]
+    fy, fx = torch.fft.fftfreq(h), torch.fft.rfftfreq(w)
+    gain = torch.exp(-2 * torch.pi**2 * sigma**2 * (fy[:, None] ** 2 + fx[None, :] ** 2))
+    return torch.fft.irfft2(torch.fft.rfft2(x) * gain, s=(h, w))
+
+
+def test_whitening_undoes_a_blur_and_leaves_what_the_rounding_buried_small():
+    from realfake.detector.preprocess import ROUNDING_POWER, whiten
+
+    x = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(0)) * 0.3  # far above the rounding
+    soft = _circular_blur(x, 0.6)  # Nyquist kept at a few per cent
+    assert (soft - x).norm() > 0.5 * x.norm()  # the blur is large ...
+    assert (whiten(soft, 1.0) - whiten(x, 1.0)).norm() < 0.05 * whiten(x, 1.0).norm()  # ... and whitened away
+    assert torch.allclose(whiten(x, 1.0).square().mean(), torch.tensor(1.0), atol=0.02)  # power ~1 per coefficient
+    # a blur so strong that the top band holds less power than the 8-bit rounding: left near 0, not amplified
+    hard = _circular_blur(x, 3.0) + torch.randn(x.shape, generator=torch.Generator().manual_seed(1)) * 1e-4
+    top = whiten(hard, 1.0) - _circular_blur(whiten(hard, 1.0), 0.5)  # its high frequencies
+    assert top.square().mean() < 0.05 and ROUNDING_POWER > 1e-4**2
+    assert torch.equal(whiten(torch.zeros(1, 3, 96, 96)), torch.zeros(1, 3, 96, 96))
+
+
+@pytest.mark.parametrize("strength", [None, 0.5])
+def test_partial_whitening_scales_the_spectrum_slope(strength):
+    """At strength s the log power ratio between a low and a high band is (1 - s) times the image's."""
+    from realfake.detector.preprocess import WHITEN_STRENGTH, whiten
+
+    x = _circular_blur(torch.randn(1, 3, 96, 96, generator=torch.Generator().manual_seed(0)) * 0.3, 0.6)
+
+    def log_band_ratio(img):
+        p = torch.fft.rfft2(img, norm="ortho").abs().square().mean(1)[0]
+        r = torch.sqrt(torch.fft.fftfreq(96)[:, None] ** 2 + torch.fft.rfftfreq(96)[None, :] ** 2)
+        return float(torch.log(p[(r > 0.05) & (r < 0.1)].mean() / p[(r > 0.4) & (r < 0.45)].mean()))
+
+    s = WHITEN_STRENGTH if strength is None else strength
+    original, partial, flat = log_band_ratio(x), log_band_ratio(whiten(x, strength)), log_band_ratio(whiten(x, 1.0))
+    assert original > np.log(10) and abs(flat) < 0.1
+    assert 0 < s < 1 and abs(partial - (1 - s) * original) < 0.1 * original
+    assert torch.equal(whiten(x, 0.0), torch.fft.irfft2(torch.fft.rfft2(x, norm="ortho"), s=(96, 96), norm="ortho"))
+
+
+def test_npr_white_is_npr_norm_of_the_whitened_image(photo):
+    from realfake.detector.preprocess import neighbouring_pixel_residual, whiten
+
+    pixels = torch.from_numpy(np.stack([np.array(photo)[:96, :96], np.full((96, 96, 3), 90, np.uint8)]))
+    x = to_model_input(pixels, torch.device("cpu"), "npr-white")
+    r = neighbouring_pixel_residual(whiten(to_model_input(pixels, torch.device("cpu"))))
+    assert torch.allclose(x[0], r[0] / r[0].square().mean().sqrt(), atol=1e-5)
+    assert torch.equal(x[1], torch.zeros_like(x[1]))  # a flat image stays 0
+    assert InputSpec(96, "crop", representation="npr-white").channels == 3
+    with pytest.raises(RealfakeError, match=r"npr representation works on 2x2 blocks"):
+        InputSpec(95, "crop", representation="npr-white")
+
+
 def test_scoring_takes_the_score_size_window_and_training_the_image_size_crop(photo):
     """A model trained on 96 px crops scores the centred 192 px window (more pixels, more evidence);
     both are exact pixels of the image, on the JPEG grid, and scoring pixels are a writable copy."""

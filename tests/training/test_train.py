@@ -220,15 +220,16 @@ def test_the_compiled_step_trains_on_the_cpu(manifest, tiny_sample, tmp_path, mo
     assert not any(k.startswith("_orig_mod") for k in model.state_dict())
 
 
-def test_rgb_plus_npr_trains_and_scores_with_six_channels(manifest, tiny_sample, tmp_path):
-    """The 6-channel representation goes through training, the model file and scoring unchanged."""
+@pytest.mark.parametrize("representation", ["rgb+npr", "npr-norm+npr-white"])
+def test_six_channel_representations_train_and_score(manifest, tiny_sample, tmp_path, representation):
+    """A 6-channel representation goes through training, the model file and scoring unchanged."""
     from realfake.detector.scoring import Detector
     from realfake.images import ImageFiles
 
-    cfg = TrainConfig(**{**TINY_TRAIN, "epochs": 1}, representation="rgb+npr")
+    cfg = TrainConfig(**{**TINY_TRAIN, "epochs": 1}, representation=representation)
     run_train(cfg, manifest, tiny_sample, tmp_path)
     model, spec, _ = load_model_file(tmp_path / "model.pt")
-    assert spec.representation == "rgb+npr" and model.conv2d_1a.conv.in_channels == 6
+    assert spec.representation == representation and model.conv2d_1a.conv.in_channels == 6
     data = Manifest(manifest, tiny_sample)
     p = Detector(tmp_path / "model.pt").p_fake(ImageFiles(data.files(data.rows("test"))[:4]))
     assert p.shape == (4,) and np.isfinite(p).all() and ((0 <= p) & (p <= 1)).all()

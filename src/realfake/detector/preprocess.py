@@ -15,6 +15,11 @@ neighbouring pixels in a fixed 2x2 pattern whatever their weights, so NPR shows 
 pattern and little content; RGB keeps what a re-compression leaves of the rest.
 ``npr-norm`` is NPR divided by its root mean square over each image: blur, down-scaling and
 re-compression shrink the residual everywhere, and this keeps its pattern at one scale.
+``npr-white`` brings each image's radial power spectrum a quarter of the way to flat first
+(:func:`whiten`): what a low-pass (re-compression, down-scaling) attenuated comes back partway,
+while how fast the power falls with frequency, which tells smooth up-samplers apart, still
+shows; then it takes ``npr-norm``;
+``npr-norm+npr-white`` gives the network both, as six channels.
 
 Input policies:
 
@@ -46,9 +51,15 @@ if TYPE_CHECKING:  # torch is imported where tensors are made: decoding alone (p
 PIXEL_CENTER = 127.5
 PIXEL_SCALE = 128.0
 POLICIES = ("crop", "resize")
-REPRESENTATIONS = ("rgb", "npr", "rgb+npr", "npr-norm")
+REPRESENTATIONS = ("rgb", "npr", "rgb+npr", "npr-norm", "npr-white", "npr-norm+npr-white")
 #: The smallest residual RMS ``npr-norm`` divides by (a tenth of one grey level, standardised): a flat image stays 0.
 NPR_NORM_FLOOR = 0.1 / 128
+#: ``npr-white``: the width of a radial frequency band whose mean power is divided out (cycles per pixel).
+WHITEN_BAND = 1 / 48
+#: ``npr-white``: how far :func:`whiten` flattens the spectrum (1: flat; 0: as it is).
+WHITEN_STRENGTH = 0.25
+#: The power of the 8-bit rounding per pixel, standardised: a uniform error of one grey level, (1/128)^2 / 12.
+ROUNDING_POWER = (1 / 128) ** 2 / 12
 #: Crop windows start on multiples of this: the 8x8 JPEG block grid (and with it the
 #: phase of periodic up-sampling artifacts) is the same in every crop.
 CROP_GRID = 8
@@ -110,8 +121,8 @@ class InputSpec:
 
     @property
     def channels(self) -> int:
-        """The number of input channels the network takes: 3, or 6 for ``rgb+npr``."""
-        return 6 if self.representation == "rgb+npr" else 3
+        """The number of input channels the network takes: 3, or 6 for two representations joined by ``+``."""
+        return 3 * len(self.representation.split("+"))
 
     def to_dict(self) -> dict[str, Any]:
         """As saved in a model file."""
@@ -196,12 +207,42 @@ def represent(x: torch.Tensor, representation: str) -> torch.Tensor:
 
     if representation == "npr":
         return neighbouring_pixel_residual(x)
-    if representation == "rgb+npr":
-        return torch.cat([x, neighbouring_pixel_residual(x)], dim=1)
-    if representation == "npr-norm":
-        r = neighbouring_pixel_residual(x)
+    if "+" in representation:  # both, as six channels
+        return torch.cat([represent(x, part) for part in representation.split("+")], dim=1)
+    if representation in ("npr-norm", "npr-white"):
+        r = neighbouring_pixel_residual(whiten(x) if representation == "npr-white" else x)
         return r / r.square().mean(dim=(1, 2, 3), keepdim=True).sqrt().clamp_min(NPR_NORM_FLOOR)
     return x
+
+
+def whiten(x: torch.Tensor, strength: float | None = None) -> torch.Tensor:
+    """Each image of a standardised Bx3xHxW batch with its radial power spectrum flattened by ``strength``
+    (default :data:`WHITEN_STRENGTH`), Wiener-style.
+
+    Every Fourier coefficient is scaled by ``(sqrt(max(P - N, 0)) / P) ** strength``, where ``P`` is the
+    mean power of its radial band (:data:`WHITEN_BAND` wide, the three channels together) and ``N`` the
+    power of the 8-bit rounding (:data:`ROUNDING_POWER`). At strength 1 the spectrum comes out flat: blur,
+    antialiased resampling and re-compression are near-isotropic low-pass filters, a smooth gain per
+    radius, and wherever what they attenuated still stands above the rounding it is back at unit scale
+    (where it does not, it is left small rather than the rounding amplified). At 0.5 every band's power
+    is brought halfway there on a log scale: the spectrum's slope is halved, so how fast an image's
+    power falls with frequency, which tells smoother up-samplers apart, still shows. Phases, and with
+    them the up-sampler's 2x2 pattern, stay.
+    """
+    import torch
+
+    strength = WHITEN_STRENGTH if strength is None else strength
+    b, c, h, w = x.shape
+    spec = torch.fft.rfft2(x.float(), norm="ortho")  # ortho: white noise of variance v has power v per coefficient
+    fy, fx = torch.fft.fftfreq(h, device=x.device), torch.fft.rfftfreq(w, device=x.device)
+    band = (torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2) / WHITEN_BAND).long().flatten()
+    n_bands = int(band.max()) + 1
+    power = (spec.real.square() + spec.imag.square()).sum(1).flatten(1)  # B x coefficients, channels summed
+    totals = torch.zeros(b, n_bands, device=x.device).index_add_(1, band, power)
+    counts = torch.zeros(n_bands, device=x.device).index_add_(0, band, torch.ones(band.shape, device=x.device))
+    mean_power = totals / (counts.clamp_min(1) * c)
+    gain = ((mean_power - ROUNDING_POWER).clamp_min(0).sqrt() / mean_power.clamp_min(ROUNDING_POWER)) ** strength
+    return torch.fft.irfft2(spec * gain[:, band].view(b, 1, h, w // 2 + 1), s=(h, w), norm="ortho")
 
 
 def neighbouring_pixel_residual(x: torch.Tensor) -> torch.Tensor:

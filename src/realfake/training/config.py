@@ -26,7 +26,7 @@ class TrainConfig:
     input_policy: str = "crop"
     score_size: int | None = 192  # the centred window scoring takes (crop policy); None: image_size
     # one of preprocess.REPRESENTATIONS (described there); a list: an ensemble, one model each
-    representation: str | tuple[str, ...] = "npr-norm"
+    representation: str | tuple[str, ...] = "npr-white"
     augment: Augment = field(default_factory=Augment)
     synthetic: Synthetic = field(default_factory=Synthetic)
     epochs: int = 4
