@@ -36,6 +36,7 @@ Input policies:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -226,23 +227,32 @@ def whiten(x: torch.Tensor, strength: float | None = None) -> torch.Tensor:
     radius, and wherever what they attenuated still stands above the rounding it is back at unit scale
     (where it does not, it is left small rather than the rounding amplified). At 0.5 every band's power
     is brought halfway there on a log scale: the spectrum's slope is halved, so how fast an image's
-    power falls with frequency, which tells smoother up-samplers apart, still shows. Phases, and with
-    them the up-sampler's 2x2 pattern, stay.
+    power falls with frequency, which tells smoother up-samplers apart, still shows; the default, 0.25,
+    goes a quarter of the way. Phases, and with them the up-sampler's 2x2 pattern, stay.
     """
     import torch
 
     strength = WHITEN_STRENGTH if strength is None else strength
     b, c, h, w = x.shape
     spec = torch.fft.rfft2(x.float(), norm="ortho")  # ortho: white noise of variance v has power v per coefficient
-    fy, fx = torch.fft.fftfreq(h, device=x.device), torch.fft.rfftfreq(w, device=x.device)
-    band = (torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2) / WHITEN_BAND).long().flatten()
-    n_bands = int(band.max()) + 1
+    band, counts = _radial_bands(h, w, x.device)
     power = (spec.real.square() + spec.imag.square()).sum(1).flatten(1)  # B x coefficients, channels summed
-    totals = torch.zeros(b, n_bands, device=x.device).index_add_(1, band, power)
-    counts = torch.zeros(n_bands, device=x.device).index_add_(0, band, torch.ones(band.shape, device=x.device))
-    mean_power = totals / (counts.clamp_min(1) * c)
+    totals = torch.zeros(b, len(counts), device=x.device).index_add_(1, band, power)
+    mean_power = totals / (counts * c)
     gain = ((mean_power - ROUNDING_POWER).clamp_min(0).sqrt() / mean_power.clamp_min(ROUNDING_POWER)) ** strength
     return torch.fft.irfft2(spec * gain[:, band].view(b, 1, h, w // 2 + 1), s=(h, w), norm="ortho")
+
+
+@lru_cache(maxsize=16)
+def _radial_bands(h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """For an HxW image's rfft2 coefficients: each one's radial band (flattened) and each band's count
+    (at least 1), on ``device``; made once per shape, so a batch on a GPU waits for no host round trip."""
+    import torch
+
+    fy, fx = torch.fft.fftfreq(h), torch.fft.rfftfreq(w)
+    band = (torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2) / WHITEN_BAND).long().flatten()
+    counts = torch.bincount(band).float().clamp_min(1)
+    return band.to(device), counts.to(device)
 
 
 def neighbouring_pixel_residual(x: torch.Tensor) -> torch.Tensor:
