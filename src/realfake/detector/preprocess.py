@@ -54,13 +54,13 @@ PIXEL_SCALE = 128.0
 POLICIES = ("crop", "resize")
 REPRESENTATIONS = ("rgb", "npr", "rgb+npr", "npr-norm", "npr-white", "npr-norm+npr-white")
 #: The smallest residual RMS ``npr-norm`` divides by (a tenth of one grey level, standardised): a flat image stays 0.
-NPR_NORM_FLOOR = 0.1 / 128
+NPR_NORM_FLOOR = 0.1 / PIXEL_SCALE
 #: ``npr-white``: the width of a radial frequency band whose mean power is divided out (cycles per pixel).
 WHITEN_BAND = 1 / 48
 #: ``npr-white``: how far :func:`whiten` flattens the spectrum (1: flat; 0: as it is).
 WHITEN_STRENGTH = 0.25
 #: The power of the 8-bit rounding per pixel, standardised: a uniform error of one grey level, (1/128)^2 / 12.
-ROUNDING_POWER = (1 / 128) ** 2 / 12
+ROUNDING_POWER = (1 / PIXEL_SCALE) ** 2 / 12
 #: Crop windows start on multiples of this: the 8x8 JPEG block grid (and with it the
 #: phase of periodic up-sampling artifacts) is the same in every crop.
 CROP_GRID = 8
