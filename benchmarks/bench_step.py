@@ -27,15 +27,16 @@ from torch import nn
 
 
 def step_rate(device: torch.device, size: int, batch: int, steps: int, warmup: int,
-              compiled: bool, amp: bool = True) -> tuple[float, float]:
-    """(images/s, seconds of the warm-up steps, which include any compilation), with ``train.amp`` = ``amp``."""
+              compiled: bool, amp: bool = True, representation: str | None = None) -> tuple[float, float]:
+    """(images/s, seconds of the warm-up steps, which include any compilation), with ``train.amp`` = ``amp``,
+    fed ``representation`` (default: the train stage's)."""
     from realfake.detector.network import build_model
     from realfake.detector.preprocess import to_model_input
     from realfake.detector.scoring import autocast, memory_format
     from realfake.training.config import TrainConfig
     from realfake.training.train import make_optimizer
 
-    representation = TrainConfig().representation  # what the train stage feeds by default
+    representation = representation or TrainConfig().representation
 
     torch.manual_seed(0)
     fmt = memory_format(device, amp)
@@ -73,7 +74,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def profile(device: torch.device, size: int, batch: int, steps: int = 5, top: int = 15) -> None:
+def profile(device: torch.device, size: int, batch: int, representation: str, steps: int = 5, top: int = 15) -> None:
     """The eager step's most expensive device kernels, and its kernel launches per step."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
@@ -90,7 +91,7 @@ def profile(device: torch.device, size: int, batch: int, steps: int = 5, top: in
 
     def step():
         with autocast(device, True):
-            logits = model(to_model_input(x, device)).squeeze(1).float()
+            logits = model(to_model_input(x, device, representation)).squeeze(1).float()
             loss = nn.functional.binary_cross_entropy_with_logits(logits, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -109,7 +110,8 @@ def profile(device: torch.device, size: int, batch: int, steps: int = 5, top: in
     device_us = sum(e.self_device_time_total for e in events if e.device_type.name == "CUDA")
     launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cuLaunchKernelEx",
                                                         "cudaLaunchKernelExC"))
-    print(f"profile ({steps} eager steps, batch {batch}, {size} px): wall {1e3 * wall / steps:.1f} ms/step, "
+    print(f"profile ({steps} eager steps, batch {batch}, {size} px, {representation}): "
+          f"wall {1e3 * wall / steps:.1f} ms/step, "
           f"device busy {device_us / 1e3 / steps:.1f} ms/step ({100 * device_us / 1e6 / wall:.0f} %), "
           f"{launches / steps:.0f} kernel launches/step")
     print(events.table(sort_by="self_device_time_total", row_limit=top, max_name_column_width=60))
@@ -124,7 +126,14 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--compile", action="store_true", help="also time the compiled step")
     p.add_argument("--profile", action="store_true", help="print the eager step's kernel table (CUDA only)")
+    p.add_argument("--representations", nargs="+", default=None,
+                   help="input representations to time, one after the other (default: train.representation's "
+                        "default); the first is profiled")
+    p.add_argument("--amp-only", action="store_true", help="time train.amp on only (skip the float32 baseline)")
     args = p.parse_args()
+    from realfake.training.config import TrainConfig
+
+    representations = args.representations or [TrainConfig().representation]
 
     from realfake.detector.scoring import resolve_device
 
@@ -134,15 +143,24 @@ def main() -> None:
     from realfake.detector.scoring import amp_dtype
 
     for compiled in (False, True) if args.compile else (False,):
-        rates = {}
-        for amp in (False, True):  # the float32 baseline first, then train.amp as the train stage runs it
-            rates[amp], warm = step_rate(device, args.size, args.batch, args.steps, args.warmup, compiled, amp)
-            dtype = str(amp_dtype(device, amp) or torch.float32).removeprefix("torch.")
-            print(f"  {'compiled' if compiled else 'eager':8s} amp={str(amp).lower():5s} ({dtype:8s}): "
-                  f"{rates[amp]:9.1f} images/s (warm-up {warm:.1f} s)")
-        print(f"  {'compiled' if compiled else 'eager':8s} amp speed-up: {rates[True] / rates[False]:.2f}x")
+        mode = "compiled" if compiled else "eager"
+        first = {}
+        for rep in representations:
+            rates = {}
+            # the float32 baseline first, then train.amp as the train stage runs it
+            for amp in (True,) if args.amp_only else (False, True):
+                rates[amp], warm = step_rate(device, args.size, args.batch, args.steps, args.warmup, compiled, amp,
+                                             rep)
+                dtype = str(amp_dtype(device, amp) or torch.float32).removeprefix("torch.")
+                print(f"  {mode:8s} {rep:18s} amp={str(amp).lower():5s} ({dtype:8s}): "
+                      f"{rates[amp]:9.1f} images/s (warm-up {warm:.1f} s)")
+            if len(rates) == 2:
+                print(f"  {mode:8s} {rep:18s} amp speed-up: {rates[True] / rates[False]:.2f}x")
+            first = first or rates
+            if rep != representations[0]:
+                print(f"  {mode:8s} {rep:18s} / {representations[0]}: {rates[True] / first[True]:.2f}x (amp)")
     if args.profile and device.type == "cuda":
-        profile(device, args.size, args.batch)
+        profile(device, args.size, args.batch, representations[0])
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Everything that needs a GPU, in one command, for a lent GPU machine (the `device` tool) or any CUDA host:
 # the training benchmark (the notebook's loop against ours, eager), the step alone (eager, compiled,
-# kernel profile), the GPU tests, then the compiled training benchmark on the same generated sample.
+# kernel profile), the GPU tests, the compiled training benchmark on the same generated sample, then the
+# default method trained on a sample ten times the default's (bench_scale.py: the robustness table).
 #
-#   bash benchmarks/gpu.sh                 # prints everything; logs land in $OUT (default /tmp/realfake-gpu)
+#   bash benchmarks/gpu.sh                     # prints everything; logs land in $OUT (default /tmp/realfake-gpu)
+#   PARTS="tests step scale" bash benchmarks/gpu.sh   # some of it, in this order
 #
 # Where facenet-pytorch is not installed and nothing can be fetched (the lent machines), carry its wheel:
 #   python3 -m pip download --no-deps --only-binary=:all: -d .whl facenet-pytorch==2.5.3   (here, once)
@@ -19,6 +21,9 @@ COMPILE=${COMPILE:-1}
 SIZE=${SIZE:-160}
 BATCH=${BATCH:-512}
 BASELINE_STEPS=${BASELINE_STEPS:-30}
+PARTS=${PARTS:-train step tests compile scale}
+REPRESENTATIONS=${REPRESENTATIONS:-npr-white rgb}   # the step alone: the default first (profiled), then plain RGB
+SCALE_TRAIN=${SCALE_TRAIN:-10000}; SCALE_EPOCHS=${SCALE_EPOCHS:-4 8}; SCALE_ARGS=${SCALE_ARGS:-}  # more bench_scale.py options
 WORK=${WORK:-/tmp/realfake-bench}   # the generated sample, shared by the eager and the compiled run
 export PYTHONUNBUFFERED=1 MLFLOW_DISABLE_TELEMETRY=true DVC_NO_ANALYTICS=1
 if ! python3 -c "import facenet_pytorch" 2>/dev/null; then
@@ -32,14 +37,28 @@ python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.i
 status=0
 compile_flag=$([ "$COMPILE" = 1 ] && echo --compile)
 profile_flag=$([ "$DEVICE" = cuda ] && echo --profile)
-python3 benchmarks/bench_train.py --device "$DEVICE" --images "$IMAGES" --size "$SIZE" --batch "$BATCH" --epochs 3 \
-  --workers "$WORKERS" --baseline-steps "$BASELINE_STEPS" --warmup 5 --workdir "$WORK" 2>&1 | tee "$OUT/train-eager.log" || status=1
-python3 benchmarks/bench_step.py --device "$DEVICE" --size "$SIZE" --batch "$BATCH" $compile_flag $profile_flag 2>&1 \
-  | tee "$OUT/step.log" || status=1
-python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py 2>&1 | tee "$OUT/tests.log" || status=1
-if [ "$COMPILE" = 1 ]; then
-  python3 benchmarks/bench_train.py --device "$DEVICE" --images "$IMAGES" --size "$SIZE" --batch "$BATCH" --epochs 3 \
-    --workers "$WORKERS" --compile --skip-baseline --workdir "$WORK" 2>&1 | tee "$OUT/train-compile.log" || status=1
-fi
+for part in $PARTS; do
+  echo "== $part"
+  case $part in
+  train)
+    python3 benchmarks/bench_train.py --device "$DEVICE" --images "$IMAGES" --size "$SIZE" --batch "$BATCH" --epochs 3 \
+      --workers "$WORKERS" --baseline-steps "$BASELINE_STEPS" --warmup 5 --workdir "$WORK" 2>&1 | tee "$OUT/train-eager.log" ;;
+  step)
+    # shellcheck disable=SC2086
+    python3 benchmarks/bench_step.py --device "$DEVICE" --size "$SIZE" --batch "$BATCH" $compile_flag $profile_flag \
+      --representations $REPRESENTATIONS 2>&1 | tee "$OUT/step.log" ;;
+  tests)
+    python3 -m pytest -q -p no:cacheprovider -m gpu tests/training/test_gpu.py 2>&1 | tee "$OUT/tests.log" ;;
+  compile)
+    [ "$COMPILE" = 1 ] || continue
+    python3 benchmarks/bench_train.py --device "$DEVICE" --images "$IMAGES" --size "$SIZE" --batch "$BATCH" --epochs 3 \
+      --workers "$WORKERS" --compile --skip-baseline --workdir "$WORK" 2>&1 | tee "$OUT/train-compile.log" ;;
+  scale)
+    # shellcheck disable=SC2086
+    python3 benchmarks/bench_scale.py --train "$SCALE_TRAIN" --epochs $SCALE_EPOCHS --device "$DEVICE" \
+      --workers "$WORKERS" --json "$OUT/scale.json" $SCALE_ARGS 2>&1 | tee "$OUT/scale.log" ;;
+  *) echo "gpu.sh: unknown part '$part' (train, step, tests, compile, scale)"; false ;;
+  esac || status=1
+done
 echo "gpu.sh: exit $status; logs in $OUT"
 exit $status
