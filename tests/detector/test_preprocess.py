@@ -24,6 +24,7 @@ from realfake.detector.preprocess import (
 from realfake.detector.scoring import ScoringImages
 from realfake.errors import RealfakeError
 from realfake.images import ImageFiles
+from realfake.training.config import TrainConfig
 
 
 @pytest.fixture
@@ -267,6 +268,39 @@ def test_npr_white_is_npr_norm_of_the_whitened_image(photo):
     assert InputSpec(96, "crop", representation="npr-white").channels == 3
     with pytest.raises(RealfakeError, match=r"npr representation works on 2x2 blocks"):
         InputSpec(95, "crop", representation="npr-white")
+
+
+def test_npr_white_at_a_strength_whitens_by_that_strength(photo):
+    """``npr-white@S`` is npr-norm of ``whiten(x, S)``; ``npr-white@0.25`` is the default ``npr-white``, bit for
+    bit, and the strength travels in the spec as part of the representation's name (and so in the model file)."""
+    from realfake.detector.preprocess import neighbouring_pixel_residual, whiten
+
+    pixels = torch.from_numpy(np.array(photo)[None, :96, :96])
+    cpu = torch.device("cpu")
+    assert torch.equal(to_model_input(pixels, cpu, "npr-white@0.25"), to_model_input(pixels, cpu, "npr-white"))
+    r = neighbouring_pixel_residual(whiten(to_model_input(pixels, cpu), 0.5))
+    half = to_model_input(pixels, cpu, "npr-white@0.5")
+    assert torch.allclose(half, r / r.square().mean().sqrt(), atol=1e-5)
+    assert not torch.allclose(half, to_model_input(pixels, cpu, "npr-white"), atol=1e-2)
+    both = to_model_input(pixels, cpu, "npr-norm+npr-white@0.5")
+    assert both.shape[1] == 6 and torch.equal(both[:, 3:], half)
+    spec = InputSpec(96, "crop", representation="npr-white@0.125")
+    assert InputSpec.from_dict(spec.to_dict()) == spec and spec.channels == 3
+
+
+@pytest.mark.parametrize(("representation", "message"), [
+    ("npr-white@2", r"strength after '@' must be a number above 0 and at most 1.*got '2'"),
+    ("npr-white@0", r"above 0 and at most 1.*got '0'"),
+    ("npr-white@", r"above 0 and at most 1.*got ''"),
+    ("npr-white@half", r"above 0 and at most 1.*got 'half'"),
+    ("npr-norm@0.5", r"only npr-white takes a whitening strength.*npr-norm takes none"),
+    ("npr-white@0.5+rgb", r"must be one of rgb, npr, .*npr-white@S"),
+])
+def test_a_whitening_strength_that_cannot_be_used_is_a_clear_error(representation, message):
+    with pytest.raises(RealfakeError, match=message):
+        InputSpec(96, "crop", representation=representation)
+    with pytest.raises(RealfakeError, match=message):
+        TrainConfig.from_params({"representation": representation})
 
 
 def test_scoring_takes_the_score_size_window_and_training_the_image_size_crop(photo):

@@ -18,8 +18,9 @@ re-compression shrink the residual everywhere, and this keeps its pattern at one
 ``npr-white`` brings each image's radial power spectrum a quarter of the way to flat first
 (:func:`whiten`): what a low-pass (re-compression, down-scaling) attenuated comes back partway,
 while how fast the power falls with frequency, which tells smooth up-samplers apart, still
-shows; then it takes ``npr-norm``;
-``npr-norm+npr-white`` gives the network both, as six channels.
+shows; then it takes ``npr-norm``. ``npr-white@S`` whitens by ``S`` instead of a quarter (0 < S <= 1;
+``npr-white`` is ``npr-white@0.25``, bit for bit); ``npr-norm+npr-white`` gives the network both, as six
+channels.
 
 Input policies:
 
@@ -69,6 +70,34 @@ MIN_SIZE = 75
 
 
 
+def check_representation(representation: Any) -> None:
+    """Raise a :class:`RealfakeError` that says what is allowed unless ``representation`` is one of
+    :data:`REPRESENTATIONS`, where ``npr-white`` may also be ``npr-white@S`` (whitening strength 0 < S <= 1)."""
+    parts = representation.split("+") if isinstance(representation, str) else []
+    if "+".join(p.partition("@")[0] for p in parts) not in REPRESENTATIONS:
+        raise RealfakeError(f"input representation is {representation!r}; it must be one of "
+                            f"{', '.join(REPRESENTATIONS)} (npr-white also as npr-white@S, S its whitening "
+                            "strength, 0 < S <= 1).")
+    for part in parts:
+        base, at, strength = part.partition("@")
+        if at and base != "npr-white":
+            raise RealfakeError(f"input representation is {representation!r}: only npr-white takes a whitening "
+                                f"strength (npr-white@0.5, say); {base} takes none.")
+        if at and _strength(strength) is None:
+            raise RealfakeError(f"input representation is {representation!r}: the whitening strength after '@' "
+                                f"must be a number above 0 and at most 1 (npr-white@0.25 is npr-white), "
+                                f"got {strength!r}.")
+
+
+def _strength(text: str) -> float | None:
+    """The whitening strength ``text`` names, if it is a number in (0, 1]."""
+    try:
+        s = float(text)
+    except ValueError:
+        return None
+    return s if 0 < s <= 1 else None
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """How an image becomes a model input; saved with every model."""
@@ -82,10 +111,7 @@ class InputSpec:
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
             raise RealfakeError(f"input policy is {self.policy!r}; it must be one of {', '.join(POLICIES)}.")
-        if self.representation not in REPRESENTATIONS:
-            raise RealfakeError(
-                f"input representation is {self.representation!r}; it must be one of {', '.join(REPRESENTATIONS)}."
-            )
+        check_representation(self.representation)
         if not isinstance(self.image_size, int) or isinstance(self.image_size, bool) or self.image_size < MIN_SIZE:
             raise RealfakeError(
                 f"image_size is {self.image_size!r}; it must be an integer >= {MIN_SIZE} "
@@ -210,8 +236,9 @@ def represent(x: torch.Tensor, representation: str) -> torch.Tensor:
         return neighbouring_pixel_residual(x)
     if "+" in representation:  # both, as six channels
         return torch.cat([represent(x, part) for part in representation.split("+")], dim=1)
-    if representation in ("npr-norm", "npr-white"):
-        r = neighbouring_pixel_residual(whiten(x) if representation == "npr-white" else x)
+    name, _, strength = representation.partition("@")
+    if name in ("npr-norm", "npr-white"):
+        r = neighbouring_pixel_residual(whiten(x, float(strength) if strength else None) if name == "npr-white" else x)
         return r / r.square().mean(dim=(1, 2, 3), keepdim=True).sqrt().clamp_min(NPR_NORM_FLOOR)
     return x
 
