@@ -327,3 +327,16 @@ def test_the_train_stage_logs_an_ensemble_as_one_mlflow_run_with_each_members_cu
         assert names <= set(metrics)
     assert json.loads(paths.train_metrics.read_text())["2-rgb-npr/model_epoch"] == 1
     assert len(load_model_file(paths.model)[0].members) == 2
+
+
+@pytest.mark.parametrize("representation", ["rgb+npr", "npr-white@0.125", "npr-norm+npr-white@0.5"])
+def test_a_members_name_is_a_metric_name_mlflow_takes(representation):
+    """Member names prefix the ensemble's metric names (``2-npr-white-0.125/best_val_auc``); MLflow refuses
+    ``+`` and ``@`` there, and the stage would fail at its first log after the first member trained."""
+    from mlflow.utils.validation import validate_param_and_metric_name
+
+    from realfake.training.checkpoint import member_name
+
+    name = member_name(1, representation)
+    assert name.startswith("2-") and validate_param_and_metric_name(f"train/{name}/best_val_auc")
+    assert not validate_param_and_metric_name(f"train/2-{representation}/best_val_auc")  # as it would be unchanged

@@ -112,9 +112,10 @@ def resumable(checkpoint_dir: Path, cfg: TrainConfig, data_fingerprint: str) -> 
 
 
 def member_name(index: int, representation: str) -> str:
-    """``1-npr``, ``2-rgb-npr``: an ensemble member's (``index`` from 0) checkpoint folder, history rows and
-    metric names."""
-    return f"{index + 1}-{representation.replace('+', '-')}"
+    """``1-npr``, ``2-rgb-npr``, ``2-npr-white-0.125``: an ensemble member's (``index`` from 0) checkpoint
+    folder, history rows and metric names (MLflow's take letters, digits, ``_ - . /`` and spaces, no ``+``
+    or ``@``)."""
+    return f"{index + 1}-{representation.replace('+', '-').replace('@', '-')}"
 
 
 def resumable_run(checkpoint_dir: Path, cfg: TrainConfig, data_fingerprint: str) -> Checkpoint | None:
