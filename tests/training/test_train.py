@@ -340,3 +340,25 @@ def test_a_members_name_is_a_metric_name_mlflow_takes(representation):
     name = member_name(1, representation)
     assert name.startswith("2-") and validate_param_and_metric_name(f"train/{name}/best_val_auc")
     assert not validate_param_and_metric_name(f"train/2-{representation}/best_val_auc")  # as it would be unchanged
+
+
+def test_a_finished_run_removes_the_checkpoints_only_other_settings_could_resume(manifest, tiny_sample, tmp_path):
+    """A single run leaves its own last.pt and removes an earlier ensemble's member folders; an ensemble's
+    prune removes a single model's last.pt and other members; nothing else in the folder is touched."""
+    from realfake.training.checkpoint import LAST, prune
+
+    ckpts = tmp_path / "checkpoints"
+    for stale in ("1-npr-norm", "2-npr-white-0.125"):
+        (ckpts / stale).mkdir(parents=True)
+        (ckpts / stale / LAST).write_bytes(b"an earlier ensemble member")
+    (ckpts / "3-notes").mkdir()  # no last.pt: not a member folder, kept
+    (ckpts / "README.txt").write_text("mine")
+    out: list[str] = []
+    train(TrainConfig(**TINY_TRAIN), Manifest(manifest, tiny_sample), outputs(tmp_path), progress=False, log=out.append)
+    assert {p.name for p in ckpts.iterdir()} == {"3-notes", LAST, "README.txt"}
+    assert any("removed" in line and "2-npr-white-0.125" in line for line in out)
+
+    (ckpts / "1-npr").mkdir()
+    (ckpts / "1-npr" / LAST).write_bytes(b"this ensemble's first member")
+    assert prune(ckpts, TrainConfig(**TINY_TRAIN, representation=["npr", "rgb+npr"])) == [LAST]
+    assert {p.name for p in ckpts.iterdir()} == {"1-npr", "3-notes", "README.txt"}

@@ -118,6 +118,23 @@ def member_name(index: int, representation: str) -> str:
     return f"{index + 1}-{representation.replace('+', '-').replace('@', '-')}"
 
 
+def prune(checkpoint_dir: Path, cfg: TrainConfig) -> list[str]:
+    """Remove the checkpoints in ``checkpoint_dir`` that no run of ``cfg`` resumes from: a single model's
+    ``last.pt`` after an ensemble, other ensembles' member folders (hundreds of MB each) after anything
+    else. Only those two kinds of entry are touched; return the names removed."""
+    import re
+    import shutil
+
+    keep = {member_name(i, r) for i, r in enumerate(cfg.representations)} if cfg.is_ensemble else {LAST}
+    removed = []
+    for entry in sorted(Path(checkpoint_dir).iterdir()) if Path(checkpoint_dir).is_dir() else []:
+        member = entry.is_dir() and re.fullmatch(r"\d+-[\w.-]+", entry.name) and (entry / LAST).exists()
+        if entry.name not in keep and (member or (entry.name == LAST and entry.is_file())):
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            removed.append(entry.name)
+    return removed
+
+
 def resumable_run(checkpoint_dir: Path, cfg: TrainConfig, data_fingerprint: str) -> Checkpoint | None:
     """The checkpoint a run of ``cfg`` resumes from: its own, or for an ensemble the first member's that
     resumes (its ``run_id`` is the run to continue)."""

@@ -43,7 +43,7 @@ from realfake.detector.scoring import (
     resolve_device,
 )
 from realfake.training import distributed
-from realfake.training.checkpoint import LAST, Best, Checkpoint, finished, member_name, resumable
+from realfake.training.checkpoint import LAST, Best, Checkpoint, finished, member_name, prune, resumable
 from realfake.training.config import TrainConfig
 from realfake.training.data import EpochBatches, TrainImages, split_pixels, targets, train_loader
 
@@ -136,6 +136,9 @@ def train(
     fit = train_ensemble if cfg.is_ensemble else train_model
     result = fit(cfg, data, out, packed_dir=packed_dir, run_id=run_id, epoch_logger=epoch_logger, dist=dist,
                  progress=progress, log=log)
+    if dist.is_main:
+        for name in prune(out.checkpoints, cfg):
+            log(f"train: removed {out.checkpoints / name}: only a run of other settings could resume from it")
     distributed.shutdown(dist)
     return result
 
