@@ -32,7 +32,7 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=0, help="loader and scoring processes (0: in-process)")
     p.add_argument("--workdir", type=Path, default=None, help="keep the sample here and reuse it")
-    p.add_argument("--json", type=Path, default=None, help="also write every run's figures here")
+    p.add_argument("--json", type=Path, default=None, help="also write every run's robustness metrics here")
     args = p.parse_args()
 
     from realfake.config import read_section
@@ -40,7 +40,7 @@ def main() -> None:
     from realfake.data.packed import PrepareConfig, prepare
     from realfake.data.sample.config import SampleConfig
     from realfake.data.sample.generate import generate_heldout, generate_sample
-    from realfake.evaluation.robustness import RobustnessConfig, run_robustness
+    from realfake.evaluation.robustness import RobustnessConfig, markdown_table, run_robustness
     from realfake.training.config import TrainConfig
     from realfake.training.train import TrainOutputs, train
 
@@ -52,7 +52,7 @@ def main() -> None:
     })
     base = read_section("train", args.params)
     robust = {**read_section("robustness", args.params), "device": args.device, "workers": args.workers}
-    runs = []
+    runs: dict[str, dict] = {}  # column name -> the robustness stage's metrics
     with tempfile.TemporaryDirectory() as tmp:
         work = args.workdir or Path(tmp)
         tag = f"{args.train}-{args.valid}-{args.test}-{args.heldout}"
@@ -68,7 +68,7 @@ def main() -> None:
         data = Manifest(work / "manifest.parquet", work / "raw")
         print(f"sample: {args.train} train / {args.valid} valid / {args.test} test images per class, "
               f"{args.heldout} per held-out family; ready in {time.perf_counter() - t0:.0f} s", flush=True)
-        for epochs in args.epochs:
+        for epochs in dict.fromkeys(args.epochs):  # a repeated value would train the same run again
             params = {**base, "epochs": epochs, "device": args.device, "workers": args.workers}
             if args.size:
                 params["image_size"] = args.size
@@ -80,19 +80,14 @@ def main() -> None:
             rates = [float(r) for r in result.history["images_per_s"]]
             table = run_robustness(out.model, data, work / "heldout", 0.5, RobustnessConfig.from_params(robust),
                                    log=lambda s: None)
-            m = table.metrics
-            aucs = {"clean": m["clean"]["auc"], **{k: v["auc"] for k, v in m["perturbations"].items()},
-                    **{f"heldout {k}": v["auc"] for k, v in m["cross_generator"]["families"].items()}}
-            run = {"epochs": epochs, "representation": cfg.representation, "batch_size": cfg.batch_size,
-                   "train_seconds": round(seconds, 1), "images_per_s_last_epoch": round(rates[-1], 1),
-                   "robust_mean_auc": m["robust_mean_auc"], "robustness_seconds": round(table.seconds, 1),
-                   "auc": aucs}
-            runs.append(run)
-            print(f"\n{epochs} epochs ({cfg.representation}, batch {cfg.batch_size}, {cfg.image_size} px): "
+            column = f"{epochs} epochs"
+            runs[column] = table.metrics
+            print(f"\n{column} ({cfg.representation}, batch {cfg.batch_size}, {cfg.image_size} px): "
                   f"trained in {seconds:.0f} s ({rates[-1]:.0f} images/s in the last epoch); "
-                  f"robustness table in {table.seconds:.0f} s; robust mean AUC {m['robust_mean_auc']:.4f}")
-            for name, auc in aucs.items():
-                print(f"  {name:22s} {auc:.4f}" if auc is not None else f"  {name:22s} -")
+                  f"robustness table in {table.seconds:.0f} s", flush=True)
+            print("\n".join(markdown_table({column: table.metrics})), flush=True)
+    if len(runs) > 1:
+        print("\n" + "\n".join(markdown_table(runs)))
     if args.json:
         args.json.write_text(json.dumps(runs, indent=2))
 

@@ -27,16 +27,13 @@ from torch import nn
 
 
 def step_rate(device: torch.device, size: int, batch: int, steps: int, warmup: int,
-              compiled: bool, amp: bool = True, representation: str | None = None) -> tuple[float, float]:
+              compiled: bool, amp: bool, representation: str) -> tuple[float, float]:
     """(images/s, seconds of the warm-up steps, which include any compilation), with ``train.amp`` = ``amp``,
-    fed ``representation`` (default: the train stage's)."""
+    fed ``representation``."""
     from realfake.detector.network import build_model
     from realfake.detector.preprocess import to_model_input
     from realfake.detector.scoring import autocast, memory_format
-    from realfake.training.config import TrainConfig
     from realfake.training.train import make_optimizer
-
-    representation = representation or TrainConfig().representation
 
     torch.manual_seed(0)
     fmt = memory_format(device, amp)

@@ -73,13 +73,12 @@ MIN_SIZE = 75
 def check_representation(representation: Any) -> None:
     """Raise a :class:`RealfakeError` that says what is allowed unless ``representation`` is one of
     :data:`REPRESENTATIONS`, where ``npr-white`` may also be ``npr-white@S`` (whitening strength 0 < S <= 1)."""
-    parts = representation.split("+") if isinstance(representation, str) else []
-    if "+".join(p.partition("@")[0] for p in parts) not in REPRESENTATIONS:
+    parts = [p.partition("@") for p in representation.split("+")] if isinstance(representation, str) else []
+    if "+".join(base for base, _, _ in parts) not in REPRESENTATIONS:
         raise RealfakeError(f"input representation is {representation!r}; it must be one of "
                             f"{', '.join(REPRESENTATIONS)} (npr-white also as npr-white@S, S its whitening "
                             "strength, 0 < S <= 1).")
-    for part in parts:
-        base, at, strength = part.partition("@")
+    for base, at, strength in parts:
         if at and base != "npr-white":
             raise RealfakeError(f"input representation is {representation!r}: only npr-white takes a whitening "
                                 f"strength (npr-white@0.5, say); {base} takes none.")
