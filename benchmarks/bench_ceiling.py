@@ -2,8 +2,9 @@
 
 For the strongest perturbations (Gaussian blur sigma 2, down-scaling to 0.5 and back) the
 up-sampling trace may be physically gone. A specialist detector, trained with that one
-perturbation applied to every training image (both classes) and tested on the perturbed
-test split, gives an empirical ceiling: what a detector of this size and training budget can
+perturbation applied to every training image (both classes; with ``train.spectral`` on, the
+probe's training and fusion windows too) and tested on the perturbed test split, gives an
+empirical ceiling: what a detector of this size and training budget can
 recover. The robustness table's figure for the same perturbation is then read against it.
 
 Run it in a workspace where `dvc repro` has run (it reads data/manifest.parquet, data/raw,
@@ -58,6 +59,9 @@ def main() -> None:
         kind, strength, augment = SPECIALISTS[name]
         off = dict.fromkeys(Augment.PERTURBING, 0.0)
         params = {**base, "augment": {**base.get("augment", {}), **off, **augment}}
+        spectral = base.get("spectral", {})
+        if spectral.get("enabled", True):  # the probe, too, learns under that perturbation alone
+            params["spectral"] = {**spectral, "augment": {**spectral.get("augment", {}), **off, **augment}}
         if args.representation:
             params["representation"] = args.representation
         cfg = TrainConfig.from_params(params)
@@ -70,7 +74,8 @@ def main() -> None:
                                     batch_size=robust.batch_size, device=robust.device)
             result = run_robustness(out.model, data, None, 0.5, only, log=lambda s: None)
         auc = result.metrics["perturbations"][name]["auc"]
-        print(f"{name}: specialist ({cfg.representation}, trained {cfg.epochs} epochs on {name} images, "
+        probe = " + spectral probe" if cfg.spectral.enabled else ""
+        print(f"{name}: specialist ({cfg.representation}{probe}, trained {cfg.epochs} epochs on {name} images, "
               f"{seconds:.0f} s) test ROC-AUC {auc:.4f} on {name} images")
 
 

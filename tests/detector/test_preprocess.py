@@ -180,7 +180,7 @@ def test_resize_and_noise_augmentations_are_seeded_and_do_what_they_say(photo):
     noisy = Preprocessor(InputSpec(96, "crop"), Augment(hflip=False, noise_prob=1.0, noise_sigma=(5.0, 5.0)))
     b = noisy.train_pixels(Image.new("RGB", (128, 128), (128, 128, 128)), np.random.default_rng(0))
     assert 3.5 < b.astype(float).std() < 6.5
-    with pytest.raises(RealfakeError, match=r"train.augment.resize_prob must be a probability in \[0, 1\]"):
+    with pytest.raises(RealfakeError, match=r"augment.resize_prob must be a probability in \[0, 1\]"):
         Augment(resize_prob=2)
 
 

@@ -9,10 +9,15 @@ An ensemble's file (``train.representation`` a list) holds its members instead o
 state dict: each member's input spec, weights and facts. Its own input spec is ``rgb``
 at the members' size and policy, since each member represents the pixels itself
 (:class:`realfake.detector.network.Ensemble`).
+
+Either may carry a ``spectral`` entry: the spectral probe the train stage fitted beside the
+network and the weights that fuse their logits (:mod:`realfake.detector.spectrum`). Its
+model then takes RGB too, and scores as :class:`realfake.detector.spectrum.Fused`.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +27,7 @@ from torch import nn
 from realfake.atomic import write_file
 from realfake.detector.network import Ensemble, load_model, load_state_dict
 from realfake.detector.preprocess import InputSpec
+from realfake.detector.spectrum import fuse
 from realfake.errors import RealfakeError
 
 MODEL_FORMAT = "realfake-detector/1"
@@ -69,9 +75,20 @@ def load_model_file(path: Path) -> tuple[nn.Module, InputSpec, dict[str, Any]]:
     """(model in eval mode, its input spec, the file's other fields) from a model file or an ensemble's.
 
     An ensemble's other fields list its members' (``members``: input spec, epoch, valid AUC) without
-    their weights.
+    their weights; a file with a spectral probe gives the :class:`~realfake.detector.spectrum.Fused` model
+    (which takes RGB), and its ``spectral`` field keeps the fit's facts without the probe's weights.
     """
     blob = load_state_dict(Path(path), what="a realfake model file")
+    model, spec, extra = _network(blob, path)
+    if "spectral" in blob:
+        model = fuse(model, spec.representation, blob["spectral"], source=str(path))
+        spec = replace(spec, representation="rgb")
+        extra["spectral"] = {k: v for k, v in blob["spectral"].items() if k != "state_dict"}
+    return model, spec, extra
+
+
+def _network(blob: dict[str, Any], path: Path) -> tuple[nn.Module, InputSpec, dict[str, Any]]:
+    """The network of a model file's dict (a single model or an ensemble), its input spec and other fields."""
     fmt = blob.get("format")
     if fmt == ENSEMBLE_FORMAT and isinstance(blob.get("members"), list):
         specs = [InputSpec.from_dict(m["input"]) for m in blob["members"]]
@@ -80,7 +97,7 @@ def load_model_file(path: Path) -> tuple[nn.Module, InputSpec, dict[str, Any]]:
         spec = ensemble_spec(specs, source=str(path))
         model = Ensemble(models, [s.representation for s in specs]).eval()
         members = [{k: v for k, v in m.items() if k != "state_dict"} for m in blob["members"]]
-        return model, spec, {**{k: v for k, v in blob.items() if k not in ("format", "input", "members")},
+        return model, spec, {**{k: v for k, v in blob.items() if k not in ("format", "input", "members", "spectral")},
                              "members": members}
     if fmt != MODEL_FORMAT or "state_dict" not in blob:
         raise RealfakeError(
@@ -89,5 +106,11 @@ def load_model_file(path: Path) -> tuple[nn.Module, InputSpec, dict[str, Any]]:
         )
     spec = InputSpec.from_dict(blob["input"])
     model = load_model(blob["state_dict"], source=str(path), in_channels=spec.channels)
-    extra = {k: v for k, v in blob.items() if k not in ("format", "input", "state_dict")}
+    extra = {k: v for k, v in blob.items() if k not in ("format", "input", "state_dict", "spectral")}
     return model, spec, extra
+
+
+def add_spectral(path: Path, entry: dict[str, Any]) -> None:
+    """Write ``entry`` (:func:`realfake.detector.spectrum.spectral_entry`) into the model file at ``path``."""
+    blob = load_state_dict(Path(path), what="a realfake model file")
+    save_torch({**blob, "spectral": entry}, path)

@@ -303,6 +303,10 @@ def to_input(source: ImageSource, spec: InputSpec, name: str | None = None) -> t
     return to_model_input(pixels, torch.device("cpu"), spec.representation)[0]
 
 
+#: Where an :class:`Augment` is set.
+AUGMENTS = "train.augment, or train.spectral.augment for the spectral probe"
+
+
 @dataclass(frozen=True)
 class Augment:
     """Training-only augmentations (``train.augment`` in params.yaml).
@@ -328,11 +332,11 @@ class Augment:
         for name in self.PERTURBING:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1):
-                raise RealfakeError(f"train.augment.{name} must be a probability in [0, 1], got {value!r}.")
+                raise RealfakeError(f"augment.{name} must be a probability in [0, 1], got {value!r} ({AUGMENTS}).")
         for name in ("jpeg_quality", "blur_sigma", "resize_scale", "noise_sigma"):
             lo, hi = getattr(self, name)
             if not 0 <= lo <= hi:
-                raise RealfakeError(f"train.augment.{name} must be a range [lo, hi] with 0 <= lo <= hi.")
+                raise RealfakeError(f"augment.{name} must be a range [lo, hi] with 0 <= lo <= hi ({AUGMENTS}).")
 
     def apply(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
         """Blur, JPEG, down-then-up scaling and noise, each with its probability, in this order."""

@@ -5,16 +5,46 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from realfake.config import build_config, is_int, require
+from realfake.config import build_config, is_int, is_number, require
 from realfake.detector.preprocess import Augment, InputSpec
 from realfake.training.synthetic import Synthetic
 
 LR_SCALING = ("sqrt", "linear", "none")
 SCHEDULES = ("onecycle", "cosine", "constant")
 KEEP = ("best", "last")
+
+
+def wild() -> Augment:
+    """The default perturbation mix the probe learns under: each of blur, JPEG, down-then-up scaling and noise
+    with probability 0.3, over wider ranges than the robustness table's."""
+    return Augment(hflip=False, blur_prob=0.3, blur_sigma=(0.3, 2.5), jpeg_prob=0.3, jpeg_quality=(40, 95),
+                   resize_prob=0.3, resize_scale=(0.4, 0.9), noise_prob=0.3, noise_sigma=(1.0, 6.0))
+
+
+@dataclass(frozen=True)
+class Spectral:
+    """``train.spectral``: the spectral probe fused with the network (:mod:`realfake.detector.spectrum`)."""
+
+    enabled: bool = True
+    hidden: int = 128  # ReLU units of the probe's hidden layer; 0 = a logistic regression
+    passes: int = 4  # perturbed passes over the train split the probe is fitted on
+    l2: float = 0.01  # the ridge penalty on the probe's weights (per mean loss, on standardised features)
+    gate: bool = True  # the network's say falls to 0 on images much blurrier than its training images
+    augment: Augment = field(default_factory=wild)  # the perturbations the probe and the fusion learn under
+
+    def __post_init__(self) -> None:
+        for name in ("enabled", "gate"):
+            require(isinstance(getattr(self, name), bool),
+                    f"train.spectral.{name} must be true or false, got {getattr(self, name)!r}.")
+        require(is_int(self.passes) and self.passes >= 1,
+                f"train.spectral.passes must be an integer of at least 1, got {self.passes!r}.")
+        require(is_int(self.hidden) and self.hidden >= 0, "train.spectral.hidden must be a non-negative integer "
+                f"(0 = a logistic regression), got {self.hidden!r}.")
+        require(is_number(self.l2) and self.l2 > 0, f"train.spectral.l2 must be a number above 0, got {self.l2!r}.")
 
 
 @dataclass(frozen=True)
@@ -29,6 +59,7 @@ class TrainConfig:
     representation: str | tuple[str, ...] = "npr-white"
     augment: Augment = field(default_factory=Augment)
     synthetic: Synthetic = field(default_factory=Synthetic)
+    spectral: Spectral = field(default_factory=Spectral)  # the spectral probe fused with the network
     epochs: int = 4
     batch_size: int = 32  # the global batch (summed over torchrun processes)
     lr: float = 2e-3  # at lr_reference_batch; see effective_lr
@@ -47,6 +78,10 @@ class TrainConfig:
     launcher: str = "python"  # how dvc.yaml starts the stage: python, or torchrun --nproc_per_node=N ...
 
     def __post_init__(self) -> None:
+        for name, kind in (("augment", Augment), ("synthetic", Synthetic), ("spectral", Spectral)):
+            value = getattr(self, name)
+            if isinstance(value, Mapping):  # TrainConfig(spectral={"enabled": False}), as in params.yaml
+                object.__setattr__(self, name, build_config(kind, value, f"train.{name}"))
         reps = self.representation
         if isinstance(reps, (list, tuple)):
             require(len(reps) >= 1 and len(set(reps)) == len(reps) and all(isinstance(r, str) for r in reps),

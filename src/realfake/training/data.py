@@ -63,14 +63,19 @@ class TrainImages(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, float]:
         epoch, i = key
+        x = self.preprocessor.train_pixels(self.image(epoch, i), np.random.default_rng([self.seed, epoch, i]))
+        return torch.from_numpy(x), self.targets[i]
+
+    def image(self, epoch: int, i: int):
+        """Image ``i`` as epoch ``epoch`` sees it before augmentation: its pixels, or the synthetic fake that
+        replaces it."""
         img = self.pixels[i]
         if self.synthetic.prob and self.targets[i] == 1 and len(self.reals):
             rng = np.random.default_rng([self.seed, epoch, i, 1])
             if rng.random() < self.synthetic.prob:
                 img = synthesise(self.pixels[int(self.reals[rng.integers(len(self.reals))])], rng,
                                  self.synthetic.jpeg_quality)
-        x = self.preprocessor.train_pixels(img, np.random.default_rng([self.seed, epoch, i]))
-        return torch.from_numpy(x), self.targets[i]
+        return img
 
 
 class EpochBatches(Sampler):

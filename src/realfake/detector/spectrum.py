@@ -1,0 +1,227 @@
+"""The spectral probe: a linear model on the log power spectrum of the whole scoring window, fused with
+the network's logit.
+
+An up-sampler leaves its trace twice: in the 2x2 pattern of neighbouring pixels, which the
+network reads from 96-pixel crops, and in the frequency response of the whole image, a
+fixed filter (its pass band's shape, its spectral replicas) whatever the content. Blur,
+down-scaling and re-compression wash out the first, but the second is an average over
+every pixel of the window, and what of it survives a low-pass shows in the window's power
+spectrum (Durall et al., CVPR 2020; Dzanic et al., NeurIPS 2020 read GAN images the same way).
+
+:func:`spectrum_features` is that spectrum: the grey image minus its mean, under a Hann
+window, its log power averaged into a 32x32 grid of frequency cells and folded (the
+spectrum of a real image is point-symmetric), 17x32 numbers. :class:`SpectralProbe` is a
+small classifier on them (standardised; one hidden layer, or a logistic regression), fitted
+full-batch by L-BFGS (:func:`fit_probe`). :class:`Fused` adds the two logits with the weights
+the train stage fitted on the valid split, the network's weighed by how sharp the image is
+(:func:`sharpness_gate`), so the served model, predict and every stage score the pair as one
+model. All of it is tensors in the model file: data, never code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from realfake.detector.preprocess import PIXEL_SCALE, represent
+from realfake.errors import RealfakeError
+
+#: Frequency cells per axis of the binned spectrum.
+GRID = 32
+#: Rows kept after folding the point-symmetric spectrum: the centre row and the half above it.
+ROWS = GRID // 2 + 1
+N_FEATURES = ROWS * GRID
+#: Added to the power (in squared grey levels) before the log: below the rounding noise of a 32-pixel window.
+POWER_FLOOR = 1e-3
+#: :func:`sharpness` compares the cells above this radius (cycles per pixel) with those below :data:`LOW_BAND`.
+HIGH_BAND = 0.3
+LOW_BAND = 0.15
+
+
+def _radii() -> torch.Tensor:
+    """The radial frequency (cycles per pixel) of the centre of each kept cell, flattened as the features are."""
+    f = (torch.arange(GRID, dtype=torch.float64) - GRID // 2 + 0.5) / GRID
+    return torch.hypot(f[:ROWS, None], f[None, :]).flatten().float()
+
+
+def sharpness(features: torch.Tensor) -> torch.Tensor:
+    """(B,) how much high-frequency power an image kept: the mean log power of its cells above
+    :data:`HIGH_BAND` minus that below :data:`LOW_BAND` (blur, down-scaling and re-compression lower it)."""
+    r = _radii().to(features.device)
+    return features[:, r > HIGH_BAND].mean(1) - features[:, r < LOW_BAND].mean(1)
+
+
+def spectrum_features(x: torch.Tensor) -> torch.Tensor:
+    """(B, :data:`N_FEATURES`) binned log power spectra of standardised RGB batches ``x`` (B, 3, H, W), in float32."""
+    with torch.autocast(x.device.type, enabled=False):
+        grey = x.float().mean(1) * PIXEL_SCALE  # grey levels, as the pixels were
+        grey = grey - grey.mean((-2, -1), keepdim=True)
+        h, w = grey.shape[-2:]
+        window = torch.outer(torch.hann_window(h, periodic=False, device=x.device),
+                             torch.hann_window(w, periodic=False, device=x.device))
+        power = torch.fft.fftshift(torch.fft.fft2(grey * window), dim=(-2, -1)).abs().square()
+        cells = F.adaptive_avg_pool2d(torch.log(power + POWER_FLOOR).unsqueeze(1), GRID).squeeze(1)
+        folded = (cells + cells.flip(-2, -1)) / 2
+        return folded[:, :ROWS].flatten(1)
+
+
+class SpectralProbe(nn.Module):
+    """A classifier on :func:`spectrum_features`: standardised, then one linear layer (a logistic regression),
+    or a hidden layer of ``hidden`` ReLU units first; its output is the logit of p_fake."""
+
+    def __init__(self, hidden: int = 0) -> None:
+        super().__init__()
+        self.hidden = int(hidden)
+        self.register_buffer("mean", torch.zeros(N_FEATURES))
+        self.register_buffer("scale", torch.ones(N_FEATURES))
+        self.layer = nn.Linear(N_FEATURES, self.hidden) if self.hidden else None
+        self.linear = nn.Linear(self.hidden or N_FEATURES, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The probe's logit (B, 1) for a standardised RGB batch."""
+        return self.logit(spectrum_features(x))
+
+    def logit(self, features: torch.Tensor) -> torch.Tensor:
+        """The logit (B, 1) of :func:`spectrum_features` ``features``."""
+        z = ((features - self.mean) / self.scale).to(self.linear.weight.dtype)
+        return self.linear(torch.relu(self.layer(z)) if self.layer is not None else z)
+
+
+def _fit(params: list[torch.Tensor], loss_fn, steps: int) -> None:
+    """Minimise ``loss_fn()`` over ``params`` by full-batch L-BFGS (deterministic on one device)."""
+    opt = torch.optim.LBFGS(params, max_iter=steps, tolerance_grad=1e-9, tolerance_change=1e-12, history_size=20,
+                            line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+
+
+def _two_classes(y: torch.Tensor) -> torch.Tensor:
+    y = y.double().reshape(-1)
+    if len(torch.unique(y)) != 2:
+        raise RealfakeError("the spectral probe needs real and fake images to fit; the split has one class only.")
+    return y
+
+
+def fit_logistic(x: torch.Tensor, y: torch.Tensor, l2: float, steps: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weights, bias) minimising the mean binary cross-entropy of ``x @ w + b`` against 0/1 ``y``
+    plus ``l2`` times the squared norm of ``w``, by full-batch L-BFGS in float64 (deterministic)."""
+    x, y = x.double(), _two_classes(y)
+    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    _fit([w, b], lambda: F.binary_cross_entropy_with_logits(x @ w + b, y) + l2 * w.square().sum(), steps)
+    return w.detach(), b.detach()
+
+
+def fit_probe(features: torch.Tensor, targets: torch.Tensor, l2: float, hidden: int = 0, seed: int = 0,
+              steps: int = 300) -> SpectralProbe:
+    """A :class:`SpectralProbe` fitted to (N, :data:`N_FEATURES`) features and their 0/1 targets: the
+    mean binary cross-entropy plus ``l2`` times the squared norm of the weights, by full-batch L-BFGS
+    (``steps`` iterations at most) in float64; a hidden layer's initial weights are drawn from ``seed``."""
+    probe = SpectralProbe(hidden)
+    mean = features.double().mean(0)
+    scale = features.double().std(0).clamp_min(1e-6)
+    z, y = (features.double() - mean) / scale, _two_classes(targets)
+    if hidden:
+        g = torch.Generator().manual_seed(seed)
+        w1 = (torch.randn(N_FEATURES, hidden, generator=g, dtype=torch.float64) * (2 / N_FEATURES) ** 0.5)
+        w2 = torch.randn(hidden, generator=g, dtype=torch.float64) * (1 / hidden) ** 0.5
+        params = [w1.requires_grad_(), torch.zeros(hidden, dtype=torch.float64, requires_grad=True),
+                  w2.requires_grad_(), torch.zeros((), dtype=torch.float64, requires_grad=True)]
+
+        def loss() -> torch.Tensor:
+            logit = torch.relu(z @ params[0] + params[1]) @ params[2] + params[3]
+            penalty = params[0].square().sum() + params[2].square().sum()
+            return F.binary_cross_entropy_with_logits(logit, y) + l2 * penalty
+
+        _fit(params, loss, steps)
+        with torch.no_grad():
+            probe.layer.weight.copy_(params[0].T)
+            probe.layer.bias.copy_(params[1])
+            probe.linear.weight.copy_(params[2].unsqueeze(0))
+            probe.linear.bias.copy_(params[3].reshape(1))
+    else:
+        w, b = fit_logistic(z, y, l2, steps)
+        with torch.no_grad():
+            probe.linear.weight.copy_(w.unsqueeze(0))
+            probe.linear.bias.copy_(b.reshape(1))
+    with torch.no_grad():
+        probe.mean.copy_(mean)
+        probe.scale.copy_(scale)
+    return probe.eval()
+
+
+def sharpness_gate(h: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    """The network's share (B,) in [0, 1] at :func:`sharpness` ``h``: 1 from ``gate[1]`` up (as sharp as the
+    sharp training images), 0 from ``gate[0]`` down, linear between."""
+    return ((h - gate[0]) / (gate[1] - gate[0]).clamp_min(1e-6)).clamp(0, 1)
+
+
+class Fused(nn.Module):
+    """The network (a single model fed its ``representation``, or an :class:`Ensemble` fed RGB) and a
+    :class:`SpectralProbe`, on one standardised RGB batch:
+    ``weights[0] * share * network + weights[1] * probe + bias``, where ``share`` is 1, or with a
+    ``gate`` (two sharpness levels) the :func:`sharpness_gate` of the image: the network gets its say
+    on images as sharp as those it trained on, and none on ones far blurrier, where its logit is noise.
+
+    ``members`` are the network's Inception-ResNets (Grad-CAM explains them; the probe has no map).
+    """
+
+    def __init__(self, network: nn.Module, representation: str, probe: SpectralProbe, weights: torch.Tensor,
+                 bias: torch.Tensor, gate: torch.Tensor | None = None):
+        super().__init__()
+        self.network, self.representation, self.probe = network, representation, probe
+        self.register_buffer("weights", torch.as_tensor(weights, dtype=torch.float32).reshape(2))
+        self.register_buffer("bias", torch.as_tensor(bias, dtype=torch.float32).reshape(1))
+        self.register_buffer("gate", None if gate is None else torch.as_tensor(gate, dtype=torch.float32).reshape(2))
+
+    @property
+    def members(self) -> list[nn.Module]:
+        """The network's Inception-ResNets: one, or an ensemble's."""
+        return list(getattr(self.network, "members", [self.network]))
+
+    def parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(network logit, probe logit, the network's share), each (B, 1) in float32."""
+        features = spectrum_features(x)
+        share = torch.ones(len(x), 1, device=x.device) if self.gate is None else \
+            sharpness_gate(sharpness(features), self.gate).unsqueeze(1)
+        return self.network(represent(x, self.representation)).float(), self.probe.logit(features).float(), share
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The fused logit (B, 1) of p_fake."""
+        net, probe, share = self.parts(x)
+        return self.weights[0] * share * net + self.weights[1] * probe + self.bias
+
+
+def spectral_entry(probe: SpectralProbe, weights: torch.Tensor, bias: torch.Tensor, gate: torch.Tensor | None = None,
+                   **facts: Any) -> dict[str, Any]:
+    """What a model file keeps of the probe and the fusion (under ``spectral``)."""
+    return {"state_dict": {k: v.detach().cpu() for k, v in probe.state_dict().items()}, "hidden": probe.hidden,
+            "weights": torch.as_tensor(weights, dtype=torch.float32).reshape(2).tolist(),
+            "bias": float(torch.as_tensor(bias).reshape(())),
+            "gate": None if gate is None else torch.as_tensor(gate, dtype=torch.float32).reshape(2).tolist(), **facts}
+
+
+def fuse(network: nn.Module, representation: str, entry: Any, source: str) -> Fused:
+    """The :class:`Fused` model of ``network`` and a model file's ``spectral`` entry (clear errors if malformed)."""
+    try:
+        probe = SpectralProbe(int(entry.get("hidden", 0)))
+        probe.load_state_dict(entry["state_dict"])
+        weights, bias = torch.tensor(entry["weights"], dtype=torch.float32), torch.tensor(entry["bias"])
+        gate = entry.get("gate")
+        gate = None if gate is None else torch.tensor(gate, dtype=torch.float32)
+        if weights.shape != (2,) or bias.numel() != 1 or (gate is not None and gate.shape != (2,)):
+            shapes = [None if t is None else tuple(t.shape) for t in (weights, bias, gate)]
+            raise ValueError(f"weights, bias and gate of shapes {shapes}; expected (2,), one number, (2,) or none")
+    except (AttributeError, KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise RealfakeError(f"{source}: its spectral probe entry is malformed ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else ''}); train the model again.") from None
+    return Fused(network, representation, probe.eval(), weights, bias, gate).eval()

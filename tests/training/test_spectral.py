@@ -1,0 +1,197 @@
+"""The spectral probe: its features, its fit, the fused model file the train stage writes, and clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageFilter
+
+from helpers.training import TINY_TRAIN, run_train
+from realfake.data.manifest import Manifest
+from realfake.detector.modelfile import add_spectral, load_model_file
+from realfake.detector.preprocess import Preprocessor, to_model_input
+from realfake.detector.spectrum import (
+    N_FEATURES,
+    Fused,
+    SpectralProbe,
+    fit_logistic,
+    fit_probe,
+    sharpness,
+    sharpness_gate,
+    spectral_entry,
+    spectrum_features,
+)
+from realfake.errors import RealfakeError
+from realfake.training.config import TrainConfig
+
+CPU = torch.device("cpu")
+
+
+def _batch(images: list[np.ndarray]) -> torch.Tensor:
+    return to_model_input(torch.from_numpy(np.stack(images)), CPU)
+
+
+def _noise_faces(n: int, size: int, upsampled: bool, seed: int) -> list[np.ndarray]:
+    """Smooth random images: drawn at full size, or at half size and brought up by a bilinear up-sampler
+    (whose spectral replicas are the trace), then both blurred (sigma 1.5) and rounded to uint8."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        side = size // 2 if upsampled else size
+        img = Image.fromarray(np.clip(rng.normal(128, 40, (side, side, 3)), 0, 255).astype(np.uint8))
+        img = img.filter(ImageFilter.GaussianBlur(0.7))
+        if upsampled:
+            img = img.resize((size, size), Image.BILINEAR)
+        out.append(np.asarray(img.filter(ImageFilter.GaussianBlur(1.5))))
+    return out
+
+
+def test_features_are_the_binned_log_spectrum_blind_to_brightness_and_a_half_turn():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 200, (64, 64, 3), dtype=np.uint8)
+    f = spectrum_features(_batch([img, img + 40, np.ascontiguousarray(img[::-1, ::-1])]))
+    assert f.shape == (3, N_FEATURES) and f.dtype == torch.float32 and torch.isfinite(f).all()
+    torch.testing.assert_close(f[1], f[0], atol=1e-3, rtol=1e-4)  # the mean is taken out
+    torch.testing.assert_close(f[2], f[0], atol=1e-3, rtol=1e-4)  # folded: a point-symmetric spectrum
+    stripes = np.zeros((64, 64, 3), np.uint8)
+    stripes[:, ::2] = 255  # all its power at the horizontal Nyquist frequency
+    g = spectrum_features(_batch([stripes]))[0]
+    assert g.max() - g.median() > 10  # the Nyquist cell stands out by e^10 over the rest
+    assert spectrum_features(_batch([rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)])).shape == (1, N_FEATURES)
+
+
+def test_sharpness_falls_under_a_blur_and_the_gate_follows_it():
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    blurred = [np.asarray(img.filter(ImageFilter.GaussianBlur(s))) for s in (0.5, 1.0, 2.0)]
+    h = sharpness(spectrum_features(_batch([np.asarray(img), *blurred])))
+    assert (torch.diff(h) < -1).all(), h  # each stronger blur takes more than e^1 of the high band's power away
+    gate = torch.tensor([-2.0, 0.0])
+    torch.testing.assert_close(sharpness_gate(torch.tensor([-3.0, -2.0, -1.0, 0.0, 5.0]), gate),
+                               torch.tensor([0.0, 0.0, 0.5, 1.0, 1.0]))
+
+
+@pytest.mark.parametrize("hidden", [0, 16])
+def test_the_probe_tells_an_up_sampled_image_from_a_full_size_one_after_a_blur(hidden):
+    real = _noise_faces(48, 64, False, 1) + _noise_faces(24, 64, False, 2)
+    fake = _noise_faces(48, 64, True, 3) + _noise_faces(24, 64, True, 4)
+    x = spectrum_features(_batch(real[:48] + fake[:48]))
+    y = torch.cat([torch.zeros(48), torch.ones(48)])
+    probe = fit_probe(x, y, l2=0.01, hidden=hidden)
+    assert probe.hidden == hidden and torch.equal(fit_probe(x, y, l2=0.01, hidden=hidden).linear.weight,
+                                                  probe.linear.weight)  # deterministic
+    from sklearn.metrics import roc_auc_score
+
+    with torch.no_grad():
+        held = probe(_batch(real[48:] + fake[48:])).squeeze(1).numpy()
+    assert roc_auc_score(np.r_[np.zeros(24), np.ones(24)], held) > 0.95
+
+
+def test_the_logistic_fit_is_deterministic_and_shrinks_with_its_penalty():
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(np.r_[rng.normal(-1, 1, (50, 3)), rng.normal(1, 1, (50, 3))])
+    y = torch.cat([torch.zeros(50), torch.ones(50)])
+    w, b = fit_logistic(x, y, l2=1e-3)
+    w2, b2 = fit_logistic(x, y, l2=1e-3)
+    assert torch.equal(w, w2) and torch.equal(b, b2)
+    assert (w > 0.5).all()  # every feature points towards the fake class
+    strong, _ = fit_logistic(x, y, l2=1.0)
+    assert strong.norm() < w.norm() / 2
+    with pytest.raises(RealfakeError, match="one class only"):
+        fit_logistic(x, torch.ones(100), l2=1e-3)
+
+
+@pytest.fixture(scope="module")
+def fused_run(tiny_manifest, tiny_sample, module_tmp):
+    """One tiny run with the probe, and the same run without it."""
+    spectral = {"enabled": True, "passes": 1, "hidden": 8}
+    cfg = {**TINY_TRAIN, "epochs": 1, "spectral": spectral}
+    result = run_train(TrainConfig(**cfg), tiny_manifest, tiny_sample, module_tmp / "fused")
+    run_train(TrainConfig(**{**cfg, "spectral": {"enabled": False}}), tiny_manifest, tiny_sample, module_tmp / "net")
+    return result, module_tmp
+
+
+def test_the_train_stage_fuses_the_probe_without_touching_the_network(fused_run, tiny_manifest, tiny_sample):
+    from realfake.detector.scoring import Detector, sigmoid
+    from realfake.images import ImageFiles
+    from realfake.inference.explain import gradcam_maps
+
+    result, out = fused_run
+    model, spec, info = load_model_file(out / "fused" / "model.pt")
+    network, net_spec, _ = load_model_file(out / "net" / "model.pt")
+    assert isinstance(model, Fused) and not isinstance(network, Fused)
+    assert spec.representation == "rgb" and model.representation == net_spec.representation == "npr-white"
+    for k, v in network.state_dict().items():  # the network is the one a run without the probe trains
+        assert torch.equal(model.network.state_dict()[k], v), k
+    assert set(info["spectral"]) >= {"network_auc", "probe_auc", "fused_auc", "weights", "bias"}
+    assert result.metrics["spectral/n_train"] == info["spectral"]["n_train"] > 0
+    assert 0 <= result.metrics["spectral/fused_auc"] <= 1
+
+    # scored as one model: the fitted weights times (network logit, probe logit) plus the bias
+    data = Manifest(tiny_manifest, tiny_sample)
+    files = data.files(data.rows("test"))[:4]
+    x = to_model_input(torch.from_numpy(np.stack([Preprocessor(spec).load(f) for f in files])), CPU)
+    with torch.no_grad():
+        net_logit = network(to_model_input(torch.from_numpy(np.stack([Preprocessor(net_spec).load(f) for f in files])),
+                                           CPU, net_spec.representation))
+        probe_logit = model.probe(x)
+        got = model(x)
+    w, b = info["spectral"]["weights"], info["spectral"]["bias"]
+    share = sharpness_gate(sharpness(spectrum_features(x)), torch.tensor(info["spectral"]["gate"])).unsqueeze(1)
+    assert model.probe.hidden == 8 and share.min() >= 0 and share.max() <= 1
+    torch.testing.assert_close(got, w[0] * share * net_logit + w[1] * probe_logit + b, atol=1e-4, rtol=1e-4)
+    p = Detector(out / "fused" / "model.pt", amp=False).p_fake(ImageFiles(files))
+    np.testing.assert_allclose(p, sigmoid(got.squeeze(1).numpy()), rtol=1e-5)
+    maps = gradcam_maps(model, x)  # Grad-CAM explains the network's part
+    assert maps.shape == (4, 80, 80) and np.isfinite(maps).all()
+
+
+def test_fitting_again_replaces_the_probe_rather_than_stacking_a_second(fused_run, tiny_manifest, tiny_sample):
+    from realfake.training.spectral import fit_spectral
+
+    _, out = fused_run
+    path = out / "fused" / "model.pt"
+    before = load_model_file(path)[2]["spectral"]
+    cfg = TrainConfig(**{**TINY_TRAIN, "spectral": {"enabled": True, "passes": 1, "hidden": 8}})
+    fit_spectral(path, cfg.spectral, cfg.synthetic, Manifest(tiny_manifest, tiny_sample), seed=cfg.seed,
+                 device="cpu", log=lambda s: None)
+    model, _, info = load_model_file(path)
+    assert isinstance(model.network, torch.nn.Module) and not isinstance(model.network, Fused)
+    assert info["spectral"]["weights"] == pytest.approx(before["weights"], rel=1e-5)
+
+
+def test_a_malformed_probe_entry_is_a_clear_error(fused_run, tmp_path):
+    _, out = fused_run
+    broken = tmp_path / "model.pt"
+    broken.write_bytes((out / "net" / "model.pt").read_bytes())
+    add_spectral(broken, {**spectral_entry(SpectralProbe(), torch.ones(2), torch.zeros(1)), "weights": [1.0]})
+    with pytest.raises(RealfakeError, match="spectral probe entry is malformed.*train the model again"):
+        load_model_file(broken)
+    add_spectral(broken, {"weights": [1.0, 1.0], "bias": 0.0})
+    with pytest.raises(RealfakeError, match="spectral probe entry is malformed"):
+        load_model_file(broken)
+    add_spectral(broken, {**spectral_entry(SpectralProbe(), torch.ones(2), torch.zeros(1)), "gate": [1.0, 2.0, 3.0]})
+    with pytest.raises(RealfakeError, match="spectral probe entry is malformed"):
+        load_model_file(broken)
+    add_spectral(broken, {**spectral_entry(SpectralProbe(4), torch.ones(2), torch.zeros(1)), "hidden": 0})
+    with pytest.raises(RealfakeError, match="spectral probe entry is malformed"):  # weights of another shape
+        load_model_file(broken)
+
+
+@pytest.mark.parametrize(
+    ("spectral", "message"),
+    [
+        ({"passes": 0}, "train.spectral.passes must be an integer of at least 1"),
+        ({"passes": 1.5}, "train.spectral.passes must be an integer of at least 1"),
+        ({"l2": 0}, "train.spectral.l2 must be a number above 0"),
+        ({"enabled": "yes"}, "train.spectral.enabled must be true or false"),
+        ({"gate": 1}, "train.spectral.gate must be true or false"),
+        ({"hidden": -1}, "train.spectral.hidden must be a non-negative integer"),
+        ({"augment": {"blur_prob": 2}}, "augment.blur_prob must be a probability.*train.spectral.augment"),
+        ({"strength": 1}, r"Unknown keys in params.yaml 'train.spectral': \['strength'\]"),
+    ],
+)
+def test_spectral_settings_errors_are_clear(spectral, message):
+    with pytest.raises(RealfakeError, match=message):
+        TrainConfig.from_params({"spectral": spectral})
