@@ -51,8 +51,8 @@ PROBE_STREAM = 1_000
 
 
 class PerturbedWindows(Dataset):
-    """Item ``(pass, i)``: image ``i`` of a split (or the synthetic fake that replaces it, as in training),
-    perturbed by ``augment`` and fitted by the scoring fit; with its target."""
+    """Item ``k``: in pass ``k // n``, image ``k % n`` of a split of ``n`` (or the synthetic fake that replaces
+    it, as in training), perturbed by ``augment`` and fitted by the scoring fit; with its target."""
 
     def __init__(self, images: TrainImages, augment: Augment, passes: int):
         self.images, self.augment, self.passes = images, augment, passes
