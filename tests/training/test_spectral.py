@@ -154,8 +154,7 @@ def test_fitting_again_replaces_the_probe_rather_than_stacking_a_second(fused_ru
     path = out / "fused" / "model.pt"
     before = load_model_file(path)[2]["spectral"]
     cfg = TrainConfig(**{**TINY_TRAIN, "spectral": {"enabled": True, "passes": 1, "hidden": 8}})
-    fit_spectral(path, cfg.spectral, cfg.synthetic, Manifest(tiny_manifest, tiny_sample), seed=cfg.seed,
-                 device="cpu", log=lambda s: None)
+    fit_spectral(path, cfg, Manifest(tiny_manifest, tiny_sample), log=lambda s: None)
     model, _, info = load_model_file(path)
     assert isinstance(model.network, torch.nn.Module) and not isinstance(model.network, Fused)
     assert info["spectral"]["weights"] == pytest.approx(before["weights"], rel=1e-5)

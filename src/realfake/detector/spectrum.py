@@ -20,6 +20,7 @@ model. All of it is tensors in the model file: data, never code.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import torch
@@ -41,6 +42,7 @@ HIGH_BAND = 0.3
 LOW_BAND = 0.15
 
 
+@lru_cache(maxsize=1)
 def _radii() -> torch.Tensor:
     """The radial frequency (cycles per pixel) of the centre of each kept cell, flattened as the features are."""
     f = (torch.arange(GRID, dtype=torch.float64) - GRID // 2 + 0.5) / GRID

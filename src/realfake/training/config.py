@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import typing
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
 from realfake.config import build_config, is_int, is_number, require
@@ -78,10 +79,11 @@ class TrainConfig:
     launcher: str = "python"  # how dvc.yaml starts the stage: python, or torchrun --nproc_per_node=N ...
 
     def __post_init__(self) -> None:
-        for name, kind in (("augment", Augment), ("synthetic", Synthetic), ("spectral", Spectral)):
-            value = getattr(self, name)
-            if isinstance(value, Mapping):  # TrainConfig(spectral={"enabled": False}), as in params.yaml
-                object.__setattr__(self, name, build_config(kind, value, f"train.{name}"))
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):  # a nested section given as a mapping, as in params.yaml: TrainConfig(spectral={...})
+            value, kind = getattr(self, f.name), hints[f.name]
+            if is_dataclass(kind) and isinstance(value, Mapping):
+                object.__setattr__(self, f.name, build_config(kind, value, f"train.{f.name}"))
         reps = self.representation
         if isinstance(reps, (list, tuple)):
             require(len(reps) >= 1 and len(set(reps)) == len(reps) and all(isinstance(r, str) for r in reps),

@@ -42,7 +42,7 @@ from realfake.detector.spectrum import (
     spectral_entry,
     spectrum_features,
 )
-from realfake.training.config import Spectral
+from realfake.training.config import TrainConfig
 from realfake.training.data import TrainImages, split_pixels, targets
 from realfake.training.synthetic import Synthetic
 
@@ -79,23 +79,25 @@ def _score(windows: PerturbedWindows, fn: Callable[[torch.Tensor], torch.Tensor]
     return torch.cat(outs).numpy(), torch.cat(ys).numpy()
 
 
-def fit_spectral(model_file: Path, cfg: Spectral, synthetic: Synthetic, data: Manifest, *, seed: int,
-                 packed_dir: Path | None = None, device: str = "auto", batch_size: int = 64, workers: int = 0,
-                 amp: bool = True, log: Callable[[str], None] = print) -> dict[str, float]:
-    """Fit the probe and the fusion for the network in ``model_file`` and write them into it; the fit's
-    figures on the perturbed valid split (network, probe and fused ROC-AUC, the fusion weights)."""
+def fit_spectral(model_file: Path, train_cfg: TrainConfig, data: Manifest, *, packed_dir: Path | None = None,
+                 log: Callable[[str], None] = print) -> dict[str, float]:
+    """Fit the probe and the fusion (``train_cfg.spectral``) for the network in ``model_file`` and write them
+    into it, with the run's synthetic fakes, seed, device, precision and loader processes; the fit's figures
+    on the perturbed valid split (network, probe and fused ROC-AUC, the fusion weights)."""
+    cfg, seed, amp, workers = train_cfg.spectral, train_cfg.seed, train_cfg.amp, train_cfg.workers
+    batch_size = 2 * train_cfg.batch_size  # as validation scores
     network, spec, _ = load_model_file(model_file)
     representation = spec.representation
     if isinstance(network, Fused):  # fitted before: fit again on the network alone
         network, representation = network.network, network.representation
-    dev = resolve_device(device)
+    dev = resolve_device(train_cfg.device)
     pre = Preprocessor(spec)
     train_pixels, train_targets = split_pixels(data, "train", packed_dir), targets(data, "train")
 
     def windows(pixels, y, augment: Augment, passes: int, synth: Synthetic | None = None) -> PerturbedWindows:
         return PerturbedWindows(TrainImages(pixels, y, pre, seed, synth), augment, passes)
 
-    train_windows = windows(train_pixels, train_targets, cfg.augment, cfg.passes, synthetic)
+    train_windows = windows(train_pixels, train_targets, cfg.augment, cfg.passes, train_cfg.synthetic)
     feats, y = _score(train_windows, spectrum_features, dev, batch_size, workers)
     probe = fit_probe(torch.from_numpy(feats), torch.from_numpy(y), cfg.l2, cfg.hidden, seed).to(dev)
     gate = None

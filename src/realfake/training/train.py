@@ -143,9 +143,7 @@ def train(
             log(f"train: removed {out.checkpoints / name}: only a run of other settings could resume from it")
     distributed.shutdown(dist)
     if dist.is_main and cfg.spectral.enabled:
-        result.metrics.update(fit_spectral(out.model, cfg.spectral, cfg.synthetic, data, seed=cfg.seed,
-                                           packed_dir=packed_dir, device=cfg.device, batch_size=2 * cfg.batch_size,
-                                           workers=cfg.workers, amp=cfg.amp, log=log))
+        result.metrics.update(fit_spectral(out.model, cfg, data, packed_dir=packed_dir, log=log))
     return result
 
 
