@@ -61,15 +61,34 @@ def test_features_are_the_binned_log_spectrum_blind_to_brightness_and_a_half_tur
     assert spectrum_features(_batch([rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)])).shape == (1, N_FEATURES)
 
 
-def test_sharpness_falls_under_a_blur_and_the_gate_follows_it():
-    rng = np.random.default_rng(0)
-    img = Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
-    blurred = [np.asarray(img.filter(ImageFilter.GaussianBlur(s))) for s in (0.5, 1.0, 2.0)]
-    h = sharpness(spectrum_features(_batch([np.asarray(img), *blurred])))
-    assert (torch.diff(h) < -1).all(), h  # each stronger blur takes more than e^1 of the high band's power away
-    gate = torch.tensor([-2.0, 0.0])
-    torch.testing.assert_close(sharpness_gate(torch.tensor([-3.0, -2.0, -1.0, 0.0, 5.0]), gate),
-                               torch.tensor([0.0, 0.0, 0.5, 1.0, 1.0]))
+def _pink(seed: int, size: int = 128) -> Image.Image:
+    """A grey image with a natural image's 1/f amplitude spectrum."""
+    rng = np.random.default_rng(seed)
+    f = np.fft.fftfreq(size)
+    r = np.hypot(*np.meshgrid(f, f))
+    r[0, 0] = 1
+    g = np.real(np.fft.ifft2(np.fft.fft2(rng.normal(size=(size, size))) / r))
+    g = np.clip((g - g.mean()) / g.std() * 40 + 128, 0, 255).astype(np.uint8)
+    return Image.fromarray(np.repeat(g[..., None], 3, 2))
+
+
+def test_sharpness_falls_under_a_blur_in_both_bands_and_the_middle_one_catches_the_strongest():
+    for seed in range(2):
+        img = _pink(seed)
+        blurred = [np.asarray(img.filter(ImageFilter.GaussianBlur(s))) for s in (0.5, 1.0, 2.0)]
+        h = sharpness(spectrum_features(_batch([np.asarray(img), *blurred])))
+        assert h.shape == (4, 2) and (torch.diff(h, dim=0) < 0).all(), h  # each stronger blur lowers both
+        high, middle = h[2] - h[3]  # sigma 1 -> 2: the high band is at the 8-bit rounding floor already
+        assert high < 1 and middle > 2, h
+
+
+def test_the_gate_gives_the_network_the_smallest_share_of_its_bands():
+    gate = torch.tensor([[-2.0, 0.0], [-1.0, 1.0]])  # a row (none, full) per band
+    h = torch.tensor([[-3.0, 5.0], [-1.0, 5.0], [0.0, 5.0], [5.0, 0.0], [5.0, -4.0], [5.0, 5.0]])
+    torch.testing.assert_close(sharpness_gate(h, gate), torch.tensor([0.0, 0.5, 1.0, 0.5, 0.0, 1.0]))
+    # a model file from before the middle band: its one row gates by the high band alone
+    torch.testing.assert_close(sharpness_gate(h, torch.tensor([-2.0, 0.0])),
+                               torch.tensor([0.0, 0.5, 1.0, 1.0, 1.0, 1.0]))
 
 
 @pytest.mark.parametrize("hidden", [0, 16])
@@ -140,6 +159,7 @@ def test_the_train_stage_fuses_the_probe_without_touching_the_network(fused_run,
     w, b = info["spectral"]["weights"], info["spectral"]["bias"]
     share = sharpness_gate(sharpness(spectrum_features(x)), torch.tensor(info["spectral"]["gate"])).unsqueeze(1)
     assert model.probe.hidden == 8 and share.min() >= 0 and share.max() <= 1
+    assert np.shape(info["spectral"]["gate"]) == (2, 2)  # a row (none, full) per band of sharpness
     torch.testing.assert_close(got, w[0] * share * net_logit + w[1] * probe_logit + b, atol=1e-4, rtol=1e-4)
     p = Detector(out / "fused" / "model.pt", amp=False).p_fake(ImageFiles(files))
     np.testing.assert_allclose(p, sigmoid(got.squeeze(1).numpy()), rtol=1e-5)

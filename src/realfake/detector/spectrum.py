@@ -37,9 +37,12 @@ ROWS = GRID // 2 + 1
 N_FEATURES = ROWS * GRID
 #: Added to the power (in squared grey levels) before the log: below the rounding noise of a 32-pixel window.
 POWER_FLOOR = 1e-3
-#: :func:`sharpness` compares the cells above this radius (cycles per pixel) with those below :data:`LOW_BAND`.
+#: :func:`sharpness` compares the cells above this radius (cycles per pixel), and those between
+#: :data:`LOW_BAND` and it, with those below :data:`LOW_BAND`.
 HIGH_BAND = 0.3
 LOW_BAND = 0.15
+#: The columns :func:`sharpness` returns.
+SHARPNESS_MEASURES = 2
 
 
 @lru_cache(maxsize=1)
@@ -50,10 +53,18 @@ def _radii() -> torch.Tensor:
 
 
 def sharpness(features: torch.Tensor) -> torch.Tensor:
-    """(B,) how much high-frequency power an image kept: the mean log power of its cells above
-    :data:`HIGH_BAND` minus that below :data:`LOW_BAND` (blur, down-scaling and re-compression lower it)."""
+    """(B, 2) how much of its finer detail an image kept: the mean log power of its cells above
+    :data:`HIGH_BAND` (column 0), and of those between :data:`LOW_BAND` and :data:`HIGH_BAND` (column 1),
+    each minus that of the cells below :data:`LOW_BAND`. Blur, down-scaling and re-compression lower both.
+
+    The high band alone is not enough: once a blur has taken it down to the 8-bit rounding noise
+    (from a sigma of about 1) it stays at that floor while the low band keeps falling, so a sigma-2
+    blur reads sharper than a sigma-1 one. The middle band reaches the floor only under the
+    strongest blurs, and it catches them."""
     r = _radii().to(features.device)
-    return features[:, r > HIGH_BAND].mean(1) - features[:, r < LOW_BAND].mean(1)
+    low = features[:, r < LOW_BAND].mean(1)
+    bands = (r > HIGH_BAND, (r >= LOW_BAND) & (r <= HIGH_BAND))
+    return torch.stack([features[:, band].mean(1) - low for band in bands], 1)
 
 
 def spectrum_features(x: torch.Tensor) -> torch.Tensor:
@@ -161,10 +172,19 @@ def fit_probe(features: torch.Tensor, targets: torch.Tensor, l2: float, hidden: 
     return probe.eval()
 
 
+def _rows(gate: Any) -> torch.Tensor:
+    """A gate as its (K, 2) rows, (none, full) per sharpness measure, in float32."""
+    return torch.as_tensor(gate, dtype=torch.float32).reshape(-1, 2)
+
+
 def sharpness_gate(h: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
-    """The network's share (B,) in [0, 1] at :func:`sharpness` ``h``: 1 from ``gate[1]`` up (as sharp as the
-    sharp training images), 0 from ``gate[0]`` down, linear between."""
-    return ((h - gate[0]) / (gate[1] - gate[0]).clamp_min(1e-6)).clamp(0, 1)
+    """The network's share (B,) in [0, 1] at :func:`sharpness` ``h`` (B, K): for each of the gate's rows
+    ``(none, full)`` (``gate`` is (K, 2), or (2,): the first measure only, as model files before the middle
+    band have it), 1 from ``full`` up (as sharp as the sharp training images), 0 from ``none`` down, linear
+    between; the smallest of them."""
+    gate = _rows(gate)
+    h = h.reshape(len(h), -1)[:, : len(gate)]
+    return ((h - gate[:, 0]) / (gate[:, 1] - gate[:, 0]).clamp_min(1e-6)).clamp(0, 1).amin(1)
 
 
 class Fused(nn.Module):
@@ -183,7 +203,7 @@ class Fused(nn.Module):
         self.network, self.representation, self.probe = network, representation, probe
         self.register_buffer("weights", torch.as_tensor(weights, dtype=torch.float32).reshape(2))
         self.register_buffer("bias", torch.as_tensor(bias, dtype=torch.float32).reshape(1))
-        self.register_buffer("gate", None if gate is None else torch.as_tensor(gate, dtype=torch.float32).reshape(2))
+        self.register_buffer("gate", None if gate is None else _rows(gate))
 
     @property
     def members(self) -> list[nn.Module]:
@@ -209,7 +229,7 @@ def spectral_entry(probe: SpectralProbe, weights: torch.Tensor, bias: torch.Tens
     return {"state_dict": {k: v.detach().cpu() for k, v in probe.state_dict().items()}, "hidden": probe.hidden,
             "weights": torch.as_tensor(weights, dtype=torch.float32).reshape(2).tolist(),
             "bias": float(torch.as_tensor(bias).reshape(())),
-            "gate": None if gate is None else torch.as_tensor(gate, dtype=torch.float32).reshape(2).tolist(), **facts}
+            "gate": None if gate is None else _rows(gate).tolist(), **facts}
 
 
 def fuse(network: nn.Module, representation: str, entry: Any, source: str) -> Fused:
@@ -220,9 +240,12 @@ def fuse(network: nn.Module, representation: str, entry: Any, source: str) -> Fu
         weights, bias = torch.tensor(entry["weights"], dtype=torch.float32), torch.tensor(entry["bias"])
         gate = entry.get("gate")
         gate = None if gate is None else torch.tensor(gate, dtype=torch.float32)
-        if weights.shape != (2,) or bias.numel() != 1 or (gate is not None and gate.shape != (2,)):
+        gate_ok = gate is None or gate.shape == (2,) or (gate.ndim == 2 and gate.shape[1] == 2
+                                                         and 1 <= len(gate) <= SHARPNESS_MEASURES)
+        if weights.shape != (2,) or bias.numel() != 1 or not gate_ok:
             shapes = [None if t is None else tuple(t.shape) for t in (weights, bias, gate)]
-            raise ValueError(f"weights, bias and gate of shapes {shapes}; expected (2,), one number, (2,) or none")
+            raise ValueError(f"weights, bias and gate of shapes {shapes}; expected (2,), one number, "
+                             f"(2,) or (K, 2) with K <= {SHARPNESS_MEASURES}, or none")
     except (AttributeError, KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise RealfakeError(f"{source}: its spectral probe entry is malformed ({type(exc).__name__}: "
                             f"{str(exc).splitlines()[0] if str(exc) else ''}); train the model again.") from None

@@ -7,9 +7,10 @@ After the network has trained, :func:`fit_spectral`:
    scaling, noise) and fitted as scoring fits it (the centred ``score_size`` window), and fits the
    :class:`~realfake.detector.spectrum.SpectralProbe` on the windows' spectra;
 2. with ``gate``, measures how sharp the training images are as they are
-   (:func:`~realfake.detector.spectrum.sharpness`): the network gets its full say on images at
-   least as sharp as their 5th percentile and none on images a standard deviation below it, where
-   it was never trained and its logit is noise;
+   (:func:`~realfake.detector.spectrum.sharpness`, in a high and a middle frequency band): in each
+   band, the network gets its full say on images at least as sharp as their 5th percentile and none
+   on images a standard deviation below it, where it was never trained and its logit is noise; an
+   image's share is the smaller of the two;
 3. scores the valid split, perturbed the same way, with the network and the probe, divides each
    logit by its spread there and sums them (each detector gets the same say, whatever the scale of
    its logits; the network's times its share), and fits a scale and offset of that sum (Platt
@@ -104,8 +105,8 @@ def fit_spectral(model_file: Path, train_cfg: TrainConfig, data: Manifest, *, pa
     if cfg.gate:  # the sharpness of the training images as they are: the network's full say from its 5th percentile
         sharp, _ = _score(windows(train_pixels, train_targets, Augment(hflip=False, jpeg_prob=0.0), 1),
                           lambda x: sharpness(spectrum_features(x)), dev, batch_size, workers)
-        full = float(np.quantile(sharp, 0.05))
-        gate = torch.tensor([full - float(sharp.std()), full])
+        full = np.quantile(sharp, 0.05, axis=0)
+        gate = torch.from_numpy(np.stack([full - sharp.std(0), full], 1)).float()  # a row (none, full) per measure
     network = network.to(dev)
     fused = Fused(network, representation, probe, torch.ones(2), torch.zeros(1), gate).to(dev).eval()
 
