@@ -53,16 +53,17 @@ PROBE_STREAM = 1_000
 
 class PerturbedWindows(Dataset):
     """Item ``k``: in pass ``k // n``, image ``k % n`` of a split of ``n`` (or the synthetic fake that replaces
-    it, as in training), perturbed by ``augment`` and fitted by the scoring fit; with its target."""
+    it, as in training), perturbed by ``augment`` and fitted by the scoring fit; with its target. Pass ``j``
+    draws from random-number stream ``first + j`` (the train stage's: :data:`PROBE_STREAM` on)."""
 
-    def __init__(self, images: TrainImages, augment: Augment, passes: int):
-        self.images, self.augment, self.passes = images, augment, passes
+    def __init__(self, images: TrainImages, augment: Augment, passes: int, first: int = PROBE_STREAM):
+        self.images, self.augment, self.passes, self.first = images, augment, passes, first
 
     def __len__(self) -> int:
         return len(self.images) * self.passes
 
     def __getitem__(self, k: int) -> tuple[torch.Tensor, float]:
-        epoch, i = PROBE_STREAM + k // len(self.images), k % len(self.images)
+        epoch, i = self.first + k // len(self.images), k % len(self.images)
         img = self.images.image(epoch, i)
         img = self.augment.apply(Image.fromarray(img) if isinstance(img, np.ndarray) else img,
                                  np.random.default_rng([self.images.seed, epoch, i, 2]))
