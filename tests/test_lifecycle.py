@@ -176,7 +176,7 @@ def test_queued_experiments_run_side_by_side_into_the_main_store(repo):
     for name, lr in names.items():
         run(["dvc", "exp", "run", "--queue", "-n", name, "-S", f"train.lr={lr}"], repo)
     started = time.monotonic()
-    run(["dvc", "queue", "start", "-j", "2"], repo)
+    run(["dvc", "queue", "start", "-j", "2"], repo, capture=False)  # its workers outlive it
     deadline = started + 900
     while time.monotonic() < deadline:
         status = run(["dvc", "queue", "status"], repo).stdout

@@ -15,12 +15,16 @@ TINY_SIZES = {"train": 10, "valid": 4, "test": 4}
 TINY_HELDOUT = 4  # held-out fakes (data/heldout) for the cross-generator check
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run ``cmd`` in ``cwd`` with this interpreter's scripts first on PATH; fail with its output if it fails."""
+def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None,
+        capture: bool = True) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in ``cwd`` with this interpreter's scripts first on PATH; fail with its output if it fails.
+    ``capture=False`` for a command that leaves a daemon behind (``dvc queue start``): its output is dropped,
+    so waiting for the command does not wait for the daemon to close the pipes it inherited."""
     env = dict(env or os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(DVC_NO_ANALYTICS="1", MLFLOW_DISABLE_TELEMETRY="true", GX_ANALYTICS_ENABLED="False")
-    proc = subprocess.run(cmd, cwd=cwd, env=env, text=True, capture_output=True, timeout=900)
+    out = {} if capture else {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, text=True, capture_output=capture, timeout=900, **out)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
