@@ -46,14 +46,14 @@ def main() -> None:
     from realfake.data.manifest import Manifest
     from realfake.data.sample.heldout import read_heldout
     from realfake.detector.preprocess import Preprocessor, to_model_input
-    from realfake.detector.scoring import resolve_device
+    from realfake.detector.scoring import ScoringImages, batches, resolve_device
     from realfake.detector.spectrum import fit_probe, spectrum_features
     from realfake.evaluation.robustness import Perturbation
-    from realfake.images import load_rgb
+    from realfake.images import ImageFiles
     from realfake.paths import PATHS
     from realfake.training.config import TrainConfig
     from realfake.training.data import TrainImages, split_pixels, targets
-    from realfake.training.spectral import PROBE_STREAM, PerturbedWindows, _score
+    from realfake.training.spectral import PROBE_STREAM, PerturbedWindows, score_windows
 
     ws = args.workspace
     paths = PATHS.under(ws)
@@ -70,19 +70,14 @@ def main() -> None:
     draws = []  # each draw's features for `most` passes; a setting of p passes takes the first p
     for d in range(args.draws):
         windows = PerturbedWindows(train, cfg.spectral.augment, most, first=PROBE_STREAM + d * DRAW_GAP)
-        draws.append(_score(windows, spectrum_features, dev, 2 * cfg.batch_size, cfg.workers))
+        draws.append(score_windows(windows, spectrum_features, dev, 2 * cfg.batch_size, cfg.workers))
     print(f"features of {args.draws} draws of {most} passes ({most * len(train)} windows each): "
           f"{time.perf_counter() - t0:.0f} s", flush=True)
 
-    def features(files, perturbation=None) -> np.ndarray:
-        out = []
-        for start in range(0, len(files), 64):
-            imgs = [load_rgb(f) for f in files[start:start + 64]]
-            if perturbation is not None:
-                imgs = [perturbation.apply(img, start + i, 0) for i, img in enumerate(imgs)]
-            x = torch.from_numpy(np.stack([pre.pixels(img) for img in imgs]))
-            out.append(spectrum_features(to_model_input(x, dev)).cpu())
-        return torch.cat(out).numpy()
+    def features(files, perturbation=None) -> np.ndarray:  # scored as the robustness stage scores them
+        images = ScoringImages(ImageFiles(files), pre, None if perturbation is None else perturbation.apply)
+        return torch.cat([spectrum_features(to_model_input(x, dev)).cpu()
+                          for x in batches(images, 2 * cfg.batch_size, cfg.workers, dev)]).numpy()
 
     rows = {split: data.rows(split) for split in ("valid", "test")}
     files = [f for split in rows for f in data.files(rows[split])]

@@ -23,8 +23,8 @@ def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None,
     env = dict(env or os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(DVC_NO_ANALYTICS="1", MLFLOW_DISABLE_TELEMETRY="true", GX_ANALYTICS_ENABLED="False")
-    out = {} if capture else {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    proc = subprocess.run(cmd, cwd=cwd, env=env, text=True, capture_output=capture, timeout=900, **out)
+    stream = subprocess.PIPE if capture else subprocess.DEVNULL
+    proc = subprocess.run(cmd, cwd=cwd, env=env, text=True, stdout=stream, stderr=stream, timeout=900)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc

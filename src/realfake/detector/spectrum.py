@@ -37,12 +37,12 @@ ROWS = GRID // 2 + 1
 N_FEATURES = ROWS * GRID
 #: Added to the power (in squared grey levels) before the log: below the rounding noise of a 32-pixel window.
 POWER_FLOOR = 1e-3
-#: :func:`sharpness` compares the cells above this radius (cycles per pixel), and those between
-#: :data:`LOW_BAND` and it, with those below :data:`LOW_BAND`.
+#: :func:`sharpness` compares the cells of each of :data:`SHARPNESS_BANDS` with those below :data:`LOW_BAND`.
 HIGH_BAND = 0.3
 LOW_BAND = 0.15
-#: The columns :func:`sharpness` returns.
-SHARPNESS_MEASURES = 2
+#: The bands (lowest, highest radius in cycles per pixel) :func:`sharpness` measures, a column each: the
+#: high band, then the middle one (model files from before the middle band gate by the first alone).
+SHARPNESS_BANDS = ((HIGH_BAND, float("inf")), (LOW_BAND, HIGH_BAND))
 
 
 @lru_cache(maxsize=1)
@@ -63,8 +63,7 @@ def sharpness(features: torch.Tensor) -> torch.Tensor:
     strongest blurs, and it catches them."""
     r = _radii().to(features.device)
     low = features[:, r < LOW_BAND].mean(1)
-    bands = (r > HIGH_BAND, (r >= LOW_BAND) & (r <= HIGH_BAND))
-    return torch.stack([features[:, band].mean(1) - low for band in bands], 1)
+    return torch.stack([features[:, (r >= lo) & (r <= hi)].mean(1) - low for lo, hi in SHARPNESS_BANDS], 1)
 
 
 def spectrum_features(x: torch.Tensor) -> torch.Tensor:
@@ -183,7 +182,7 @@ def sharpness_gate(h: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
     band have it), 1 from ``full`` up (as sharp as the sharp training images), 0 from ``none`` down, linear
     between; the smallest of them."""
     gate = _rows(gate)
-    h = h.reshape(len(h), -1)[:, : len(gate)]
+    h = h[:, : len(gate)]
     return ((h - gate[:, 0]) / (gate[:, 1] - gate[:, 0]).clamp_min(1e-6)).clamp(0, 1).amin(1)
 
 
@@ -241,11 +240,11 @@ def fuse(network: nn.Module, representation: str, entry: Any, source: str) -> Fu
         gate = entry.get("gate")
         gate = None if gate is None else torch.tensor(gate, dtype=torch.float32)
         gate_ok = gate is None or gate.shape == (2,) or (gate.ndim == 2 and gate.shape[1] == 2
-                                                         and 1 <= len(gate) <= SHARPNESS_MEASURES)
+                                                         and 1 <= len(gate) <= len(SHARPNESS_BANDS))
         if weights.shape != (2,) or bias.numel() != 1 or not gate_ok:
             shapes = [None if t is None else tuple(t.shape) for t in (weights, bias, gate)]
             raise ValueError(f"weights, bias and gate of shapes {shapes}; expected (2,), one number, "
-                             f"(2,) or (K, 2) with K <= {SHARPNESS_MEASURES}, or none")
+                             f"(2,) or (K, 2) with K <= {len(SHARPNESS_BANDS)}, or none")
     except (AttributeError, KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise RealfakeError(f"{source}: its spectral probe entry is malformed ({type(exc).__name__}: "
                             f"{str(exc).splitlines()[0] if str(exc) else ''}); train the model again.") from None

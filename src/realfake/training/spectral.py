@@ -71,8 +71,8 @@ class PerturbedWindows(Dataset):
 
 
 @torch.no_grad()
-def _score(windows: PerturbedWindows, fn: Callable[[torch.Tensor], torch.Tensor], device: torch.device,
-           batch_size: int, workers: int) -> tuple[np.ndarray, np.ndarray]:
+def score_windows(windows: PerturbedWindows, fn: Callable[[torch.Tensor], torch.Tensor], device: torch.device,
+                  batch_size: int, workers: int) -> tuple[np.ndarray, np.ndarray]:
     """(fn of every window's standardised RGB batch, stacked; the targets)."""
     outs, ys = [], []
     for x, y in batches(windows, batch_size, workers, device):
@@ -100,12 +100,12 @@ def fit_spectral(model_file: Path, train_cfg: TrainConfig, data: Manifest, *, pa
         return PerturbedWindows(TrainImages(pixels, y, pre, seed, synth), augment, passes)
 
     train_windows = windows(train_pixels, train_targets, cfg.augment, cfg.passes, train_cfg.synthetic)
-    feats, y = _score(train_windows, spectrum_features, dev, batch_size, workers)
+    feats, y = score_windows(train_windows, spectrum_features, dev, batch_size, workers)
     probe = fit_probe(torch.from_numpy(feats), torch.from_numpy(y), cfg.l2, cfg.hidden, seed).to(dev)
     gate = None
     if cfg.gate:  # the sharpness of the training images as they are: the network's full say from its 5th percentile
-        sharp, _ = _score(windows(train_pixels, train_targets, Augment(hflip=False, jpeg_prob=0.0), 1),
-                          lambda x: sharpness(spectrum_features(x)), dev, batch_size, workers)
+        sharp, _ = score_windows(windows(train_pixels, train_targets, Augment(hflip=False, jpeg_prob=0.0), 1),
+                                 lambda x: sharpness(spectrum_features(x)), dev, batch_size, workers)
         full = np.quantile(sharp, 0.05, axis=0)
         gate = torch.from_numpy(np.stack([full - sharp.std(0), full], 1)).float()  # a row (none, full) per measure
     network = network.to(dev)
@@ -116,7 +116,7 @@ def fit_spectral(model_file: Path, train_cfg: TrainConfig, data: Manifest, *, pa
             return torch.cat(fused.parts(x), 1).float()
 
     valid = windows(split_pixels(data, "valid", packed_dir), targets(data, "valid"), cfg.augment, 1)
-    scored, yv = _score(valid, parts, dev, batch_size, workers)
+    scored, yv = score_windows(valid, parts, dev, batch_size, workers)
     logits, share = scored[:, :2], scored[:, 2]
     spread = logits.std(0).clip(min=1e-6)
     z = torch.from_numpy(logits[:, 0] * share / spread[0] + logits[:, 1] / spread[1]).unsqueeze(1)
