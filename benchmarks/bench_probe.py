@@ -47,7 +47,7 @@ def main() -> None:
     from realfake.data.sample.heldout import read_heldout
     from realfake.detector.preprocess import Preprocessor, to_model_input
     from realfake.detector.scoring import ScoringImages, batches, resolve_device
-    from realfake.detector.spectrum import fit_probe, spectrum_features
+    from realfake.detector.spectrum import fit_probe, probe_spec, spectrum_features
     from realfake.evaluation.robustness import Perturbation
     from realfake.images import ImageFiles
     from realfake.paths import PATHS
@@ -62,7 +62,7 @@ def main() -> None:
     settings = [s.split("@") for s in args.settings]
     most = max(int(s[0]) for s in settings)
     dev = resolve_device(cfg.device)
-    pre = Preprocessor(cfg.input_spec)
+    pre = Preprocessor(probe_spec(cfg.input_spec, cfg.probe_window))  # the window the probe reads
     t0 = time.perf_counter()
 
     train = TrainImages(split_pixels(data, "train", paths.packed), targets(data, "train"), pre, cfg.seed,

@@ -141,6 +141,8 @@ def test_the_train_stage_fuses_the_probe_without_touching_the_network(fused_run,
     network, net_spec, _ = load_model_file(out / "net" / "model.pt")
     assert isinstance(model, Fused) and not isinstance(network, Fused)
     assert spec.representation == "rgb" and model.representation == net_spec.representation == "npr-white"
+    # the probe reads the whole 256-pixel face, the network the centre of it it scores on its own
+    assert spec.window == info["spectral"]["window"] == 256 and model.network_window == net_spec.window == 80
     for k, v in network.state_dict().items():  # the network is the one a run without the probe trains
         assert torch.equal(model.network.state_dict()[k], v), k
     assert set(info["spectral"]) >= {"network_auc", "probe_auc", "fused_auc", "weights", "bias"}
@@ -163,8 +165,37 @@ def test_the_train_stage_fuses_the_probe_without_touching_the_network(fused_run,
     torch.testing.assert_close(got, w[0] * share * net_logit + w[1] * probe_logit + b, atol=1e-4, rtol=1e-4)
     p = Detector(out / "fused" / "model.pt", amp=False).p_fake(ImageFiles(files))
     np.testing.assert_allclose(p, sigmoid(got.squeeze(1).numpy()), rtol=1e-5)
-    maps = gradcam_maps(model, x)  # Grad-CAM explains the network's part
-    assert maps.shape == (4, 80, 80) and np.isfinite(maps).all()
+    maps = gradcam_maps(model, x)  # Grad-CAM explains the network's part, in the window the network reads
+    top, left, h, w = model.network_box(256, 256)
+    assert maps.shape == (4, 256, 256) and (top, left, h, w) == (88, 88, 80, 80) and np.isfinite(maps).all()
+    inside = np.zeros((256, 256), bool)
+    inside[top:top + h, left:left + w] = True
+    assert (maps[:, ~inside] == 0).all() and maps[:, inside].max() > 0
+
+
+def test_the_fused_model_runs_its_network_only_on_the_images_the_gate_lets_it_see(fused_run, tiny_manifest,
+                                                                                     tiny_sample):
+    _, out = fused_run
+    model, spec, _ = load_model_file(out / "fused" / "model.pt")
+    data = Manifest(tiny_manifest, tiny_sample)
+    sharp = [Preprocessor(spec).load(f) for f in data.files(data.rows("test"))[:3]]
+    blurred = [np.asarray(Image.fromarray(a).filter(ImageFilter.GaussianBlur(3))) for a in sharp]
+    x = _batch([sharp[0], blurred[0], sharp[1], blurred[1], sharp[2], blurred[2]])
+    h = sharpness(spectrum_features(x))
+    lo, hi = h[1::2].max(0).values, h[0::2].min(0).values  # every blurred image below every sharp one, both bands
+    model.gate = torch.stack([lo, hi], 1)
+    seen = []
+    model.network.register_forward_hook(lambda module, inputs, output: seen.append(len(inputs[0])))
+    with torch.no_grad():
+        net, probe, share = model.parts(x)
+        expected = model.weights[0] * share * net + model.weights[1] * probe + model.bias
+        seen.clear()
+        mixed, only_blurred, only_sharp = model(x), model(x[1::2]), model(x[0::2])
+    assert share[1::2].eq(0).all() and share[0::2].gt(0).all(), share
+    assert seen == [3, 3]  # the sharp half of the mixed batch, then the sharp batch; never a blurred image
+    torch.testing.assert_close(mixed, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(only_blurred, expected[1::2], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(only_sharp, expected[0::2], atol=1e-5, rtol=1e-5)
 
 
 def test_fitting_again_replaces_the_probe_rather_than_stacking_a_second(fused_run, tiny_manifest, tiny_sample):
@@ -193,6 +224,10 @@ def test_a_malformed_probe_entry_is_a_clear_error(fused_run, tmp_path):
     add_spectral(broken, {**spectral_entry(SpectralProbe(), torch.ones(2), torch.zeros(1)), "gate": [1.0, 2.0, 3.0]})
     with pytest.raises(RealfakeError, match="spectral probe entry is malformed"):
         load_model_file(broken)
+    for window in (64, "256", 256.0):  # smaller than the network's window (80), or not an integer
+        add_spectral(broken, spectral_entry(SpectralProbe(), torch.ones(2), torch.zeros(1), window=window))
+        with pytest.raises(RealfakeError, match="spectral probe entry is malformed.*window"):
+            load_model_file(broken)
     add_spectral(broken, {**spectral_entry(SpectralProbe(4), torch.ones(2), torch.zeros(1)), "hidden": 0})
     with pytest.raises(RealfakeError, match="spectral probe entry is malformed"):  # weights of another shape
         load_model_file(broken)
@@ -209,8 +244,19 @@ def test_a_malformed_probe_entry_is_a_clear_error(fused_run, tmp_path):
         ({"hidden": -1}, "train.spectral.hidden must be a non-negative integer"),
         ({"augment": {"blur_prob": 2}}, "augment.blur_prob must be a probability.*train.spectral.augment"),
         ({"strength": 1}, r"Unknown keys in params.yaml 'train.spectral': \['strength'\]"),
+        ({"window": "all"}, "train.spectral.window must be an integer .* or null"),
+        ({"window": 128}, r"train.spectral.window is 128; the probe reads at least the network's scoring window "
+                          r"\(train.score_size, 192 px\)"),
     ],
 )
 def test_spectral_settings_errors_are_clear(spectral, message):
+    top = {k: spectral.pop(k) for k in ("input_policy", "score_size") if k in spectral}
     with pytest.raises(RealfakeError, match=message):
-        TrainConfig.from_params({"spectral": spectral})
+        TrainConfig.from_params({"spectral": spectral, **top})
+
+
+def test_the_probe_window_may_be_the_scoring_window_or_none_and_the_resize_policy_has_none():
+    assert TrainConfig.from_params({"score_size": 256, "spectral": {"window": 256}}).spectral.window == 256
+    assert TrainConfig.from_params({"spectral": {"window": None}}).spectral.window is None
+    resize = TrainConfig.from_params({"input_policy": "resize", "score_size": None})
+    assert resize.spectral.window == 256 and resize.probe_window is None  # the probe reads the resized image

@@ -12,12 +12,12 @@ at the members' size and policy, since each member represents the pixels itself
 
 Either may carry a ``spectral`` entry: the spectral probe the train stage fitted beside the
 network and the weights that fuse their logits (:mod:`realfake.detector.spectrum`). Its
-model then takes RGB too, and scores as :class:`realfake.detector.spectrum.Fused`.
+model then takes RGB too, in the probe's window where the entry names one (the network reads the
+centre of it), and scores as :class:`realfake.detector.spectrum.Fused`.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +81,7 @@ def load_model_file(path: Path) -> tuple[nn.Module, InputSpec, dict[str, Any]]:
     blob = load_state_dict(Path(path), what="a realfake model file")
     model, spec, extra = _network(blob, path)
     if "spectral" in blob:
-        model = fuse(model, spec.representation, blob["spectral"], source=str(path))
-        spec = replace(spec, representation="rgb")
+        model, spec = fuse(model, spec, blob["spectral"], source=str(path))
         extra["spectral"] = {k: v for k, v in blob["spectral"].items() if k != "state_dict"}
     return model, spec, extra
 

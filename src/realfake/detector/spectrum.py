@@ -20,6 +20,7 @@ model. All of it is tensors in the model file: data, never code.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
@@ -27,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from realfake.detector.preprocess import PIXEL_SCALE, represent
+from realfake.detector.preprocess import PIXEL_SCALE, InputSpec, centre_offset, represent
 from realfake.errors import RealfakeError
 
 #: Frequency cells per axis of the binned spectrum.
@@ -193,13 +194,18 @@ class Fused(nn.Module):
     ``gate`` (two sharpness levels) the :func:`sharpness_gate` of the image: the network gets its say
     on images as sharp as those it trained on, and none on ones far blurrier, where its logit is noise.
 
+    The probe reads the whole input; with ``network_window`` the network reads its centred window of that
+    side (the network's scoring window, where the probe's is larger: the spectrum of more pixels is more
+    evidence, while more of the network's scoring adds little and costs in proportion).
+
     ``members`` are the network's Inception-ResNets (Grad-CAM explains them; the probe has no map).
     """
 
     def __init__(self, network: nn.Module, representation: str, probe: SpectralProbe, weights: torch.Tensor,
-                 bias: torch.Tensor, gate: torch.Tensor | None = None):
+                 bias: torch.Tensor, gate: torch.Tensor | None = None, network_window: int | None = None):
         super().__init__()
         self.network, self.representation, self.probe = network, representation, probe
+        self.network_window = network_window
         self.register_buffer("weights", torch.as_tensor(weights, dtype=torch.float32).reshape(2))
         self.register_buffer("bias", torch.as_tensor(bias, dtype=torch.float32).reshape(1))
         self.register_buffer("gate", None if gate is None else _rows(gate))
@@ -209,30 +215,68 @@ class Fused(nn.Module):
         """The network's Inception-ResNets: one, or an ensemble's."""
         return list(getattr(self.network, "members", [self.network]))
 
+    def network_box(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """(top, left, height, width) of the window of a ``height`` x ``width`` input the network reads."""
+        side = self.network_window
+        if side is None or (side >= height and side >= width):
+            return 0, 0, height, width
+        left, top = centre_offset(width, height, side)
+        return top, left, side, side
+
+    def network_logit(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's logit (B, 1) in float32, on its window of ``x`` in its representation."""
+        top, left, h, w = self.network_box(*x.shape[-2:])
+        return self.network(represent(x[..., top:top + h, left:left + w], self.representation)).float()
+
     def parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(network logit, probe logit, the network's share), each (B, 1) in float32."""
         features = spectrum_features(x)
         share = torch.ones(len(x), 1, device=x.device) if self.gate is None else \
             sharpness_gate(sharpness(features), self.gate).unsqueeze(1)
-        return self.network(represent(x, self.representation)).float(), self.probe.logit(features).float(), share
+        return self.network_logit(x), self.probe.logit(features).float(), share
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The fused logit (B, 1) of p_fake."""
+    def dense(self, x: torch.Tensor) -> torch.Tensor:
+        """The fused logit (B, 1) with the network run on every image, whatever its share (what gradients
+        through the network, as Grad-CAM's, need): :meth:`forward`'s figures."""
         net, probe, share = self.parts(x)
         return self.weights[0] * share * net + self.weights[1] * probe + self.bias
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The fused logit (B, 1) of p_fake. The network runs only on the images the gate gives a share:
+        on a batch of blurred photos it is not run at all (the logits are those of :meth:`parts`)."""
+        if self.gate is None:
+            return self.dense(x)
+        features = spectrum_features(x)
+        out = self.weights[1] * self.probe.logit(features).float() + self.bias
+        share = sharpness_gate(sharpness(features), self.gate)
+        live = share > 0
+        if bool(live.all()):
+            out = out + self.weights[0] * share.unsqueeze(1) * self.network_logit(x)
+        elif bool(live.any()):
+            net = self.network_logit(x[live])
+            out = out.index_add(0, live.nonzero().squeeze(1), self.weights[0] * share[live].unsqueeze(1) * net)
+        return out
+
 
 def spectral_entry(probe: SpectralProbe, weights: torch.Tensor, bias: torch.Tensor, gate: torch.Tensor | None = None,
-                   **facts: Any) -> dict[str, Any]:
-    """What a model file keeps of the probe and the fusion (under ``spectral``)."""
+                   window: int | None = None, **facts: Any) -> dict[str, Any]:
+    """What a model file keeps of the probe and the fusion (under ``spectral``); ``window``: the side of the
+    centred window the probe reads, where larger than the network's scoring window (None: that window)."""
     return {"state_dict": {k: v.detach().cpu() for k, v in probe.state_dict().items()}, "hidden": probe.hidden,
             "weights": torch.as_tensor(weights, dtype=torch.float32).reshape(2).tolist(),
             "bias": float(torch.as_tensor(bias).reshape(())),
-            "gate": None if gate is None else _rows(gate).tolist(), **facts}
+            "gate": None if gate is None else _rows(gate).tolist(), "window": window, **facts}
 
 
-def fuse(network: nn.Module, representation: str, entry: Any, source: str) -> Fused:
-    """The :class:`Fused` model of ``network`` and a model file's ``spectral`` entry (clear errors if malformed)."""
+def probe_spec(spec: InputSpec, window: int | None) -> InputSpec:
+    """What a fused model takes, for a network that takes ``spec``: RGB, in the probe's ``window`` (the
+    network's scoring window where None)."""
+    return replace(spec, representation="rgb", score_size=spec.score_size if window is None else window)
+
+
+def fuse(network: nn.Module, spec: InputSpec, entry: Any, source: str) -> tuple[Fused, InputSpec]:
+    """The :class:`Fused` model of ``network`` (which takes ``spec``) and a model file's ``spectral`` entry,
+    with the input spec it takes (:func:`probe_spec`); clear errors if the entry is malformed."""
     try:
         probe = SpectralProbe(int(entry.get("hidden", 0)))
         probe.load_state_dict(entry["state_dict"])
@@ -245,7 +289,13 @@ def fuse(network: nn.Module, representation: str, entry: Any, source: str) -> Fu
             shapes = [None if t is None else tuple(t.shape) for t in (weights, bias, gate)]
             raise ValueError(f"weights, bias and gate of shapes {shapes}; expected (2,), one number, "
                              f"(2,) or (K, 2) with K <= {len(SHARPNESS_BANDS)}, or none")
-    except (AttributeError, KeyError, TypeError, ValueError, RuntimeError) as exc:
+        window = entry.get("window")  # model files from before the probe's own window have none
+        if window is not None and (type(window) is not int or window < spec.window):
+            raise ValueError(f"window {window!r}; expected an integer of at least the network's scoring window "
+                             f"({spec.window}), or none")
+        fused_spec = probe_spec(spec, window)
+    except (AttributeError, KeyError, TypeError, ValueError, RuntimeError, RealfakeError) as exc:
         raise RealfakeError(f"{source}: its spectral probe entry is malformed ({type(exc).__name__}: "
                             f"{str(exc).splitlines()[0] if str(exc) else ''}); train the model again.") from None
-    return Fused(network, representation, probe.eval(), weights, bias, gate).eval()
+    network_window = None if window is None else spec.window
+    return Fused(network, spec.representation, probe.eval(), weights, bias, gate, network_window).eval(), fused_spec

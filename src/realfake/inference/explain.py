@@ -28,14 +28,39 @@ def target_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     return [m.repeat_1 for m in getattr(model, "members", [model])]
 
 
+class _Dense(torch.nn.Module):
+    """A fused model that runs its network on every image (:meth:`~realfake.detector.spectrum.Fused.dense`)."""
+
+    def __init__(self, fused: torch.nn.Module):
+        super().__init__()
+        self.fused = fused
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fused.dense(x)
+
+
 def gradcam_maps(model: torch.nn.Module, inputs: torch.Tensor) -> np.ndarray:
-    """Grad-CAM heatmaps in [0, 1], one HxW map per input, for the p_fake logit."""
+    """Grad-CAM heatmaps in [0, 1], one HxW map per input, for the p_fake logit; where a fused model's
+    network reads a centred window of the input, the map covers that window and is 0 around it."""
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+    from realfake.detector.spectrum import Fused
+
+    n, _, height, width = inputs.shape
+    fused = isinstance(model, Fused)
+    top, left, h, w = model.network_box(height, width) if fused else (0, 0, height, width)
+
+    class CAM(GradCAM):  # maps at the size of the network's window, not of the whole input
+        def get_target_width_height(self, input_tensor: torch.Tensor) -> tuple[int, int]:
+            return w, h
+
     model.eval()
-    with GradCAM(model=model, target_layers=target_layers(model)) as cam:
-        return cam(input_tensor=inputs, targets=[ClassifierOutputTarget(0)] * len(inputs))
+    with CAM(model=_Dense(model) if fused else model, target_layers=target_layers(model)) as cam:
+        maps = cam(input_tensor=inputs, targets=[ClassifierOutputTarget(0)] * n)
+    out = np.zeros((n, height, width), dtype=maps.dtype)
+    out[:, top:top + h, left:left + w] = maps
+    return out
 
 
 def overlay(image: Image.Image | np.ndarray, heatmap: np.ndarray) -> Image.Image:

@@ -35,6 +35,7 @@ class Spectral:
     passes: int = 8  # perturbed passes over the train split the probe is fitted on (4 -> 8: README)
     l2: float = 0.003  # the ridge penalty on the probe's weights (per mean loss, standardised features; 0.01 -> 0.003)
     gate: bool = True  # the network's say falls to 0 on images much blurrier than its training images
+    window: int | None = 256  # the window the probe reads, the network its score_size centre (crop); None: score_size
     augment: Augment = field(default_factory=wild)  # the perturbations the probe and the fusion learn under
 
     def __post_init__(self) -> None:
@@ -46,6 +47,8 @@ class Spectral:
         require(is_int(self.hidden) and self.hidden >= 0, "train.spectral.hidden must be a non-negative integer "
                 f"(0 = a logistic regression), got {self.hidden!r}.")
         require(is_number(self.l2) and self.l2 > 0, f"train.spectral.l2 must be a number above 0, got {self.l2!r}.")
+        require(self.window is None or is_int(self.window), "train.spectral.window must be an integer (the side "
+                f"of the window the probe reads) or null (the scoring window), got {self.window!r}.")
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,10 @@ class TrainConfig:
         for r in self.representations:
             _ = InputSpec(image_size=self.image_size, policy=self.input_policy, representation=r,
                           score_size=self.score_size)  # validates
+        window = self.probe_window
+        require(window is None or window >= self.input_spec.window, f"train.spectral.window is {window}; the probe "
+                f"reads at least the network's scoring window (train.score_size, {self.input_spec.window} px), whose "
+                "centre the network reads: raise it, or set it to null for that window.")
         require(self.keep in KEEP, f"train.keep is {self.keep!r}; use best (the epoch of the best valid ROC-AUC) "
                 "or last (the final epoch).")
         require(self.schedule in SCHEDULES, f"train.schedule is {self.schedule!r}; use onecycle, cosine or constant.")
@@ -146,6 +153,12 @@ class TrainConfig:
         rep = "rgb" if self.is_ensemble else self.representation
         return InputSpec(image_size=self.image_size, policy=self.input_policy, representation=rep,
                          score_size=self.score_size)
+
+    @property
+    def probe_window(self) -> int | None:
+        """The side of the window the spectral probe reads (``spectral.window``) with the crop policy; None (the
+        network's scoring window) with ``resize``, which fits the whole image to the network's input."""
+        return self.spectral.window if self.input_policy == "crop" else None
 
     def digest(self) -> str:
         """What a checkpoint must match to be resumed: the settings that change the arithmetic.

@@ -4,7 +4,8 @@ After the network has trained, :func:`fit_spectral`:
 
 1. passes over the train split ``passes`` times, each image (with the run's synthetic fakes,
    :mod:`realfake.training.synthetic`) perturbed by the ``augment`` mix (blur, JPEG, down-then-up
-   scaling, noise) and fitted as scoring fits it (the centred ``score_size`` window), and fits the
+   scaling, noise) and fitted as scoring fits it (the centred ``window``: the probe reads the spectrum of
+   more pixels than the network's ``score_size`` window, whose centre the network reads), and fits the
    :class:`~realfake.detector.spectrum.SpectralProbe` on the windows' spectra;
 2. with ``gate``, measures how sharp the training images are as they are
    (:func:`~realfake.detector.spectrum.sharpness`, in a high and a middle frequency band): in each
@@ -23,6 +24,7 @@ sample's generators: it works unchanged on the real dataset.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -39,6 +41,7 @@ from realfake.detector.spectrum import (
     Fused,
     fit_logistic,
     fit_probe,
+    probe_spec,
     sharpness,
     spectral_entry,
     spectrum_features,
@@ -89,11 +92,14 @@ def fit_spectral(model_file: Path, train_cfg: TrainConfig, data: Manifest, *, pa
     cfg, seed, amp, workers = train_cfg.spectral, train_cfg.seed, train_cfg.amp, train_cfg.workers
     batch_size = 2 * train_cfg.batch_size  # as validation scores
     network, spec, _ = load_model_file(model_file)
-    representation = spec.representation
-    if isinstance(network, Fused):  # fitted before: fit again on the network alone
+    representation, network_window = spec.representation, spec.window
+    if isinstance(network, Fused):  # fitted before: fit again on the network alone, in its own window
+        network_window = network.network_window or spec.window
         network, representation = network.network, network.representation
     dev = resolve_device(train_cfg.device)
-    pre = Preprocessor(spec)
+    window = train_cfg.probe_window  # what the probe reads; the network reads its network_window centre
+    pre = Preprocessor(probe_spec(replace(spec, score_size=network_window), window))
+    network_window = None if window is None else network_window
     train_pixels, train_targets = split_pixels(data, "train", packed_dir), targets(data, "train")
 
     def windows(pixels, y, augment: Augment, passes: int, synth: Synthetic | None = None) -> PerturbedWindows:
@@ -109,7 +115,7 @@ def fit_spectral(model_file: Path, train_cfg: TrainConfig, data: Manifest, *, pa
         full = np.quantile(sharp, 0.05, axis=0)
         gate = torch.from_numpy(np.stack([full - sharp.std(0), full], 1)).float()  # a row (none, full) per measure
     network = network.to(dev)
-    fused = Fused(network, representation, probe, torch.ones(2), torch.zeros(1), gate).to(dev).eval()
+    fused = Fused(network, representation, probe, torch.ones(2), torch.zeros(1), gate, network_window).to(dev).eval()
 
     def parts(x: torch.Tensor) -> torch.Tensor:
         with autocast(dev, amp):
@@ -126,7 +132,7 @@ def fit_spectral(model_file: Path, train_cfg: TrainConfig, data: Manifest, *, pa
     aucs = {name: binary_metrics(v, yv)["auc"] for name, v in
             (("network_auc", logits[:, 0]), ("probe_auc", logits[:, 1]), ("fused_auc", out))}
     facts = {**aucs, "n_train": len(train_windows), "n_valid": len(valid), "network_share": float(share.mean())}
-    add_spectral(model_file, spectral_entry(probe, weights, b, gate, **facts))
+    add_spectral(model_file, spectral_entry(probe, weights, b, gate, window, **facts))
     log(f"train: spectral probe on {len(train_windows)} perturbed windows; perturbed valid ROC-AUC network "
         f"{facts['network_auc']:.4f}, probe {facts['probe_auc']:.4f}, fused {facts['fused_auc']:.4f} (weights "
         f"{weights[0]:.4f}, {weights[1]:.4f}; the network's mean share {facts['network_share']:.2f})")
