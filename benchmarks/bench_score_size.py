@@ -6,7 +6,9 @@ scores one model file at each window with the robustness stage's own code
 (:func:`realfake.evaluation.robustness.run_robustness`: the test split clean and perturbed, and the
 held-out families), and prints the table and the seconds each window took. The model file is copied
 with only its input spec's ``score_size`` changed, exactly the file the train stage writes for
-``-S train.score_size=N`` (training does not depend on it), so no training is repeated.
+``-S train.score_size=N`` (training does not depend on it), so no training is repeated. With the
+spectral probe it is the network's window that changes: the probe reads its own (``train.spectral.window``,
+256 px by default), whatever the size, so a size goes up to that window.
 
 Run it in a workspace where `dvc repro` has run (it reads data/manifest.parquet, data/raw,
 data/heldout and params.yaml; nothing is written there):
