@@ -228,12 +228,16 @@ class Fused(nn.Module):
         top, left, h, w = self.network_box(*x.shape[-2:])
         return self.network(represent(x[..., top:top + h, left:left + w], self.representation)).float()
 
+    def share(self, features: torch.Tensor) -> torch.Tensor:
+        """The network's share (B,) of images with :func:`spectrum_features` ``features``: 1 without a gate."""
+        if self.gate is None:
+            return torch.ones(len(features), device=features.device)
+        return sharpness_gate(sharpness(features), self.gate)
+
     def parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(network logit, probe logit, the network's share), each (B, 1) in float32."""
         features = spectrum_features(x)
-        share = torch.ones(len(x), 1, device=x.device) if self.gate is None else \
-            sharpness_gate(sharpness(features), self.gate).unsqueeze(1)
-        return self.network_logit(x), self.probe.logit(features).float(), share
+        return self.network_logit(x), self.probe.logit(features).float(), self.share(features).unsqueeze(1)
 
     def dense(self, x: torch.Tensor) -> torch.Tensor:
         """The fused logit (B, 1) with the network run on every image, whatever its share (what gradients
@@ -244,11 +248,9 @@ class Fused(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The fused logit (B, 1) of p_fake. The network runs only on the images the gate gives a share:
         on a batch of blurred photos it is not run at all (the logits are those of :meth:`parts`)."""
-        if self.gate is None:
-            return self.dense(x)
         features = spectrum_features(x)
         out = self.weights[1] * self.probe.logit(features).float() + self.bias
-        share = sharpness_gate(sharpness(features), self.gate)
+        share = self.share(features)
         live = share > 0
         if bool(live.all()):
             out = out + self.weights[0] * share.unsqueeze(1) * self.network_logit(x)
@@ -297,5 +299,4 @@ def fuse(network: nn.Module, spec: InputSpec, entry: Any, source: str) -> tuple[
     except (AttributeError, KeyError, TypeError, ValueError, RuntimeError, RealfakeError) as exc:
         raise RealfakeError(f"{source}: its spectral probe entry is malformed ({type(exc).__name__}: "
                             f"{str(exc).splitlines()[0] if str(exc) else ''}); train the model again.") from None
-    network_window = None if window is None else spec.window
-    return Fused(network, spec.representation, probe.eval(), weights, bias, gate, network_window).eval(), fused_spec
+    return Fused(network, spec.representation, probe.eval(), weights, bias, gate, spec.window).eval(), fused_spec

@@ -99,7 +99,6 @@ def fit_spectral(model_file: Path, train_cfg: TrainConfig, data: Manifest, *, pa
     dev = resolve_device(train_cfg.device)
     window = train_cfg.probe_window  # what the probe reads; the network reads its network_window centre
     pre = Preprocessor(probe_spec(replace(spec, score_size=network_window), window))
-    network_window = None if window is None else network_window
     train_pixels, train_targets = split_pixels(data, "train", packed_dir), targets(data, "train")
 
     def windows(pixels, y, augment: Augment, passes: int, synth: Synthetic | None = None) -> PerturbedWindows:
