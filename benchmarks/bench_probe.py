@@ -16,6 +16,10 @@ data/raw, data/packed and data/heldout; nothing is written there):
 
     python benchmarks/bench_probe.py                                   # passes@l2[@hidden] settings below
     python benchmarks/bench_probe.py --settings 4@0.01 8@0.003 8@0.003@256 --draws 3
+    python benchmarks/bench_probe.py --settings 8@0.003 --draws 2 --members 8   # 8 probes' mean logit each
+
+To screen the probe's ``augment`` mix, point ``--workspace`` at a folder holding a changed copy of
+params.yaml and a ``data`` link to the repro'd workspace's data.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from pathlib import Path
 DEFAULT_SETTINGS = ["4@0.01", "4@0.003", "8@0.01", "8@0.003", "8@0.002"]
 #: Random-number streams apart from one draw to the next (more than any draw's passes).
 DRAW_GAP = 100
+#: Initial-weight seeds apart from one member to the next (more than any run's draws).
+MEMBER_GAP = 1_000
 
 
 def main() -> None:
@@ -35,6 +41,8 @@ def main() -> None:
     p.add_argument("--settings", nargs="+", default=DEFAULT_SETTINGS, help="passes@l2 or passes@l2@hidden")
     p.add_argument("--draws", type=int, default=3)
     p.add_argument("--perturbations", nargs="+", default=["blur:2", "downscale:0.5", "blur:1"])
+    p.add_argument("--members", type=int, default=1, help="fit each setting this many times from other initial "
+                   "weights (hidden > 0) and score the mean of their logits (bagging over the initialisation)")
     args = p.parse_args()
 
     import numpy as np
@@ -102,12 +110,17 @@ def main() -> None:
         aucs, fit_s = {name: [] for name in conditions}, 0.0
         for d, (x, yy) in enumerate(draws):
             n = passes * len(train)
-            t = time.perf_counter()
-            probe = fit_probe(torch.from_numpy(x[:n]), torch.from_numpy(yy[:n]), l2, hidden, cfg.seed + d)
-            fit_s += time.perf_counter() - t
-            with torch.no_grad():
-                for name, (fx, fy) in conditions.items():
-                    aucs[name].append(roc_auc_score(fy, probe.logit(torch.from_numpy(fx)).squeeze(1).numpy()))
+            logits = {name: 0.0 for name in conditions}
+            for k in range(args.members):  # member 0's initial weights are the train stage's
+                t = time.perf_counter()
+                probe = fit_probe(torch.from_numpy(x[:n]), torch.from_numpy(yy[:n]), l2, hidden,
+                                  cfg.seed + d + MEMBER_GAP * k)
+                fit_s += time.perf_counter() - t
+                with torch.no_grad():
+                    for name, (fx, _) in conditions.items():
+                        logits[name] = logits[name] + probe.logit(torch.from_numpy(fx)).squeeze(1).numpy()
+            for name, (_, fy) in conditions.items():
+                aucs[name].append(roc_auc_score(fy, logits[name] / args.members))
         cells = [f"{np.mean(v):.3f} ({min(v):.3f}–{max(v):.3f})" if not name.startswith("held-out") else
                  f"{np.mean(v):.3f}" for name, v in aucs.items()]
         print(f"| {passes} | {l2:g} | {hidden} | " + " | ".join(cells) + f" | {fit_s / len(draws):.0f} |", flush=True)
