@@ -110,17 +110,18 @@ def main() -> None:
         aucs, fit_s = {name: [] for name in conditions}, 0.0
         for d, (x, yy) in enumerate(draws):
             n = passes * len(train)
+            members = args.members if hidden else 1  # a logistic regression's fit has no initial weights to vary
             logits = {name: 0.0 for name in conditions}
-            for k in range(args.members):  # member 0's initial weights are the train stage's
+            for k in range(members):  # member 0 is the setting's single fit
                 t = time.perf_counter()
                 probe = fit_probe(torch.from_numpy(x[:n]), torch.from_numpy(yy[:n]), l2, hidden,
                                   cfg.seed + d + MEMBER_GAP * k)
                 fit_s += time.perf_counter() - t
                 with torch.no_grad():
                     for name, (fx, _) in conditions.items():
-                        logits[name] = logits[name] + probe.logit(torch.from_numpy(fx)).squeeze(1).numpy()
+                        logits[name] += probe.logit(torch.from_numpy(fx)).squeeze(1).numpy()
             for name, (_, fy) in conditions.items():
-                aucs[name].append(roc_auc_score(fy, logits[name] / args.members))
+                aucs[name].append(roc_auc_score(fy, logits[name] / members))
         cells = [f"{np.mean(v):.3f} ({min(v):.3f}–{max(v):.3f})" if not name.startswith("held-out") else
                  f"{np.mean(v):.3f}" for name, v in aucs.items()]
         print(f"| {passes} | {l2:g} | {hidden} | " + " | ".join(cells) + f" | {fit_s / len(draws):.0f} |", flush=True)
