@@ -102,7 +102,8 @@ def predict(
     threshold: Optional[float] = typer.Option(
         None,
         metavar="P",
-        help="Decision threshold on p_fake; default: the one chosen at evaluation (0.5 for a model file).",
+        help="Decision threshold on p_fake; default: the one the model file carries (fitted by the train stage; "
+        "0.5 for a model file from before it).",
     ),
     batch_size: int = typer.Option(32, metavar="N", help="Faces scored per forward pass."),
 ) -> None:
@@ -128,6 +129,9 @@ def predict(
     for r in rows:  # after the results, once each
         if r.error:
             typer.echo(f"error: {r.error}", err=True)
+        elif r.reason and not (json_out or csv_out):
+            face = "" if r.face is None else f" face #{r.face}"
+            typer.echo(f"uncertain: {r.file}{face}: {r.reason}", err=True)
     scored, failed = summary_counts(rows)
     n_faces = sum(r.error is None for r in rows)
     typer.echo(f"{n_faces} face(s) scored in {scored} file(s); {failed} input(s) failed", err=True)
@@ -150,10 +154,8 @@ def web_app(
     ),
     port: int = typer.Option(8000, metavar="PORT", help="Port to serve on."),
     threshold: Optional[float] = typer.Option(
-        None, metavar="P", help="Decision threshold; default: the one chosen at evaluation."
-    ),
-    uncertain: float = typer.Option(
-        0.1, metavar="MARGIN", help="Faces with |p_fake - threshold| below this are marked uncertain."
+        None, metavar="P", help="Decision threshold on p_fake; default: the one the model file carries (0.5 for a "
+        "model file from before it)."
     ),
     max_upload_mb: float = typer.Option(20.0, metavar="MIB", help="Largest upload accepted, in MiB."),
 ) -> None:
@@ -162,7 +164,7 @@ def web_app(
     from realfake.app.service import Limits
 
     try:
-        limits = Limits(max_bytes=int(max_upload_mb * 1024 * 1024), uncertain=uncertain)
+        limits = Limits(max_bytes=int(max_upload_mb * 1024 * 1024))
         serve(model, host=host, port=port, threshold=threshold, limits=limits, log=typer.echo)
     except RealfakeError as exc:
         _fail(exc)

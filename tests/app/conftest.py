@@ -32,7 +32,7 @@ def model_file(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="package")
 def app_url(model_file) -> str:
-    app = create_app(ModelHolder(str(model_file)), Limits(max_bytes=MAX_BYTES, uncertain=0.1))
+    app = create_app(ModelHolder(str(model_file)), Limits(max_bytes=MAX_BYTES))
     with ThreadedServer(app) as url:
         yield url
 

@@ -20,10 +20,12 @@ def store(tmp_path, monkeypatch):
 
 
 def _register(mlflow, model_file, threshold: float) -> str:
+    """Register ``model_file`` with a decision of ``threshold`` in it (what the answering version is told by)."""
+    from helpers.models import with_decision
     from realfake.mlops import registry
 
     with mlflow.start_run():
-        info = registry.log_pyfunc(model_file, threshold, None)
+        info = registry.log_pyfunc(with_decision(model_file, threshold), None)
     return mlflow.register_model(info.model_uri, "realfake").version
 
 

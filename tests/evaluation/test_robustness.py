@@ -150,13 +150,19 @@ def test_params_yaml_section_parses():
 
 def test_run_robustness_writes_one_row_per_condition(trained, tiny_sample, tmp_path):
     cfg = RobustnessConfig(batch_size=5, device="cpu")
-    result = run_robustness(trained["model"], trained["data"], trained["heldout"], 0.5, cfg, log=lambda s: None)
+    result = run_robustness(trained["model"], trained["data"], trained["heldout"], cfg, log=lambda s: None)
     files = write_reports(result, tmp_path / "robustness")
     table = pd.read_csv(files["csv"])
-    assert list(table.columns) == ["kind", "strength", "name", "auc", "acc", "tpr_at_fpr_1pct"]
+    assert list(table.columns) == ["kind", "strength", "name", "reals_called_fake", "fakes_caught", "uncertain",
+                                   "acc", "score", "auc", "tpr_at_fpr_1pct"]
     assert list(table["name"]) == ["clean"] + [p.name for p in DEFAULT_PERTURBATIONS]
-    assert table[["auc", "acc"]].notna().all().all()
-    assert table["auc"].between(0, 1).all() and table["acc"].between(0, 1).all()
+    shares = table[["reals_called_fake", "fakes_caught", "uncertain", "score", "auc"]]
+    assert shares.notna().all().all() and shares.apply(lambda c: c.between(0, 1)).all().all()
+    # the verdicts are the model file's decision: its threshold, and the calibration's p_fake
+    from realfake.detector.modelfile import load_model_file
+
+    decision = load_model_file(trained["model"])[2]["decision"]
+    assert result.metrics["threshold"] == pytest.approx(decision["threshold"])
     metrics = json.loads(files["metrics"].read_text())
     assert set(metrics["perturbations"]) == {p.name for p in DEFAULT_PERTURBATIONS}
     assert metrics["n_test"] == 2 * TINY.sizes.test
@@ -170,25 +176,36 @@ def test_run_robustness_writes_one_row_per_condition(trained, tiny_sample, tmp_p
     assert list(families["family"]) == list(FAMILIES) and list(families["auc"]) == aucs
     with Image.open(files["png"]) as im:
         assert im.format == "PNG" and im.size[0] > 300
+    assert 0 <= metrics["calibration"]["ece"] <= 1 and sum(b["n"] for b in metrics["calibration"]["reliability"]) == \
+        len(table) * metrics["n_test"]
+    assert list(pd.read_csv(files["reliability"]).columns) == ["p_fake", "fake_share", "n"]
     flat = flat_metrics(metrics)
     assert {"robust/clean_auc", "robust/jpeg_q50_auc", "robust/noise_s5_acc", "robust/clean_tpr_at_fpr_1pct",
+            "robust/blur_s1_fakes_caught", "robust/blur_s1_reals_called_fake", "robust/blur_s2_uncertain",
+            "robust/mean_score", "robust/ece", "heldout/nearest_fakes_caught",
             "heldout/nearest_auc", "heldout/subpixel_tpr_at_fpr_1pct", "heldout/cross_generator_auc",
             "heldout/cross_generator_auc_min"} <= set(flat)
     # Deterministic: the same scores again (seeded noise, no randomness elsewhere).
-    again = run_robustness(trained["model"], trained["data"], trained["heldout"], 0.5, cfg, log=lambda s: None)
+    again = run_robustness(trained["model"], trained["data"], trained["heldout"], cfg, log=lambda s: None)
     pd.testing.assert_frame_equal(result.table, again.table)
 
 
 def test_an_ensemble_file_is_scored_like_a_model_file(trained, tiny_sample, tmp_path):
     """An ensemble model file (benchmarks/bench_ensemble.py writes one from trained models) goes through the
     same table: a model averaged with itself has its logits, so every figure is the model's."""
-    from realfake.detector.modelfile import save_ensemble_file
+    import torch
+
+    from realfake.detector.modelfile import save_ensemble_file, save_torch
 
     cfg = RobustnessConfig(perturbations=parse_perturbations([{"kind": "blur", "strength": 1.0}]), batch_size=5,
                            device="cpu")
     save_ensemble_file(tmp_path / "twice.pt", [trained["model"], trained["model"]], {})
-    args = (trained["data"], trained["heldout"], 0.5, cfg)
-    by_model = run_robustness(trained["model"], *args, log=lambda s: None)
+    # the ensemble file keeps its members' networks, not a decision: compare with the model's plain decision
+    blob = torch.load(trained["model"], weights_only=True)
+    blob.pop("decision")
+    save_torch(blob, tmp_path / "plain.pt")
+    args = (trained["data"], trained["heldout"], cfg)
+    by_model = run_robustness(tmp_path / "plain.pt", *args, log=lambda s: None)
     by_ensemble = run_robustness(tmp_path / "twice.pt", *args, log=lambda s: None)
     pd.testing.assert_frame_equal(by_ensemble.table, by_model.table, check_exact=False, atol=1e-6)
     pd.testing.assert_frame_equal(by_ensemble.families, by_model.families, check_exact=False, atol=1e-6)
@@ -198,14 +215,23 @@ def test_markdown_table_puts_each_model_in_a_column_and_each_condition_in_a_row(
     """What bench_ensemble.py and bench_score_size.py print (and the README's tables are pasted from)."""
     from realfake.evaluation.robustness import markdown_table
 
+    def row(auc, caught=0.9, false_alarm=0.01, uncertain=0.0):
+        return {"auc": auc, "fakes_caught": caught, "reals_called_fake": false_alarm, "uncertain": uncertain}
+
     def metrics(clean, blur, family, mean):
-        return {"clean": {"auc": clean}, "perturbations": {"blur_s1": {"auc": blur}},
-                "cross_generator": {"families": {"bicubic": {"auc": family}}}, "robust_mean_auc": mean}
+        return {"clean": row(clean, 1.0, 0.0), "perturbations": {"blur_s1": row(blur, uncertain=0.25)},
+                "cross_generator": {"families": {"bicubic": row(family)}}, "robust_mean_auc": mean,
+                "robust_score": 0.95, "calibration": {"ece": 0.0312}}
 
     lines = markdown_table({"96 px": metrics(1.0, 0.8541, 0.77, 0.9116), "192 px": metrics(1.0, 0.907, None, 0.9194)})
-    assert lines == ["| condition (test ROC-AUC) | 96 px | 192 px |", "| --- | ---: | ---: |",
-                     "| clean | 1.000 | 1.000 |", "| blur_s1 | 0.854 | 0.907 |",
-                     "| held-out bicubic | 0.770 | n/a |", "| **robust_mean_auc** | 0.912 | 0.919 |"]
+    assert lines == [
+        "| condition: reals called fake / fakes caught / uncertain, ROC-AUC | 96 px | 192 px |",
+        "| --- | ---: | ---: |",
+        "| clean | 0.0 % / 100.0 % / 0.0 %, 1.000 | 0.0 % / 100.0 % / 0.0 %, 1.000 |",
+        "| blur_s1 | 1.0 % / 90.0 % / 25.0 %, 0.854 | 1.0 % / 90.0 % / 25.0 %, 0.907 |",
+        "| held-out bicubic | 1.0 % / 90.0 % / 0.0 %, 0.770 | 1.0 % / 90.0 % / 0.0 %, n/a |",
+        "| **robust_score** | 0.950 | 0.950 |", "| **robust_mean_auc** | 0.912 | 0.919 |",
+        "| **ECE (pooled)** | 0.031 | 0.031 |"]
 
 
 def test_clean_row_matches_the_evaluate_stage(trained, tiny_sample):
@@ -216,9 +242,11 @@ def test_clean_row_matches_the_evaluate_stage(trained, tiny_sample):
     ev = evaluate(trained["model"], trained["data"], EvaluateConfig(device="cpu"))
     assert torch.is_grad_enabled(), "evaluate must not switch autograd off for the whole process"
     cfg = RobustnessConfig(perturbations=(), device="cpu")
-    result = run_robustness(trained["model"], trained["data"], None, ev.metrics["threshold"], cfg, log=lambda s: None)
+    result = run_robustness(trained["model"], trained["data"], None, cfg, log=lambda s: None)
+    assert result.metrics["threshold"] == ev.metrics["threshold"]
     assert result.metrics["clean"]["auc"] == pytest.approx(ev.metrics["test"]["roc_auc"], abs=1e-6)
-    assert result.metrics["clean"]["acc"] == pytest.approx(ev.metrics["test"]["accuracy"], abs=1e-6)
+    for key in ("reals_called_fake", "fakes_caught", "uncertain", "score"):
+        assert result.metrics["clean"][key] == pytest.approx(ev.metrics["test"][key], abs=1e-6)
     assert result.metrics["cross_generator_auc"] is None
 
 
@@ -236,7 +264,6 @@ def test_stage_logs_to_the_training_run_and_reports_an_absent_heldout_family(tra
     with mlflow.start_run() as run:
         pass
     tracking.write_run_info(tmp_path / "run.json", run.info.run_id, run.info.experiment_id)
-    (tmp_path / "eval.json").write_text(json.dumps({"threshold": 0.5, "test": {"roc_auc": 1.0}}))
     empty = tmp_path / "heldout"
     download(DataConfig(source="dir", dir=str(tiny_sample)), tmp_path / "raw", heldout_dir=empty)
     paths = Paths(
@@ -255,11 +282,7 @@ def test_stage_logs_to_the_training_run_and_reports_an_absent_heldout_family(tra
     assert r.data.tags["robustness.perturbations"] == "jpeg_q50, noise_s2"
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "robustness")}
     assert artifacts == {"robustness/metrics.json", "robustness/auc.csv", "robustness/families.csv",
-                         "robustness/auc.png"}
-
-    (tmp_path / "eval.json").unlink()
-    with pytest.raises(RealfakeError, match="eval.json not found: run the evaluate stage first"):
-        robustness.run(cfg, paths)
+                         "robustness/reliability.csv", "robustness/auc.png", "robustness/reliability.png"}
 
 
 # ----------------------------------------------------------------------------- the held-out family through download

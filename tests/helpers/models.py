@@ -12,3 +12,18 @@ def log_dummy_model(mlflow) -> str:
             return model_input
 
     return mlflow.pyfunc.log_model(name="model", python_model=Constant()).model_uri
+
+
+def with_decision(model_file, threshold: float, min_detail: float | None = None, folder=None):
+    """A copy of ``model_file`` (beside it, or in ``folder``) carrying a decision of ``threshold`` (and
+    "uncertain" below ``min_detail``): what the train stage writes, with chosen figures."""
+    import shutil
+    from pathlib import Path
+
+    from realfake.detector.decision import Decision
+    from realfake.detector.modelfile import add_entry
+
+    out = Path(folder or Path(model_file).parent) / f"decision-{threshold}-{min_detail}.pt"
+    shutil.copy(model_file, out)
+    add_entry(out, "decision", Decision(threshold, min_detail=min_detail).to_entry())
+    return out

@@ -61,7 +61,7 @@ def test_predict_scores_the_astronaut(astronaut, model_file, tmp_path):
     res = invoke(str(astronaut), "--model", str(model_file), "--json", "--explain", str(tmp_path / "cam"))
     assert res.exit_code == 0, res.output
     (row,) = json_rows(res.stdout)
-    assert list(row) == ["file", "face", "box", "p_fake", "label", "threshold", "error", "explanation"]
+    assert list(row) == ["file", "face", "box", "p_fake", "label", "reason", "threshold", "error", "explanation"]
     assert row["face"] == 0 and len(row["box"]) == 4 and 0 <= row["p_fake"] <= 1
     assert row["label"] in ("real", "fake") and row["threshold"] == 0.5 and row["error"] is None
     cam = Image.open(row["explanation"])
@@ -91,7 +91,7 @@ def test_folder_of_sample_images_is_scored_whole(tiny_sample, model_file):
     res = invoke(str(folder), "--model", str(model_file), "--csv")
     assert res.exit_code == 0, res.output
     lines = res.stdout.strip().splitlines()
-    assert lines[0] == "file,face,box,p_fake,label,threshold,error,explanation"
+    assert lines[0] == "file,face,box,p_fake,label,reason,threshold,error,explanation"
     assert len(lines) == 1 + 12  # 6 real + 6 fake, each a 256x256 face crop scored whole
     assert all(",," in line for line in lines[1:])  # no face index, no box: the whole crop
 
@@ -183,6 +183,7 @@ def test_unreadable_and_foreign_model_files(tmp_path, astronaut):
 def test_registry_uris(tmp_path, monkeypatch, model_file, astronaut):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.chdir(tmp_path)
+    from helpers.models import with_decision
     from realfake.mlops import tracking
     from realfake.mlops.registry import Candidate, RegisterConfig, log_pyfunc, register
 
@@ -193,13 +194,13 @@ def test_registry_uris(tmp_path, monkeypatch, model_file, astronaut):
     res = invoke(str(astronaut), "--model", "models:/realfake@champion")
     assert res.exit_code == 2 and "models:/realfake@champion cannot be loaded from the MLflow store" in res.stderr
     with mlflow.start_run() as run:
-        info = log_pyfunc(model_file, threshold=0.37, example_image=None)
+        info = log_pyfunc(with_decision(model_file, 0.37), example_image=None)
         figures = {"test_roc_auc": 0.95, "robust_mean_auc": 0.9}
         register(Candidate(info.model_uri, run.info.run_id, "x", figures), RegisterConfig(), lambda cur: (None, None))
     res = invoke(str(astronaut), "--model", "models:/realfake@champion", "--json")
     assert res.exit_code == 0, res.output
     (row,) = json_rows(res.stdout)
-    assert row["threshold"] == pytest.approx(0.37)  # the registered threshold, not 0.5
+    assert row["threshold"] == pytest.approx(0.37)  # the registered model file's threshold, not 0.5
     res = invoke(str(astronaut), "--model", "models:/realfake@challenger")
     assert res.exit_code == 2 and "models:/realfake@challenger cannot be loaded" in res.stderr
 

@@ -9,7 +9,7 @@ from PIL import Image, ImageFilter
 
 from helpers.training import TINY_TRAIN, run_train
 from realfake.data.manifest import Manifest
-from realfake.detector.modelfile import add_spectral, load_model_file
+from realfake.detector.modelfile import add_entry, load_model_file
 from realfake.detector.preprocess import Preprocessor, to_model_input
 from realfake.detector.spectrum import (
     N_FEATURES,
@@ -132,7 +132,7 @@ def fused_run(tiny_manifest, tiny_sample, module_tmp):
 
 
 def test_the_train_stage_fuses_the_probe_without_touching_the_network(fused_run, tiny_manifest, tiny_sample):
-    from realfake.detector.scoring import Detector, sigmoid
+    from realfake.detector.scoring import Detector
     from realfake.images import ImageFiles
     from realfake.inference.explain import gradcam_maps
 
@@ -163,8 +163,10 @@ def test_the_train_stage_fuses_the_probe_without_touching_the_network(fused_run,
     assert model.probe.hidden == 8 and share.min() >= 0 and share.max() <= 1
     assert np.shape(info["spectral"]["gate"]) == (2, 2)  # a row (none, full) per band of sharpness
     torch.testing.assert_close(got, w[0] * share * net_logit + w[1] * probe_logit + b, atol=1e-4, rtol=1e-4)
-    p = Detector(out / "fused" / "model.pt", amp=False).p_fake(ImageFiles(files))
-    np.testing.assert_allclose(p, sigmoid(got.squeeze(1).numpy()), rtol=1e-5)
+    detector = Detector(out / "fused" / "model.pt", amp=False)
+    p = detector.p_fake(ImageFiles(files))  # the fused logit, calibrated by the decision in the model file
+    np.testing.assert_allclose(p, detector.decision.p_fake(got.squeeze(1).numpy()), rtol=1e-5)
+    assert info["decision"]["coef"] != [1.0] and 0 < info["decision"]["threshold"] < 1
     maps = gradcam_maps(model, x)  # Grad-CAM explains the network's part, in the window the network reads
     top, left, h, w = model.network_box(256, 256)
     assert maps.shape == (4, 256, 256) and (top, left, h, w) == (88, 88, 80, 80) and np.isfinite(maps).all()
@@ -199,36 +201,38 @@ def test_the_fused_model_runs_its_network_only_on_the_images_the_gate_lets_it_se
 
 
 def test_fitting_again_replaces_the_probe_rather_than_stacking_a_second(fused_run, tiny_manifest, tiny_sample):
-    from realfake.training.spectral import fit_spectral
+    from realfake.training.decide import fit_model_decision
 
     _, out = fused_run
     path = out / "fused" / "model.pt"
-    before = load_model_file(path)[2]["spectral"]
+    before = load_model_file(path)[2]
     cfg = TrainConfig(**{**TINY_TRAIN, "spectral": {"enabled": True, "passes": 1, "hidden": 8}})
-    fit_spectral(path, cfg, Manifest(tiny_manifest, tiny_sample), log=lambda s: None)
+    fit_model_decision(path, cfg, Manifest(tiny_manifest, tiny_sample), log=lambda s: None)
     model, _, info = load_model_file(path)
     assert isinstance(model.network, torch.nn.Module) and not isinstance(model.network, Fused)
-    assert info["spectral"]["weights"] == pytest.approx(before["weights"], rel=1e-5)
+    assert info["spectral"]["weights"] == pytest.approx(before["spectral"]["weights"], rel=1e-5)
+    assert info["decision"]["threshold"] == pytest.approx(before["decision"]["threshold"], rel=1e-5)
 
 
 def test_a_malformed_probe_entry_is_a_clear_error(fused_run, tmp_path):
     _, out = fused_run
     broken = tmp_path / "model.pt"
     broken.write_bytes((out / "net" / "model.pt").read_bytes())
-    add_spectral(broken, {**spectral_entry(SpectralProbe(), torch.ones(2), torch.zeros(1)), "weights": [1.0]})
+    add_entry(broken, "spectral", {**spectral_entry(SpectralProbe(), torch.ones(2), torch.zeros(1)), "weights": [1.0]})
     with pytest.raises(RealfakeError, match="spectral probe entry is malformed.*train the model again"):
         load_model_file(broken)
-    add_spectral(broken, {"weights": [1.0, 1.0], "bias": 0.0})
+    add_entry(broken, "spectral", {"weights": [1.0, 1.0], "bias": 0.0})
     with pytest.raises(RealfakeError, match="spectral probe entry is malformed"):
         load_model_file(broken)
-    add_spectral(broken, {**spectral_entry(SpectralProbe(), torch.ones(2), torch.zeros(1)), "gate": [1.0, 2.0, 3.0]})
+    entry = spectral_entry(SpectralProbe(), torch.ones(2), torch.zeros(1))
+    add_entry(broken, "spectral", {**entry, "gate": [1.0, 2.0, 3.0]})
     with pytest.raises(RealfakeError, match="spectral probe entry is malformed"):
         load_model_file(broken)
     for window in (64, "256", 256.0):  # smaller than the network's window (80), or not an integer
-        add_spectral(broken, spectral_entry(SpectralProbe(), torch.ones(2), torch.zeros(1), window=window))
+        add_entry(broken, "spectral", spectral_entry(SpectralProbe(), torch.ones(2), torch.zeros(1), window=window))
         with pytest.raises(RealfakeError, match="spectral probe entry is malformed.*window"):
             load_model_file(broken)
-    add_spectral(broken, {**spectral_entry(SpectralProbe(4), torch.ones(2), torch.zeros(1)), "hidden": 0})
+    add_entry(broken, "spectral", {**spectral_entry(SpectralProbe(4), torch.ones(2), torch.zeros(1)), "hidden": 0})
     with pytest.raises(RealfakeError, match="spectral probe entry is malformed"):  # weights of another shape
         load_model_file(broken)
 

@@ -43,8 +43,8 @@ def create_app(holder: ModelHolder, limits: Limits = Limits()):
 
     @app.get("/api/model")
     def model() -> dict[str, Any]:
-        """The model that answers: its URI, registry version and decision threshold, and the uncertain band."""
-        return {**holder.get()[1], "uncertain_band": limits.uncertain, "max_bytes": limits.max_bytes}
+        """The model that answers: its URI, registry version and decision threshold, and the upload limit."""
+        return {**holder.get()[1], "max_bytes": limits.max_bytes}
 
     @app.post("/api/predict")
     def predict(
@@ -53,7 +53,7 @@ def create_app(holder: ModelHolder, limits: Limits = Limits()):
         faces: str = Query("auto", pattern="^(auto|on|off)$",
                            description="auto: 256x256 images are aligned crops, others go through MTCNN."),
     ) -> dict[str, Any]:
-        """Find every face in the image and score it: box, p_fake, verdict, uncertain."""
+        """Find every face in the image and score it: box, p_fake, verdict (fake, real or uncertain), reason."""
         data = file.file.read(limits.max_bytes + 1)
         return analyse(data, file.filename or "upload", holder, limits, explain=explain, faces=faces)
 

@@ -41,7 +41,6 @@ class Limits:
     """What one request may bring (the decoder's own pixel limit applies too)."""
 
     max_bytes: int = 20 * 1024 * 1024
-    uncertain: float = 0.1  # |p_fake - threshold| below this is reported as uncertain
 
 
 class ModelHolder:
@@ -121,13 +120,12 @@ def analyse(data: bytes, name: str, holder: ModelHolder, limits: Limits, explain
                           "(the API scores the whole image with faces=off).", 422) from None
     answers = []
     for row, overlay in scored:
-        margin = abs(row.p_fake - row.threshold)
         answers.append({
             "face": row.face,
             "box": row.box,
             "p_fake": round(row.p_fake, 6),
             "verdict": row.label,
-            "uncertain": margin < limits.uncertain,
+            "reason": row.reason,
             "explanation": _data_url(overlay, "PNG") if overlay is not None else None,
         })
     return {
@@ -136,7 +134,6 @@ def analyse(data: bytes, name: str, holder: ModelHolder, limits: Limits, explain
         "height": img.height,
         "preview": _data_url(_preview(img), "JPEG"),
         "model": info,
-        "uncertain_band": limits.uncertain,
         "faces": answers,
     }
 

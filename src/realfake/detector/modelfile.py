@@ -109,7 +109,14 @@ def _network(blob: dict[str, Any], path: Path) -> tuple[nn.Module, InputSpec, di
     return model, spec, extra
 
 
-def add_spectral(path: Path, entry: dict[str, Any]) -> None:
-    """Write ``entry`` (:func:`realfake.detector.spectrum.spectral_entry`) into the model file at ``path``."""
+def add_entries(path: Path, entries: dict[str, dict[str, Any]]) -> None:
+    """Write ``entries`` into the model file at ``path``, in one write: ``spectral``
+    (:func:`realfake.detector.spectrum.spectral_entry`) and ``decision``
+    (:meth:`realfake.detector.decision.Decision.to_entry`)."""
     blob = load_state_dict(Path(path), what="a realfake model file")
-    save_torch({**blob, "spectral": entry}, path)
+    save_torch({**blob, **entries}, path)
+
+
+def add_entry(path: Path, key: str, entry: dict[str, Any]) -> None:
+    """Write one entry (see :func:`add_entries`) into the model file at ``path``."""
+    add_entries(path, {key: entry})

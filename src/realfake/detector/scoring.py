@@ -19,7 +19,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from realfake.detector.preprocess import Preprocessor, to_model_input
+from realfake.detector.decision import Decision, Verdicts
+from realfake.detector.preprocess import Preprocessor, standardise, to_model_input
+from realfake.detector.spectrum import sharpness, spectrum_features
 from realfake.errors import RealfakeError
 
 
@@ -93,13 +95,33 @@ def predict_logits(model: nn.Module, pixel_batches, device: torch.device, amp: b
                    representation: str = "rgb") -> np.ndarray:
     """Logits for every uint8 pixel batch, gathered on the device and copied to the host once; in bf16
     where ``amp`` (:func:`autocast`), the inputs laid out as :func:`memory_format` says."""
+    return score_batches(model, pixel_batches, device, amp, representation, detail=False)[0]
+
+
+def image_detail(x: torch.Tensor) -> torch.Tensor:
+    """(B, 2) how much fine detail each uint8 pixel batch image (B, H, W, 3) kept: the
+    :func:`~realfake.detector.spectrum.sharpness` of its spectrum (high band, middle band), in float32."""
+    return sharpness(spectrum_features(standardise(x)))
+
+
+@torch.no_grad()
+def score_batches(model: nn.Module, pixel_batches, device: torch.device, amp: bool = False,
+                  representation: str = "rgb", detail: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(logits (N,), detail (N, 2)) of every uint8 pixel batch: the model's logit (see :func:`predict_logits`)
+    and the :func:`image_detail` of the pixels it read (empty (N, 0) where ``detail`` is false)."""
     model.eval()
-    outs = []
+    logits, details = [], []
     layout = memory_format(device, amp)
     for x in pixel_batches:
+        x = x.to(device, non_blocking=True)
+        if detail:
+            details.append(image_detail(x))
         with autocast(device, amp):
-            outs.append(model(to_model_input(x, device, representation, layout)).float().squeeze(1))
-    return torch.cat(outs).cpu().numpy() if outs else np.zeros(0)
+            logits.append(model(to_model_input(x, device, representation, layout)).float().squeeze(1))
+    if not logits:
+        return np.zeros(0), np.zeros((0, 2 if detail else 0))
+    found = torch.cat(details).cpu().numpy() if detail else np.zeros((sum(len(t) for t in logits), 0))
+    return torch.cat(logits).cpu().numpy(), found
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -107,15 +129,24 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
 
 
-def p_fake(model: nn.Module, images: Sequence, preprocessor: Preprocessor, device: torch.device, batch_size: int,
-           workers: int = 0, transform: Callable[[Any, int], Any] | None = None, amp: bool = False) -> np.ndarray:
-    """p_fake of every image (PIL images or decoded arrays, optionally transformed), in order; ``amp``:
-    in mixed precision where the device has it (:func:`amp_dtype`)."""
+def score(model: nn.Module, images: Sequence, preprocessor: Preprocessor, device: torch.device, batch_size: int,
+          workers: int = 0, transform: Callable[[Any, int], Any] | None = None,
+          amp: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(logits, detail) of every image (PIL images or decoded arrays, optionally transformed), in order, for a
+    :class:`~realfake.detector.decision.Decision`; ``amp``: in mixed precision where the device has it."""
     ds = ScoringImages(images, preprocessor, transform)
     model = model.to(device, memory_format=memory_format(device, amp))
-    logits = predict_logits(model, batches(ds, batch_size, workers, device), device, amp,
-                            preprocessor.spec.representation)
-    return sigmoid(logits)
+    return score_batches(model, batches(ds, batch_size, workers, device), device, amp,
+                         preprocessor.spec.representation)
+
+
+def p_fake(model: nn.Module, images: Sequence, preprocessor: Preprocessor, device: torch.device, batch_size: int,
+           workers: int = 0, transform: Callable[[Any, int], Any] | None = None, amp: bool = False,
+           decision: Decision | None = None) -> np.ndarray:
+    """p_fake of every image (PIL images or decoded arrays, optionally transformed), in order, calibrated by
+    ``decision`` (default: the sigmoid of the logit); ``amp``: in mixed precision where the device has it."""
+    return (decision or Decision()).p_fake(*score(model, images, preprocessor, device, batch_size, workers,
+                                                  transform, amp))
 
 
 def binary_metrics(logits: np.ndarray, targets: np.ndarray) -> dict[str, float]:
@@ -131,21 +162,23 @@ def binary_metrics(logits: np.ndarray, targets: np.ndarray) -> dict[str, float]:
 
 
 class Detector:
-    """A trained model with its preprocessing and decision threshold: p_fake and a verdict per image.
+    """A trained model with its preprocessing and its decision (:class:`~realfake.detector.decision.Decision`:
+    calibration, threshold, "uncertain"): p_fake and a verdict per image.
 
-    ``amp``: score in bf16 where the device does it natively, as the evaluate and robustness stages do
-    by default (``evaluate.amp``), so a served verdict is the one the reported figures describe.
+    ``threshold`` replaces the model's own where given. ``amp``: score in bf16 where the device does it
+    natively, as the evaluate and robustness stages do by default, so a served verdict is the one the
+    reported figures describe.
     """
 
-    def __init__(self, model_path: Path, threshold: float = 0.5, device: str = "cpu", batch_size: int = 32,
+    def __init__(self, model_path: Path, threshold: float | None = None, device: str = "cpu", batch_size: int = 32,
                  amp: bool = True):
         from realfake.detector.modelfile import load_model_file
 
         model, spec, self.info = load_model_file(Path(model_path))
+        self.decision = Decision.from_entry(self.info.get("decision"), str(model_path)).with_threshold(threshold)
         self.preprocessor = Preprocessor(spec)
         self.device = torch.device(device)
         self.model = model.to(self.device)
-        self.threshold = float(threshold)
         self.batch_size = batch_size
         self.amp = amp
 
@@ -154,10 +187,17 @@ class Detector:
         """The :class:`InputSpec` the model was trained with."""
         return self.preprocessor.spec
 
-    def p_fake(self, images: Sequence) -> np.ndarray:
-        """p_fake of each image (a PIL image, or decoded HxWx3 uint8 pixels), fitted to the model's input."""
-        return p_fake(self.model, images, self.preprocessor, self.device, self.batch_size, amp=self.amp)
+    @property
+    def threshold(self) -> float:
+        """The decision threshold on calibrated p_fake."""
+        return self.decision.threshold
 
-    def label(self, p: np.ndarray) -> np.ndarray:
-        """``fake`` where p_fake reaches the threshold, else ``real``."""
-        return np.where(p >= self.threshold, "fake", "real")
+    def verdicts(self, images: Sequence) -> Verdicts:
+        """The :class:`~realfake.detector.decision.Verdicts` of each image (a PIL image, or decoded HxWx3
+        uint8 pixels), fitted to the model's input."""
+        return self.decision.verdicts(*score(self.model, images, self.preprocessor, self.device, self.batch_size,
+                                             amp=self.amp))
+
+    def p_fake(self, images: Sequence) -> np.ndarray:
+        """Calibrated p_fake of each image."""
+        return self.verdicts(images).p_fake

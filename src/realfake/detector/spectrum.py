@@ -24,6 +24,7 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -239,15 +240,19 @@ class Fused(nn.Module):
         features = spectrum_features(x)
         return self.network_logit(x), self.probe.logit(features).float(), self.share(features).unsqueeze(1)
 
+    def combine(self, net: torch.Tensor, probe: torch.Tensor, share: torch.Tensor) -> torch.Tensor:
+        """The fusion, the one formula: ``weights[0] * share * net + weights[1] * probe + bias`` of :meth:`parts`
+        (:func:`fusion_inputs` are its two terms, :func:`fit_fusion` fits it)."""
+        return self.weights[0] * share * net + self.weights[1] * probe + self.bias
+
     def dense(self, x: torch.Tensor) -> torch.Tensor:
         """The fused logit (B, 1) with the network run on every image, whatever its share (what gradients
         through the network, as Grad-CAM's, need): :meth:`forward`'s figures."""
-        net, probe, share = self.parts(x)
-        return self.weights[0] * share * net + self.weights[1] * probe + self.bias
+        return self.combine(*self.parts(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The fused logit (B, 1) of p_fake. The network runs only on the images the gate gives a share:
-        on a batch of blurred photos it is not run at all (the logits are those of :meth:`parts`)."""
+        """The fused logit (B, 1) of p_fake, :meth:`combine`'s. The network runs only on the images the gate gives
+        a share: on a batch of blurred photos it is not run at all (the logits are those of :meth:`parts`)."""
         features = spectrum_features(x)
         out = self.weights[1] * self.probe.logit(features).float() + self.bias
         share = self.share(features)
@@ -258,6 +263,28 @@ class Fused(nn.Module):
             net = self.network_logit(x[live])
             out = out.index_add(0, live.nonzero().squeeze(1), self.weights[0] * share[live].unsqueeze(1) * net)
         return out
+
+
+def fusion_inputs(parts: np.ndarray) -> np.ndarray:
+    """The fusion's two terms, (N, 2): the network's logit times its share, and the probe's logit, of
+    :meth:`Fused.parts` stacked as (N, 3) columns (network, probe, share)."""
+    return np.column_stack([parts[:, 0] * parts[:, 2], parts[:, 1]])
+
+
+def fit_fusion(parts: np.ndarray, y_fake: np.ndarray, how: str = "mix") -> tuple[torch.Tensor, torch.Tensor]:
+    """(weights (2,), bias) of :meth:`Fused.combine` fitted to 0/1 ``y_fake`` from :meth:`Fused.parts` stacked as
+    (N, 3) columns, by a logistic regression (scikit-learn's), so the fused logit is the log-odds of a fake on
+    the images it was fitted on. ``how``: ``mix``, of the label on the two terms, each its own weight; ``equal``,
+    on their sum once each is divided by its spread (each detector the same say, whatever the scale of its
+    logits), one scale for both."""
+    from sklearn.linear_model import LogisticRegression
+
+    terms = fusion_inputs(parts)
+    spread = terms.std(0).clip(min=1e-6) if how == "equal" else np.ones(2)
+    x = (terms / spread).sum(1, keepdims=True) if how == "equal" else terms
+    fit = LogisticRegression(C=1e4, max_iter=1000).fit(x, y_fake)
+    weights = fit.coef_[0] / spread if how == "equal" else fit.coef_[0]
+    return torch.tensor(weights, dtype=torch.float32), torch.tensor(fit.intercept_, dtype=torch.float32)
 
 
 def spectral_entry(probe: SpectralProbe, weights: torch.Tensor, bias: torch.Tensor, gate: torch.Tensor | None = None,

@@ -1,8 +1,11 @@
-"""Evaluation on the test split, with the decision threshold chosen on the valid split.
+"""Evaluation on the test split, with the decision the model ships.
 
-Metrics (:mod:`realfake.evaluation.metrics`) treat *fake* as the positive class.
-Everything is computed once and written to the DVC metrics and plots files; the
-evaluate stage logs the same numbers to the MLflow run.
+The calibration, threshold and "uncertain" rule were fitted by the train stage on the validation
+mix (:mod:`realfake.detector.decision`) and travel in the model file; evaluation only reads them.
+Metrics (:mod:`realfake.evaluation.metrics`) treat *fake* as the positive class: the verdicts'
+(reals called fake, fakes caught, uncertain, the calibration error) and, beside them, the ranking's
+(ROC-AUC, average precision, TPR at low FPR). Everything is computed once and written to the DVC
+metrics and plots files; the evaluate stage logs the same numbers to the MLflow run.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ from realfake.atomic import write_text
 from realfake.config import build_config, flatten, is_int, require
 from realfake.data.layout import image_root, is_fake
 from realfake.data.manifest import Manifest
+from realfake.detector.decision import Decision, expected_calibration_error, reliability
 from realfake.detector.modelfile import load_model_file
 from realfake.detector.preprocess import Preprocessor
-from realfake.detector.scoring import p_fake, resolve_device
-from realfake.evaluation.metrics import THRESHOLD_RULES, choose_threshold, classification_metrics
+from realfake.detector.scoring import resolve_device, score
+from realfake.evaluation.metrics import classification_metrics, verdict_metrics
 from realfake.images import ImageFiles
 
 
@@ -30,8 +34,6 @@ from realfake.images import ImageFiles
 class EvaluateConfig:
     """The ``evaluate`` section of params.yaml."""
 
-    threshold_rule: str = "youden"  # youden | f1 | eer | fixed, chosen on the valid split
-    threshold: float = 0.5  # used when threshold_rule is fixed
     batch_size: int = 64
     gallery_size: int = 16  # most confidently wrong test images shown in errors.png
     device: str = "auto"
@@ -39,8 +41,6 @@ class EvaluateConfig:
 
     def __post_init__(self) -> None:
         require(isinstance(self.amp, bool), f"evaluate.amp must be true or false, got {self.amp!r}.")
-        require(self.threshold_rule in THRESHOLD_RULES,
-                f"evaluate.threshold_rule is {self.threshold_rule!r}; use one of {', '.join(THRESHOLD_RULES)}.")
         require(is_int(self.batch_size) and self.batch_size >= 1,
                 f"evaluate.batch_size must be a positive integer, got {self.batch_size!r}.")
 
@@ -51,10 +51,10 @@ class EvaluateConfig:
 
 
 def score_split(model, spec, data: Manifest, split: str, batch_size: int, device: str = "auto",
-                amp: bool = True) -> np.ndarray:
-    """p_fake of every image of ``split``, decoded from the files, in manifest order."""
+                amp: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(logits, detail) of every image of ``split``, decoded from the files, in manifest order."""
     images = ImageFiles(data.files(data.rows(split)))
-    return p_fake(model, images, Preprocessor(spec), resolve_device(device), batch_size, amp=amp)
+    return score(model, images, Preprocessor(spec), resolve_device(device), batch_size, amp=amp)
 
 
 @dataclass
@@ -62,32 +62,28 @@ class Evaluation:
     """The metrics (as metrics.json) and the test split's predictions."""
 
     metrics: dict[str, Any]
-    predictions: pd.DataFrame  # test rows: path, actual, predicted, p_fake
+    predictions: pd.DataFrame  # test rows: path, actual, predicted (fake, real or uncertain), p_fake, reason
 
 
 def evaluate(model_path: Path, data: Manifest, cfg: EvaluateConfig) -> Evaluation:
-    """Score valid and test, choose the threshold on valid, compute the test metrics."""
-    from sklearn.metrics import roc_auc_score
-
+    """Score the test split and give its verdicts with the model's own decision."""
     model, spec, extra = load_model_file(model_path)
-    valid, test = data.rows("valid"), data.rows("test")
-    y_valid, y_test = is_fake(valid["label"]), is_fake(test["label"])
-    p_valid = score_split(model, spec, data, "valid", cfg.batch_size, cfg.device, cfg.amp)
-    p_test = score_split(model, spec, data, "test", cfg.batch_size, cfg.device, cfg.amp)
-    threshold = choose_threshold(y_valid, p_valid, cfg.threshold_rule, cfg.threshold)
+    decision = Decision.from_entry(extra.get("decision"), str(model_path))
+    test = data.rows("test")
+    y_test = is_fake(test["label"])
+    v = decision.verdicts(*score_split(model, spec, data, "test", cfg.batch_size, cfg.device, cfg.amp))
     metrics = {
-        "threshold": threshold,
-        "threshold_rule": cfg.threshold_rule,
-        "test": classification_metrics(y_test, p_test, threshold),
-        "valid": {"roc_auc": float(roc_auc_score(y_valid, p_valid)), "n": int(len(valid))},
+        "threshold": decision.threshold,
+        "test": {**classification_metrics(y_test, v.p_fake, decision.threshold),
+                 **{k: m for k, m in verdict_metrics(y_test, v).items() if k not in ("auc", "tpr_at_fpr_1pct")},
+                 "ece": expected_calibration_error(y_test, v.p_fake)},
+        "reliability": reliability(y_test, v.p_fake),
         "n_test": int(len(test)),
         "data_fingerprint": extra.get("data_fingerprint", ""),
     }
     names = np.array(["real", "fake"])
-    predictions = pd.DataFrame(
-        {"path": test["path"], "actual": names[y_test], "predicted": names[(p_test >= threshold).astype(int)],
-         "p_fake": p_test}
-    )
+    predictions = pd.DataFrame({"path": test["path"], "actual": names[y_test], "predicted": v.label.astype(str),
+                                "p_fake": v.p_fake, "reason": v.reason.astype(str)})
     return Evaluation(metrics=metrics, predictions=predictions)
 
 
@@ -106,12 +102,14 @@ def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     eval/threshold... The confusion counts stay in metrics.json and the confusion plot: as single-value
     charts they read as empty bars (a count of 0 shows nothing)."""
     return {f"eval/{k.replace('-', '_')}": float(v) for k, v in flatten(metrics, sep="_").items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and "_confusion_" not in f"_{k}"}
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and "_confusion_" not in f"_{k}"
+            and not k.startswith("reliability")}
 
 
 def write_reports(ev: Evaluation, raw_dir: Path, metrics_path: Path, plots_dir: Path,
                   gallery_size: int = 16) -> list[Path]:
-    """metrics.json, the DVC plot data (roc.csv, pr.csv, predictions.csv) and the PNGs; returns the PNGs."""
+    """metrics.json, the DVC plot data (roc.csv, pr.csv, predictions.csv, reliability.csv) and the PNGs; returns
+    the PNGs."""
     from sklearn.metrics import precision_recall_curve, roc_curve
 
     write_text(metrics_path, json.dumps(ev.metrics, indent=2) + "\n")
@@ -123,6 +121,8 @@ def write_reports(ev: Evaluation, raw_dir: Path, metrics_path: Path, plots_dir: 
     precision, recall, _ = precision_recall_curve(y, p)
     pd.DataFrame({"recall": recall, "precision": precision}).to_csv(plots_dir / "pr.csv", index=False)
     ev.predictions.to_csv(plots_dir / "predictions.csv", index=False)
+    pd.DataFrame(ev.metrics["reliability"], columns=["p_fake", "fake_share", "n"]).to_csv(
+        plots_dir / "reliability.csv", index=False)
     return _pngs(ev, raw_dir, plots_dir, fpr, tpr, recall, precision, gallery_size)
 
 
@@ -136,7 +136,26 @@ def _pngs(ev, raw_dir, plots_dir, fpr, tpr, recall, precision, gallery_size) -> 
         _pr_png(recall, precision, m["average_precision"], plots_dir / "pr.png"),
         _confusion_png(m["confusion"], ev.metrics["threshold"], plots_dir / "confusion.png"),
         _errors_png(ev.predictions, raw_dir, gallery_size, plots_dir / "errors.png"),
+        reliability_png(ev.metrics["reliability"], m["ece"], "test split", plots_dir / "reliability.png"),
     ]
+
+
+def reliability_png(points: list[dict[str, float]], ece: float, what: str, path: Path) -> Path:
+    """The reliability diagram: per bin of p_fake, the share of fakes against the mean p_fake (on the diagonal
+    when p_fake is calibrated), each point's size its count."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], "--", color="grey", lw=0.8, label="calibrated")
+    if points:
+        n = np.array([q["n"] for q in points], dtype=float)
+        ax.plot([q["p_fake"] for q in points], [q["fake_share"] for q in points], "-", color="tab:red", lw=1)
+        ax.scatter([q["p_fake"] for q in points], [q["fake_share"] for q in points], s=20 + 200 * n / n.max(),
+                   color="tab:red", label=f"ECE {ece:.3f}", zorder=3)
+    ax.set(xlabel="p_fake (mean in the bin)", ylabel="share of fakes in the bin", xlim=(0, 1), ylim=(0, 1),
+           title=f"Reliability, {what}")
+    ax.legend(loc="upper left", fontsize=8)
+    return _save(fig, path)
 
 
 def _roc_png(fpr, tpr, auc: float, path: Path) -> Path:
@@ -179,7 +198,7 @@ def _errors_png(pred: pd.DataFrame, raw_dir: Path, gallery_size: int, path: Path
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    wrong = pred[pred["actual"] != pred["predicted"]].copy()
+    wrong = pred[(pred["actual"] != pred["predicted"]) & (pred["predicted"] != "uncertain")].copy()
     wrong["confidence"] = np.where(wrong["predicted"] == "fake", wrong["p_fake"], 1 - wrong["p_fake"])
     wrong = wrong.sort_values("confidence", ascending=False).head(gallery_size)
     cols = 4

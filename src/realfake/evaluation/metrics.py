@@ -10,9 +10,12 @@ from typing import Any
 
 import numpy as np
 
+from realfake.detector.decision import UNCERTAIN, Verdicts
 from realfake.errors import RealfakeError
 
 THRESHOLD_RULES = ("youden", "f1", "eer", "fixed")
+#: Verdict metrics are rounded to this many decimals (reports stay readable; far below sampling noise).
+DECIMALS = 6
 #: The low false-positive rates the field reports the true-positive rate at (Ojha et al. 2023, Tan et al. 2024):
 #: metric name -> FPR. A detector that flags real photos is unusable however high its AUC.
 LOW_FPRS = {"tpr_at_fpr_1pct": 0.01, "tpr_at_fpr_0p1pct": 0.001}
@@ -85,4 +88,39 @@ def classification_metrics(y_fake: np.ndarray, p_fake: np.ndarray, threshold: fl
         "per_class": {
             cls: {k: float(v) for k, v in report[cls].items()} for cls in ("real", "fake")
         },
+    }
+
+
+def _auc(y: np.ndarray, p: np.ndarray) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    return round(float(roc_auc_score(y, p)), DECIMALS) if len(np.unique(y)) == 2 else None
+
+
+def _share(mask: np.ndarray) -> float | None:
+    return round(float(np.mean(mask)), DECIMALS) if len(mask) else None
+
+
+def verdict_metrics(y: np.ndarray, v: Verdicts) -> dict[str, float | None]:
+    """The verdicts of images with 0/1 fake ``y``: the share of reals called fake (``reals_called_fake``), of
+    fakes called fake (``fakes_caught``) and of all answered uncertain (``uncertain``); ``acc``, the balanced
+    accuracy of the verdicts given (uncertain ones left out); ``score``, the balanced accuracy with an uncertain
+    answer counted as a coin flip (what the champion is chosen by); and the ROC-AUC and TPR at 1 % FPR of p_fake.
+    None where undefined (no reals, no fakes, no verdict)."""
+    y = np.asarray(y).astype(int)
+    fake, unsure = v.label == "fake", v.label == UNCERTAIN
+    real_ok, fake_ok = (v.label == "real")[y == 0], fake[y == 1]
+    given = ~unsure
+    both_given = (given & (y == 0)).any() and (given & (y == 1)).any()
+    acc = (np.mean(~fake[given & (y == 0)]) + np.mean(fake[given & (y == 1)])) / 2 if both_given else None
+    both = len(np.unique(y)) == 2
+    coin = (np.mean(real_ok + 0.5 * unsure[y == 0]) + np.mean(fake_ok + 0.5 * unsure[y == 1])) / 2 if both else None
+    return {
+        "reals_called_fake": _share(fake[y == 0]),
+        "fakes_caught": _share(fake_ok),
+        "uncertain": _share(unsure),
+        "acc": None if acc is None else round(float(acc), DECIMALS),
+        "score": None if coin is None else round(float(coin), DECIMALS),
+        "auc": _auc(y, v.p_fake),
+        "tpr_at_fpr_1pct": round(tpr_at_fpr(y, v.p_fake, 0.01), DECIMALS) if both else None,
     }

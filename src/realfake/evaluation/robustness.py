@@ -13,11 +13,15 @@ file would give it. Kinds and their ``strength``:
   seeded per image from ``(seed, kind, strength, image index)``: deterministic, and
   independent of the other perturbations in the list.
 
-Metrics: ROC-AUC (fake = positive), accuracy at the threshold the evaluate stage chose on the
-valid split, and the TPR at 1 % FPR. The cross-generator table scores the test split's reals
-against each held-out family's fakes (``data/heldout``), clean, with the same metrics; its mean
-and worst AUC are None when there are none (the kaggle and dir sources, or
-``data.sample.heldout.size: 0``).
+Metrics, per condition, of the verdicts the model ships (:mod:`realfake.detector.decision`: its
+calibration, threshold and "uncertain" rule, fixed by the train stage before the test split is
+seen; :func:`verdict_metrics`): the share of reals called fake, of fakes caught and of images
+answered uncertain, the balanced accuracy of the verdicts given, and, secondary, the ROC-AUC of
+p_fake (fake = positive) and the TPR at 1 % FPR. The cross-generator table scores the test
+split's reals against each held-out family's fakes (``data/heldout``), clean, with the same
+metrics; its mean and worst AUC are None when there are none (the kaggle and dir sources, or
+``data.sample.heldout.size: 0``). The calibration of p_fake is measured on the whole table pooled
+(expected calibration error, and the reliability diagram).
 """
 
 from __future__ import annotations
@@ -37,10 +41,12 @@ from realfake.atomic import write_text
 from realfake.config import build_config, flatten, is_int, is_number, require
 from realfake.data.layout import is_fake
 from realfake.data.manifest import Manifest
+from realfake.detector.decision import Decision, Verdicts, expected_calibration_error, reliability
 from realfake.detector.modelfile import load_model_file
 from realfake.detector.preprocess import Preprocessor
-from realfake.detector.scoring import p_fake, resolve_device
+from realfake.detector.scoring import resolve_device, score
 from realfake.errors import RealfakeError
+from realfake.evaluation.metrics import DECIMALS, verdict_metrics
 from realfake.images import ImageFiles, recompress
 
 KINDS = ("jpeg", "blur", "downscale", "noise")
@@ -195,29 +201,10 @@ def parse_perturbations(items: Any) -> tuple[Perturbation, ...]:
 CACHE_IMAGES = 4096
 
 
-#: Metrics are rounded to this many decimals (reports stay readable; far below sampling noise).
-DECIMALS = 6
 
 
-def _auc(y: np.ndarray, p: np.ndarray) -> float | None:
-    from sklearn.metrics import roc_auc_score
-
-    return round(float(roc_auc_score(y, p)), DECIMALS) if len(np.unique(y)) == 2 else None
-
-
-def scores(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float | None]:
-    """ROC-AUC, accuracy at ``threshold``, and the TPR at 1 % FPR of fake-vs-real scores (None where undefined)."""
-    from realfake.evaluation.metrics import tpr_at_fpr
-
-    both = len(np.unique(y)) == 2
-    return {
-        "auc": _auc(y, p),
-        "acc": round(float(np.mean((p >= threshold).astype(int) == y)), DECIMALS) if len(y) else None,
-        "tpr_at_fpr_1pct": round(tpr_at_fpr(y, p, 0.01), DECIMALS) if both else None,
-    }
-
-
-COLUMNS = ["kind", "strength", "name", "auc", "acc", "tpr_at_fpr_1pct"]
+METRICS = ["reals_called_fake", "fakes_caught", "uncertain", "acc", "score", "auc", "tpr_at_fpr_1pct"]
+COLUMNS = ["kind", "strength", "name", *METRICS]
 
 
 @dataclass
@@ -226,91 +213,106 @@ class Robustness:
 
     metrics: dict[str, Any]
     table: Any  # pandas DataFrame: COLUMNS, clean first
-    families: Any  # pandas DataFrame: family, auc, acc, tpr_at_fpr_1pct, fake_detected, n_fake
+    families: Any  # pandas DataFrame: family, METRICS, n_fake
     seconds: float
 
 
-#: ``score(images, transform) -> p_fake``: a detector's fake probability for each of ``images`` (decoded pixels),
+#: ``score(images, transform) -> Verdicts``: a detector's answers for each of ``images`` (decoded pixels),
 #: each first passed through ``transform(image, index)`` when one is given.
-Scorer = Callable[[Sequence, Any], np.ndarray]
+Scorer = Callable[[Sequence, Any], Verdicts]
 
 
-def model_scorer(model_path: Path, cfg: RobustnessConfig) -> Scorer:
-    """The :data:`Scorer` of one model file, on ``cfg``'s device, batch size and workers."""
-    model, spec, _ = load_model_file(Path(model_path))
+def model_scorer(model_path: Path, cfg: RobustnessConfig,
+                 threshold: float | None = None) -> tuple[Scorer, Decision]:
+    """The :data:`Scorer` of one model file with its own decision (``threshold`` replaces its threshold where
+    given), on ``cfg``'s device, batch size and workers; and that decision."""
+    model, spec, extra = load_model_file(Path(model_path))
+    decision = Decision.from_entry(extra.get("decision"), str(model_path)).with_threshold(threshold)
     device = resolve_device(cfg.device)
 
-    def score(images: Sequence, transform: Any = None) -> np.ndarray:
-        return p_fake(model, images, Preprocessor(spec), device, cfg.batch_size, cfg.workers, transform, cfg.amp)
+    def answer(images: Sequence, transform: Any = None) -> Verdicts:
+        return decision.verdicts(*score(model, images, Preprocessor(spec), device, cfg.batch_size, cfg.workers,
+                                        transform, cfg.amp))
 
-    return score
+    return answer, decision
 
 
 def run_robustness(
     model_path: Path,
     data: Manifest,
     heldout_dir: Path | None,
-    threshold: float,
     cfg: RobustnessConfig,
     log: Callable[[str], None] = print,
+    threshold: float | None = None,
 ) -> Robustness:
-    """Score the test split clean and under every perturbation, and each held-out family against its reals.
-
-    ``model_path`` is a model file, a single model's or an ensemble's.
-    """
+    """Score the test split clean and under every perturbation, and each held-out family against its reals,
+    with the decision in the model file (a single model's or an ensemble's; ``threshold`` replaces its
+    threshold where given)."""
     import pandas as pd
 
     t0 = time.perf_counter()
-    scorer = model_scorer(Path(model_path), cfg)
+    scorer, decision = model_scorer(Path(model_path), cfg, threshold)
     test = data.rows("test")
     y = is_fake(test["label"])
     # Decoded once and kept for every perturbation, unless there are many or workers decode them.
     images = ImageFiles(data.files(test), cache=cfg.workers == 0 and len(test) <= CACHE_IMAGES)
-
-    def score(imgs: Sequence, pert: Perturbation | None) -> np.ndarray:
-        return scorer(imgs, None if pert is None else _Perturb(pert, cfg.seed))
-
-    p_clean = score(images, None)
-    rows = [{"kind": "clean", "strength": 0.0, "name": "clean", **scores(y, p_clean, threshold)}]
+    rows, pooled = [], []
     for pert in [None, *cfg.perturbations]:
-        if pert is not None:
-            rows.append({"kind": pert.kind, "strength": pert.strength, "name": pert.name,
-                         **scores(y, score(images, pert), threshold)})
-        log(f"robustness: {rows[-1]['name']} auc {rows[-1]['auc']} acc {rows[-1]['acc']}")
-    cross = cross_generator(heldout_dir, p_clean[y == 0], lambda paths: score(ImageFiles(paths), None), threshold)
+        v = scorer(images, None if pert is None else _Perturb(pert, cfg.seed))
+        name = "clean" if pert is None else pert.name
+        kind, strength = ("clean", 0.0) if pert is None else (pert.kind, pert.strength)
+        rows.append({"kind": kind, "strength": strength, "name": name, **verdict_metrics(y, v)})
+        pooled.append((y, v.p_fake))
+        if pert is None:
+            clean = v
+        r = rows[-1]
+        log(f"robustness: {name}: reals called fake {r['reals_called_fake']}, fakes caught {r['fakes_caught']}, "
+            f"uncertain {r['uncertain']}, auc {r['auc']}")
+    real = _subset(clean, y == 0)
+    cross = cross_generator(heldout_dir, real, lambda paths: scorer(ImageFiles(paths), None))
     for family, m in cross["families"].items():
-        log(f"robustness: held-out {family} auc {m['auc']} tpr@1%fpr {m['tpr_at_fpr_1pct']}")
+        log(f"robustness: held-out {family}: fakes caught {m['fakes_caught']}, uncertain {m['uncertain']}, "
+            f"auc {m['auc']}")
     if cross["note"]:
         log(f"robustness: cross-generator: {cross['note']}")
     table = pd.DataFrame(rows, columns=COLUMNS)
     families = pd.DataFrame([{"family": f, **m} for f, m in cross["families"].items()],
-                            columns=["family", "auc", "acc", "tpr_at_fpr_1pct", "fake_detected", "n_fake"])
+                            columns=["family", *METRICS, "n_fake"])
+    y_all, p_all = (np.concatenate(parts) for parts in zip(*pooled))
     metrics = {
-        "threshold": float(threshold),
+        "threshold": decision.threshold,
         "n_test": int(len(test)),
-        "clean": {k: rows[0][k] for k in ("auc", "acc", "tpr_at_fpr_1pct")},
+        "clean": {k: rows[0][k] for k in METRICS},
         # kind and strength of each are in auc.csv; metrics.json keeps to numbers for `dvc metrics show`.
-        "perturbations": {r["name"]: {k: r[k] for k in ("auc", "acc", "tpr_at_fpr_1pct")} for r in rows[1:]},
+        "perturbations": {r["name"]: {k: r[k] for k in METRICS} for r in rows[1:]},
         "cross_generator_auc": cross["auc_mean"],
         "cross_generator": cross,
-        "robust_mean_auc": robust_mean_auc(rows, cross),
+        "robust_mean_auc": robust_mean(rows, cross, "auc"),
+        "robust_score": robust_mean(rows, cross, "score"),
+        "calibration": {"ece": round(expected_calibration_error(y_all, p_all), DECIMALS),
+                        "reliability": reliability(y_all, p_all)},
     }
     return Robustness(metrics=metrics, table=table, families=families, seconds=time.perf_counter() - t0)
 
 
-def robust_mean_auc(rows: list[dict[str, Any]], cross: dict[str, Any]) -> float | None:
-    """One figure for the whole table: the mean ROC-AUC over clean, every perturbation and every held-out family
-    (the register stage can choose the champion by it)."""
-    aucs = [r["auc"] for r in rows] + [m["auc"] for m in cross["families"].values()]
-    aucs = [a for a in aucs if a is not None]
-    return round(float(np.mean(aucs)), DECIMALS) if aucs else None
+def _subset(v: Verdicts, mask: np.ndarray) -> Verdicts:
+    return Verdicts(v.p_fake[mask], v.label[mask], v.reason[mask])
+
+
+def robust_mean(rows: list[dict[str, Any]], cross: dict[str, Any], key: str) -> float | None:
+    """One figure for the whole table: the mean of ``key`` over clean, every perturbation and every held-out
+    family. ``auc``: the ranking's; ``score``: the verdicts' balanced accuracy, an uncertain answer a coin flip
+    (the register stage chooses the champion by it)."""
+    values = [r[key] for r in rows] + [m[key] for m in cross["families"].values()]
+    values = [a for a in values if a is not None]
+    return round(float(np.mean(values)), DECIMALS) if values else None
 
 
 def read_robustness_metrics(path: Path) -> dict[str, Any]:
-    """The robustness stage's metrics.json (the register stage reads its ``robust_mean_auc``)."""
+    """The robustness stage's metrics.json (the register stage reads its ``robust_score``)."""
     from realfake.reports import read_stage_metrics
 
-    return read_stage_metrics(path, "robustness", ("robust_mean_auc",))
+    return read_stage_metrics(path, "robustness", ("robust_score", "robust_mean_auc"))
 
 
 @dataclass(frozen=True)
@@ -324,16 +326,16 @@ class _Perturb:
         return self.perturbation.apply(img, index, self.seed)
 
 
-def cross_generator(heldout_dir: Path | None, p_real: np.ndarray, score: Callable[[list[Path]], np.ndarray],
-                    threshold: float) -> dict[str, Any]:
-    """The test split's reals (``p_real``) against each held-out family's fakes, clean.
+def cross_generator(heldout_dir: Path | None, real: Verdicts,
+                    score: Callable[[list[Path]], Verdicts]) -> dict[str, Any]:
+    """The test split's reals (their verdicts ``real``) against each held-out family's fakes, clean.
 
-    Per family: ROC-AUC, accuracy, TPR at 1 % FPR and the share of its fakes flagged at the
-    threshold; over the families: the mean and the worst AUC (None when there are none).
+    Per family: :func:`verdict_metrics` (the reals called fake are the test reals'); over the families: the mean
+    and the worst AUC (None when there are none).
     """
     from realfake.data.sample.heldout import read_heldout
 
-    cross: dict[str, Any] = {"families": {}, "auc_mean": None, "auc_min": None, "n_real": int(len(p_real)),
+    cross: dict[str, Any] = {"families": {}, "auc_mean": None, "auc_min": None, "n_real": int(len(real.p_fake)),
                              "note": ""}
     if heldout_dir is None:
         cross["note"] = "no held-out folder was given"
@@ -342,15 +344,13 @@ def cross_generator(heldout_dir: Path | None, p_real: np.ndarray, score: Callabl
     if not paths:
         cross["note"] = info.get("note") or "the held-out folder lists no images"
         return cross
-    p_held, families = score(paths), np.asarray(families)
+    held, families = score(paths), np.asarray(families)
     for family in dict.fromkeys(families):  # in index order
-        p_fam = p_held[families == family]
-        yy = np.concatenate([np.zeros(len(p_real), int), np.ones(len(p_fam), int)])
-        cross["families"][str(family)] = {
-            **scores(yy, np.concatenate([p_real, p_fam]), threshold),
-            "fake_detected": round(float(np.mean(p_fam >= threshold)), DECIMALS),
-            "n_fake": int(len(p_fam)),
-        }
+        fam = _subset(held, families == family)
+        both = Verdicts(*(np.concatenate([a, b]) for a, b in zip((real.p_fake, real.label, real.reason),
+                                                                  (fam.p_fake, fam.label, fam.reason))))
+        yy = np.concatenate([np.zeros(len(real.p_fake), int), np.ones(len(fam.p_fake), int)])
+        cross["families"][str(family)] = {**verdict_metrics(yy, both), "n_fake": int(len(fam.p_fake))}
     aucs = [m["auc"] for m in cross["families"].values() if m["auc"] is not None]
     if aucs:
         cross.update(auc_mean=round(float(np.mean(aucs)), DECIMALS), auc_min=min(aucs))
@@ -363,51 +363,82 @@ def cross_generator(heldout_dir: Path | None, p_real: np.ndarray, score: Callabl
 
 
 def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    """MLflow names, in two sections: ``robust/`` (robust/clean_auc, robust/jpeg_q50_auc, ..., robust/mean_auc)
-    and ``heldout/`` (heldout/<family>_auc, heldout/cross_generator_auc, the mean over families, and
-    heldout/cross_generator_auc_min)."""
+    """MLflow names, in two sections: ``robust/`` (robust/clean_fakes_caught, robust/blur_s1_reals_called_fake,
+    robust/jpeg_q50_auc, ..., robust/mean_score, robust/mean_auc, robust/ece) and ``heldout/``
+    (heldout/<family>_fakes_caught, heldout/<family>_auc, heldout/cross_generator_auc, the mean over families,
+    and heldout/cross_generator_auc_min)."""
     cross = metrics["cross_generator"]
-    robust = {"clean": metrics["clean"], **metrics["perturbations"], "mean": {"auc": metrics.get("robust_mean_auc")}}
+    robust = {"clean": metrics["clean"], **metrics["perturbations"],
+              "mean": {"auc": metrics.get("robust_mean_auc"), "score": metrics.get("robust_score")}}
     heldout = {**{f: {k: v for k, v in m.items() if k != "n_fake"} for f, m in cross["families"].items()},
                "cross_generator": {"auc": cross["auc_mean"], "auc_min": cross["auc_min"]}}
     flat = {f"robust/{k}": v for k, v in flatten(robust, sep="_").items()}
+    flat["robust/ece"] = metrics.get("calibration", {}).get("ece")
     flat.update({f"heldout/{k}": v for k, v in flatten(heldout, sep="_").items()})
     return {k: float(v) for k, v in flat.items() if v is not None}
 
 
+def _percent(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f} %"
+
+
+def verdict_rows(metrics: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(condition, its metrics) for clean, every perturbation and every held-out family."""
+    rows = [("clean", metrics["clean"]), *metrics["perturbations"].items()]
+    return rows + [(f"held-out {f}", m) for f, m in metrics["cross_generator"]["families"].items()]
+
+
 def markdown_table(columns: dict[str, dict[str, Any]]) -> list[str]:
-    """The robustness metrics of several models (or settings), one column each, as Markdown table lines:
-    clean, every perturbation, every held-out family and the robust mean, test ROC-AUC to 3 decimals."""
+    """The robustness metrics of several models (or settings), one column each, as Markdown table lines: for
+    clean, every perturbation and every held-out family, at each model's shipped threshold, the reals called
+    fake / fakes caught / uncertain, and the ROC-AUC; then the robust means."""
     names = list(columns)
-    first = columns[names[0]]
-    rows = [("clean", lambda m: m["clean"]["auc"])]
-    rows += [(k, lambda m, k=k: m["perturbations"][k]["auc"]) for k in first["perturbations"]]
-    rows += [(f"held-out {f}", lambda m, f=f: m["cross_generator"]["families"][f]["auc"])
-             for f in first["cross_generator"]["families"]]
-    rows += [("**robust_mean_auc**", lambda m: m["robust_mean_auc"])]
-    lines = ["| condition (test ROC-AUC) | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
-    for label, get in rows:
-        cells = (get(m) for m in columns.values())
-        lines.append(f"| {label} | " + " | ".join("n/a" if c is None else f"{c:.3f}" for c in cells) + " |")
+    lines = ["| condition: reals called fake / fakes caught / uncertain, ROC-AUC | " + " | ".join(names) + " |",
+             "| --- |" + " ---: |" * len(names)]
+    tables = [dict(verdict_rows(m)) for m in columns.values()]
+    for label in tables[0]:
+        cells = []
+        for t in tables:
+            m = t.get(label, {})
+            auc = "n/a" if m.get("auc") is None else f"{m['auc']:.3f}"
+            cells.append(" / ".join(_percent(m.get(k)) for k in ("reals_called_fake", "fakes_caught", "uncertain"))
+                         + f", {auc}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    for key in ("robust_score", "robust_mean_auc"):
+        cells = ("n/a" if m.get(key) is None else f"{m[key]:.3f}" for m in columns.values())
+        lines.append(f"| **{key}** | " + " | ".join(cells) + " |")
+    ece = ("n/a" if m.get("calibration") is None else f"{m['calibration']['ece']:.3f}" for m in columns.values())
+    lines.append("| **ECE (pooled)** | " + " | ".join(ece) + " |")
     return lines
 
 
 def write_reports(result: Robustness, out_dir: Path) -> dict[str, Path]:
-    """``metrics.json`` (DVC metrics), ``auc.csv`` and ``families.csv`` (DVC plot data) and ``auc.png``;
-    returns their paths."""
+    """``metrics.json`` (DVC metrics), ``auc.csv``, ``families.csv`` and ``reliability.csv`` (DVC plot data),
+    ``auc.png`` and ``reliability.png``; returns their paths."""
+    import pandas as pd
+
+    from realfake.evaluation.evaluate import reliability_png
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"metrics": out_dir / "metrics.json", "csv": out_dir / "auc.csv", "families": out_dir / "families.csv",
-             "png": out_dir / "auc.png"}
+             "reliability": out_dir / "reliability.csv", "png": out_dir / "auc.png",
+             "reliability_png": out_dir / "reliability.png"}
     write_text(paths["metrics"], json.dumps(result.metrics, indent=2) + "\n")
     result.table.to_csv(paths["csv"], index=False)
     result.families.to_csv(paths["families"], index=False)
+    calibration = result.metrics["calibration"]
+    pd.DataFrame(calibration["reliability"], columns=["p_fake", "fake_share", "n"]).to_csv(paths["reliability"],
+                                                                                          index=False)
     _plot(result, paths["png"])
+    reliability_png(calibration["reliability"], calibration["ece"], "test split, clean and every perturbation",
+                    paths["reliability_png"])
     return paths
 
 
 def _plot(result: Robustness, path: Path) -> None:
-    """One panel per perturbation kind (AUC and accuracy against strength), one for the held-out families."""
+    """One panel per perturbation kind (at the shipped threshold: fakes caught, reals called fake, uncertain;
+    and the ROC-AUC, against strength), one for the held-out families."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -420,16 +451,17 @@ def _plot(result: Robustness, path: Path) -> None:
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.4), squeeze=False, sharey=True)
     for ax, kind in zip(axes[0], kinds):
         rows = table[table["kind"] == kind].sort_values("strength")
-        ax.plot(rows["strength"], rows["auc"], "o-", label="ROC-AUC")
-        ax.plot(rows["strength"], rows["acc"], "s--", label="accuracy", alpha=0.7)
-        if clean["auc"] is not None:
-            ax.axhline(clean["auc"], color="grey", lw=0.8, ls=":", label="clean AUC")
+        ax.plot(rows["strength"], rows["fakes_caught"], "o-", color="tab:red", label="fakes caught")
+        ax.plot(rows["strength"], rows["reals_called_fake"], "v-", color="tab:blue", label="reals called fake")
+        ax.plot(rows["strength"], rows["uncertain"], "s--", color="tab:grey", label="uncertain")
+        ax.plot(rows["strength"], rows["auc"], ":", color="black", label="ROC-AUC", alpha=0.6)
         if kind in _REVERSED:
             ax.invert_xaxis()
         ax.set(xlabel=_LABELS[kind], title=kind, ylim=(0, 1.02))
     ax = axes[0][-1]
     if len(families):
-        ax.bar(families["family"], families["auc"].astype(float), color="tab:purple", label="ROC-AUC")
+        ax.bar(families["family"], families["fakes_caught"].astype(float), color="tab:red", label="fakes caught")
+        ax.plot(families["family"], families["auc"].astype(float), "k_", markersize=14, label="ROC-AUC")
         ax.tick_params(axis="x", labelrotation=45)
     else:
         ax.text(0.5, 0.5, "no held-out families", ha="center", va="center", transform=ax.transAxes)
@@ -438,8 +470,9 @@ def _plot(result: Robustness, path: Path) -> None:
     axes[0][0].legend(loc="lower left", fontsize=7)
     cross = result.metrics["cross_generator"]
     cg = f"mean {cross['auc_mean']:.3f}, worst {cross['auc_min']:.3f}" if cross["auc_mean"] is not None else "n/a"
-    clean_auc = f"{clean['auc']:.3f}" if clean["auc"] is not None else "n/a"
-    fig.suptitle(f"Robustness: clean AUC {clean_auc}; held-out generators AUC {cg}", fontsize=10)
+    fig.suptitle(f"Verdicts at threshold {result.metrics['threshold']:.3f}: clean, fakes caught "
+                 f"{_percent(clean['fakes_caught'])}, reals called fake {_percent(clean['reals_called_fake'])}; "
+                 f"held-out generators AUC {cg}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

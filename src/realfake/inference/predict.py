@@ -22,7 +22,7 @@ from realfake.inference.faces import NoFaceError, detect_faces, is_face_crop
 
 FACE_MODES = ("auto", "on", "off")
 #: Keys of every output row, in order (JSON and CSV).
-ROW_KEYS = ("file", "face", "box", "p_fake", "label", "threshold", "error", "explanation")
+ROW_KEYS = ("file", "face", "box", "p_fake", "label", "reason", "threshold", "error", "explanation")
 
 
 @dataclass
@@ -33,7 +33,8 @@ class Row:
     face: int | None = None  # index of the face in the image; None = the whole image
     box: list[int] | None = None  # x1, y1, x2, y2 of the face in the image
     p_fake: float | None = None
-    label: str | None = None  # fake | real at the model's threshold
+    label: str | None = None  # fake | real at the model's threshold, or uncertain (too little detail to judge)
+    reason: str | None = None  # why the label is uncertain
     threshold: float | None = None
     error: str | None = None
     explanation: str | None = None  # Grad-CAM PNG, with --explain
@@ -70,23 +71,24 @@ def expand_inputs(items: Iterable[str]) -> tuple[list[Path], list[Row]]:
 
 
 def load_detector(model: str, threshold: float | None = None, device: str = "cpu") -> tuple[Detector, str]:
-    """A Detector from a local model file or a ``models:/``/``runs:/`` URI; returns it and a description."""
+    """A Detector from a local model file or a ``models:/``/``runs:/`` URI, with the decision its model file
+    carries (``threshold`` replaces its threshold where given); returns it and a description."""
     if model.startswith(("models:/", "runs:/")):
         from realfake.mlops import tracking
         from realfake.mlops.registry import model_artifacts
 
         tracking.use_existing_store()
-        with model_artifacts(model) as (weights, registered):
-            chosen = registered if threshold is None else threshold
-            return Detector(weights, threshold=chosen, device=device), f"{model} (threshold {chosen:.3f})"
+        with model_artifacts(model) as weights:
+            detector = Detector(weights, threshold=threshold, device=device)
+            return detector, f"{model} (threshold {detector.threshold:.3f})"
     path = Path(model).expanduser()
     if not path.is_file():
         raise RealfakeError(
             f"--model {model}: no such file, and not a models:/ or runs:/ URI. Train one with `dvc repro`, "
             "then use the default models:/realfake@champion or models/model.pt."
         )
-    chosen = 0.5 if threshold is None else threshold
-    return Detector(path, threshold=chosen, device=device), f"{path} (threshold {chosen:.3f})"
+    detector = Detector(path, threshold=threshold, device=device)
+    return detector, f"{path} (threshold {detector.threshold:.3f})"
 
 
 @dataclass
@@ -153,10 +155,10 @@ def score_image(img: Image.Image, name: str, detector: Detector, faces: str = "a
 
 def _score(units: list[_Unit], detector: Detector, explain_dir: Path | None) -> list:
     fitted = [detector.preprocessor.pixels(u.crop) for u in units]
-    p = detector.p_fake(fitted)
-    labels = detector.label(p)
-    for u, score, label in zip(units, p, labels):
+    v = detector.verdicts(fitted)
+    for u, score, label, reason in zip(units, v.p_fake, v.label, v.reason):
         u.row.p_fake, u.row.label, u.row.threshold = float(score), str(label), detector.threshold
+        u.row.reason = str(reason) or None
     if explain_dir is not None:
         from realfake.inference.explain import save_explanations
 
@@ -172,7 +174,8 @@ def summary_counts(rows: list[Row]) -> tuple[int, int]:
 
 
 def as_table(rows: list[Row]) -> list[list[str]]:
-    """The rows as table cells: file, face, p_fake, verdict (the errors are listed after the table)."""
+    """The rows as table cells: file, face, p_fake, verdict (the errors, and why a verdict is uncertain, are listed
+    after the table)."""
     out = []
     for r in rows:
         face = "" if r.face is None else f"#{r.face} {tuple(r.box)}"

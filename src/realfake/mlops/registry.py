@@ -10,7 +10,6 @@ stage does the re-scoring; this module only speaks to the registry.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,21 +19,26 @@ from typing import Any, Callable
 
 from realfake.config import build_config, require
 from realfake.errors import RealfakeError
-from realfake.mlops.serving import CONFIG, WEIGHTS, signature
+from realfake.mlops.serving import WEIGHTS, signature
 
 #: The realfake package, logged with every model as its code (MLflow "models from code").
 SRC_PACKAGE = Path(__file__).resolve().parents[1]
 PYFUNC_ENTRY = SRC_PACKAGE / "mlops" / "pyfunc_model.py"
-#: The figures a champion can be chosen by: the test split's ROC-AUC, or the mean ROC-AUC over the
-#: robustness table (clean, every perturbation, every held-out generator family).
-FIGURES = ("robust_mean_auc", "test_roc_auc")
+#: The figures a champion can be chosen by, over the robustness table (clean, every perturbation, every held-out
+#: generator family): the balanced accuracy of the verdicts the model ships (an "uncertain" answer a coin flip), or
+#: the mean ROC-AUC; or the test split's ROC-AUC.
+FIGURES = ("robust_score", "robust_mean_auc", "test_roc_auc")
+#: The figures measured by the robustness stage (a champion measured on other data is re-scored for them).
+ROBUST_FIGURES = ("robust_score", "robust_mean_auc")
 #: The logged model's name in each run (``runs:/<run id>/realfake``).
 MODEL_NAME = "realfake"
 #: The registered model's description.
 DESCRIPTION = (
-    "realfake: an Inception-ResNet-V1 (facenet-pytorch) that scores a face image with p_fake, the probability "
-    "that it was generated. Input: image bytes (an 'image' column); output: p_fake and label (fake/real at the "
-    "threshold chosen at evaluation). Each version is tagged with its test metrics, robust_mean_auc and data "
+    "realfake: an Inception-ResNet-V1 (facenet-pytorch) fused with a spectral probe that scores a face image with "
+    "p_fake, the calibrated probability that it was generated. Input: image bytes (an 'image' column); output: "
+    "p_fake, label (fake, real, or uncertain where too little fine detail is left to judge) and reason. The "
+    "calibration, threshold and uncertain rule travel in the model file. Each version is tagged with its test "
+    "metrics, robust_score, robust_mean_auc and data "
     "fingerprint; the 'champion' alias is moved by the register stage only when earned (see each version's "
     "description)."
 )
@@ -47,7 +51,7 @@ class RegisterConfig:
     model_name: str = "realfake"
     alias: str = "champion"
     min_auc: float = 0.9  # a floor on the test ROC-AUC, whatever the figure the champion is chosen by
-    champion_by: str = "robust_mean_auc"  # robust_mean_auc | test_roc_auc: the figure compared with the champion's
+    champion_by: str = "robust_score"  # one of FIGURES: the figure compared with the champion's
 
     def __post_init__(self) -> None:
         require(self.champion_by in FIGURES,
@@ -85,24 +89,22 @@ def decide(new: float, champion: float | None, champion_version: str | None = No
     return Decision(False, f"{figure} {new:.4f} < champion v{champion_version}'s {champion:.4f} on the same data")
 
 
-def log_pyfunc(model_path: Path, threshold: float, example_image: bytes | None) -> Any:
-    """Log the detector as a pyfunc in the active run; returns MLflow's ModelInfo."""
+def log_pyfunc(model_path: Path, example_image: bytes | None) -> Any:
+    """Log the detector (its model file, which carries its decision) as a pyfunc in the active run; returns
+    MLflow's ModelInfo."""
     import mlflow
     import pandas as pd
 
-    with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "config.json"
-        config.write_text(json.dumps({"threshold": float(threshold)}))
-        example = pd.DataFrame({"image": [example_image]}) if example_image is not None else None
-        return mlflow.pyfunc.log_model(
-            name=MODEL_NAME,
-            python_model=str(PYFUNC_ENTRY),
-            artifacts={WEIGHTS: str(model_path), CONFIG: str(config)},
-            code_paths=[str(SRC_PACKAGE)],
-            signature=signature(),
-            input_example=example,
-            pip_requirements=_requirements(),
-        )
+    example = pd.DataFrame({"image": [example_image]}) if example_image is not None else None
+    return mlflow.pyfunc.log_model(
+        name=MODEL_NAME,
+        python_model=str(PYFUNC_ENTRY),
+        artifacts={WEIGHTS: str(model_path)},
+        code_paths=[str(SRC_PACKAGE)],
+        signature=signature(),
+        input_example=example,
+        pip_requirements=_requirements(),
+    )
 
 
 def _requirements() -> list[str]:
@@ -214,8 +216,9 @@ def register(new: Candidate, cfg: RegisterConfig, score_champion: ChampionScorer
 def version_description(new: Candidate, cfg: RegisterConfig, reason: str, promoted: bool) -> str:
     """What a version is, how it measured, on which data, and why it did or did not take the alias."""
     m = new.metrics
-    figures = ", ".join(f"{k} {m[k]:.4f}" for k in ("test_roc_auc", "test_accuracy", "test_tpr_at_fpr_1pct",
-                                                    "robust_mean_auc", "threshold") if k in m)
+    figures = ", ".join(f"{k} {m[k]:.4f}" for k in ("test_roc_auc", "test_reals_called_fake", "test_fakes_caught",
+                                                    "test_uncertain", "robust_score", "robust_mean_auc",
+                                                    "threshold") if k in m)
     verdict = f"Took the {cfg.alias!r} alias" if promoted else f"Did not take the {cfg.alias!r} alias"
     return (f"realfake detector from run {new.run_id}, trained and evaluated on data fingerprint "
             f"{new.data_fingerprint}. {figures}. {verdict}: {reason} (chosen by {cfg.champion_by}).")
@@ -230,9 +233,9 @@ def _version(model_version) -> str | None:
 
 
 @contextmanager
-def model_artifacts(model_uri: str) -> Iterator[tuple[Path, float]]:
-    """(weights file, decision threshold) of a logged realfake model (``models:/...`` or ``runs:/...``),
-    downloaded to a temporary folder that is removed when the ``with`` block ends: load the weights inside it."""
+def model_artifacts(model_uri: str) -> Iterator[Path]:
+    """The model file (weights and decision) of a logged realfake model (``models:/...`` or ``runs:/...``),
+    downloaded to a temporary folder that is removed when the ``with`` block ends: load it inside the block."""
     import mlflow
 
     with tempfile.TemporaryDirectory(prefix="realfake-model-") as dest:
@@ -246,10 +249,8 @@ def model_artifacts(model_uri: str) -> Iterator[tuple[Path, float]]:
                 "(`mlflow ui` > Models), or pass a model file with --model models/model.pt."
             ) from None
         weights = sorted(local.rglob("artifacts/model.pt")) + sorted(local.rglob(f"artifacts/{WEIGHTS}"))
-        config = sorted(local.rglob("artifacts/config.json")) + sorted(local.rglob(f"artifacts/{CONFIG}"))
         if not weights:
             raise RealfakeError(
                 f"{model_uri} holds no realfake weights (artifacts/model.pt); it was not logged by realfake."
             )
-        threshold = float(json.loads(config[0].read_text())["threshold"]) if config else 0.5
-        yield weights[0], threshold
+        yield weights[0]

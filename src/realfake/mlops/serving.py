@@ -4,8 +4,10 @@ Input: a DataFrame with an ``image`` column (encoded image bytes; base64 in
 REST requests). A ``path`` column (image files the serving process reads) is
 off unless the process sets ``REALFAKE_PYFUNC_PATHS=1``: over REST it would let
 any client make the server read any file it can.
-Output: ``p_fake`` (probability that the image is generated) and ``label``
-(``fake`` when p_fake >= the threshold chosen at evaluation, else ``real``).
+Output: ``p_fake`` (the calibrated probability that the image is generated), ``label`` (``fake``
+when p_fake reaches the model's threshold, else ``real``; ``uncertain`` where too little fine detail
+is left to judge) and ``reason`` (why it is uncertain; empty otherwise): the decision the model file
+carries (:mod:`realfake.detector.decision`), as predict and the page give it.
 The weights are a state dict loaded with ``weights_only=True``; nobody can
 serve them with the wrong normalisation, since the model applies
 the model's own :class:`realfake.detector.preprocess.Preprocessor` itself.
@@ -13,7 +15,6 @@ the model's own :class:`realfake.detector.preprocess.Preprocessor` itself.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -27,16 +28,15 @@ from realfake.images import load_rgb
 #: Set to 1 in a trusted, local process to let the model read image files named in a ``path`` column.
 PATHS_ENV = "REALFAKE_PYFUNC_PATHS"
 WEIGHTS = "weights"
-CONFIG = "config"
 
 
 def signature():
-    """The pyfunc's signature: an ``image`` (bytes) or ``path`` column in, ``p_fake`` and ``label`` out."""
+    """The pyfunc's signature: an ``image`` (bytes) or ``path`` column in, ``p_fake``, ``label`` and ``reason`` out."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ColSpec, Schema
 
     inputs = Schema([ColSpec("binary", "image", required=False), ColSpec("string", "path", required=False)])
-    outputs = Schema([ColSpec("double", "p_fake"), ColSpec("string", "label")])
+    outputs = Schema([ColSpec("double", "p_fake"), ColSpec("string", "label"), ColSpec("string", "reason")])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
@@ -50,12 +50,11 @@ class RealfakePyfunc(PythonModel):
     """pyfunc adapter: decodes, preprocesses and scores images with the registered threshold."""
 
     def load_context(self, context) -> None:
-        """Load the weights and the registered threshold from the model's artifacts."""
-        config = json.loads(Path(context.artifacts[CONFIG]).read_text())
-        self.detector = Detector(Path(context.artifacts[WEIGHTS]), threshold=config["threshold"])
+        """Load the weights, with the decision their model file carries, from the model's artifacts."""
+        self.detector = Detector(Path(context.artifacts[WEIGHTS]))
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        """p_fake and label for each row's image."""
+        """p_fake, label and reason for each row's image."""
         df = pd.DataFrame(model_input)
         if "image" in df.columns and df["image"].notna().any():
             sources = [(v, f"row {i} (image bytes)") for i, v in enumerate(df["image"])]
@@ -69,5 +68,5 @@ class RealfakePyfunc(PythonModel):
             sources = [(str(v), str(v)) for v in df["path"]]
         else:
             raise RealfakeError("Input needs an 'image' column (image bytes) or a 'path' column (image files).")
-        p = self.detector.p_fake([load_rgb(v, name) for v, name in sources])
-        return pd.DataFrame({"p_fake": p, "label": self.detector.label(p)})
+        v = self.detector.verdicts([load_rgb(v, name) for v, name in sources])
+        return pd.DataFrame({"p_fake": v.p_fake, "label": v.label.astype(str), "reason": v.reason.astype(str)})

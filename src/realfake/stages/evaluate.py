@@ -1,4 +1,4 @@
-"""The evaluate stage: test metrics at the threshold chosen on valid, reports and plots, logged to the run."""
+"""The evaluate stage: test metrics with the model's own decision, reports and plots, logged to the run."""
 
 from __future__ import annotations
 
@@ -19,11 +19,9 @@ def run(cfg: EvaluateConfig, paths: Paths = PATHS) -> dict[str, Any]:
     with tracking.reopen_run(paths.run_info):
         import mlflow
 
-        settings = as_dict(cfg)
-        if cfg.threshold_rule != "fixed":  # unused then; the threshold used is the metric eval/threshold
-            settings.pop("threshold")
-        mlflow.set_tags(flatten({"evaluate": settings}))
-        mlflow.log_metrics(flat_metrics({k: ev.metrics[k] for k in ("test", "valid", "threshold")}))
-        for path in (paths.eval_metrics, *pngs, paths.eval_plots / "roc.csv", paths.eval_plots / "pr.csv"):
+        mlflow.set_tags(flatten({"evaluate": as_dict(cfg)}))
+        mlflow.log_metrics(flat_metrics({k: ev.metrics[k] for k in ("test", "threshold")}))
+        tables = (paths.eval_plots / f for f in ("roc.csv", "pr.csv", "reliability.csv"))
+        for path in (paths.eval_metrics, *pngs, *tables):
             mlflow.log_artifact(str(path), artifact_path="eval")
     return ev.metrics

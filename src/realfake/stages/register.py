@@ -1,8 +1,8 @@
 """The register stage: log the pyfunc, register a version, move the champion alias only when earned.
 
-It runs after robustness: by default the champion is chosen by the mean ROC-AUC over the
-robustness table (``register.champion_by``), since users judge a detector by the fakes and the
-post-processing it was not trained on.
+It runs after robustness: by default the champion is chosen by the balanced accuracy of its shipped
+verdicts over the robustness table (``register.champion_by``: ``robust_score``), since users read
+verdicts, on fakes and post-processing the model was not trained on.
 """
 
 from __future__ import annotations
@@ -33,13 +33,13 @@ def run(cfg: registry.RegisterConfig, robust_cfg: RobustnessConfig, paths: Paths
     data = Manifest(paths.manifest, paths.raw_dir)
     example = data.files(data.rows("test"))[0].read_bytes()
     figures = {f"test_{k}": v for k, v in metrics["test"].items() if isinstance(v, (int, float))}
-    figures.update(threshold=metrics["threshold"], robust_mean_auc=robust["robust_mean_auc"])
-    rescoring = Rescoring(data, paths, robust_cfg, metrics["threshold"])
+    figures.update(threshold=metrics["threshold"], **{k: robust[k] for k in registry.ROBUST_FIGURES})
+    rescoring = Rescoring(data, paths, robust_cfg)
     with tracking.reopen_run(paths.run_info) as run:
         import mlflow
 
         mlflow.set_tags(flatten({"register": as_dict(cfg)}))
-        info = registry.log_pyfunc(paths.model, metrics["threshold"], example)
+        info = registry.log_pyfunc(paths.model, example)
         new = registry.Candidate(info.model_uri, run.info.run_id, metrics["data_fingerprint"], figures)
         record = registry.register(
             new, cfg, lambda current: champion_score_on(current, cfg, metrics["data_fingerprint"], rescoring)
@@ -56,7 +56,6 @@ class Rescoring:
     data: Manifest | None
     paths: Paths
     robust_cfg: RobustnessConfig
-    threshold: float
 
 
 def champion_score_on(current, cfg: registry.RegisterConfig, data_fingerprint: str,
@@ -71,18 +70,19 @@ def champion_score_on(current, cfg: registry.RegisterConfig, data_fingerprint: s
 
 
 def rescore(model_uri: str, figure: str, rescoring: Rescoring) -> float:
-    """A registered model's ``figure`` on this run's data, scored on the CPU."""
+    """A registered model's ``figure`` on this run's data, scored on the CPU with its own decision."""
     from sklearn.metrics import roc_auc_score
 
     from realfake.detector.modelfile import load_model_file
 
-    with registry.model_artifacts(model_uri) as (weights, _):
+    with registry.model_artifacts(model_uri) as weights:
         data = rescoring.data
-        if figure == "robust_mean_auc":
+        if figure in registry.ROBUST_FIGURES:
             cfg = replace(rescoring.robust_cfg, device="cpu")
             heldout = rescoring.paths.heldout_dir
-            result = run_robustness(weights, data, heldout, rescoring.threshold, cfg, log=lambda s: None)
-            return float(result.metrics["robust_mean_auc"])
+            result = run_robustness(weights, data, heldout, cfg, log=lambda s: None)
+            return float(result.metrics[figure])
         model, spec, _ = load_model_file(weights)
-        p = score_split(model, spec, data, "test", batch_size=64, device="cpu", amp=rescoring.robust_cfg.amp)
-        return float(roc_auc_score(is_fake(data.rows("test")["label"]), p))
+        cfg = rescoring.robust_cfg
+        logits, _ = score_split(model, spec, data, "test", batch_size=cfg.batch_size, device="cpu", amp=cfg.amp)
+        return float(roc_auc_score(is_fake(data.rows("test")["label"]), logits))

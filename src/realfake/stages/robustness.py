@@ -5,17 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from realfake.data.manifest import Manifest
-from realfake.evaluation.evaluate import read_eval_metrics
 from realfake.evaluation.robustness import RobustnessConfig, flat_metrics, run_robustness, write_reports
 from realfake.paths import PATHS, Paths
 
 
 def run(cfg: RobustnessConfig, paths: Paths = PATHS) -> dict[str, Any]:
-    """Re-score the test split at the evaluate stage's threshold; write the reports; log them."""
+    """Re-score the test split with the model's own decision; write the reports; log them."""
     from realfake.mlops import tracking
 
-    threshold = float(read_eval_metrics(paths.eval_metrics)["threshold"])
-    result = run_robustness(paths.model, Manifest(paths.manifest, paths.raw_dir), paths.heldout_dir, threshold, cfg)
+    result = run_robustness(paths.model, Manifest(paths.manifest, paths.raw_dir), paths.heldout_dir, cfg)
     files = write_reports(result, paths.robustness_report)
     with tracking.reopen_run(paths.run_info):
         import mlflow

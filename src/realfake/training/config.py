@@ -17,6 +17,7 @@ from realfake.training.synthetic import Synthetic
 LR_SCALING = ("sqrt", "linear", "none")
 SCHEDULES = ("onecycle", "cosine", "constant")
 KEEP = ("best", "last")
+FUSIONS = ("mix", "equal")
 
 
 def wild() -> Augment:
@@ -52,6 +53,35 @@ class Spectral:
 
 
 @dataclass(frozen=True)
+class DecisionConfig:
+    """How the decision is fitted (``train.decision`` in params.yaml)."""
+
+    max_false_alarm: float = 0.02  # share of the mix's reals the threshold may call fake
+    min_auc: float = 0.9  # ROC-AUC below which a level of detail is answered "uncertain"
+    bins: int = 10  # detail bins of the mix the "uncertain" level is read from
+    fusion: str = "mix"  # mix: the fusion weights fitted on the mix, freely | equal: the probe's fit (equal say)
+    detail: bool = False  # calibrate on the image's detail as well as the logit (false: the logit alone)
+    uncertain: bool = True  # answer "uncertain" below the fitted level of detail (false: always a verdict)
+    passes: int = 3  # perturbed passes over the valid split, besides the clean one
+    augment: Augment = field(default_factory=wild)  # the perturbations of the mix
+
+    def __post_init__(self) -> None:
+        require(is_number(self.max_false_alarm) and 0 < self.max_false_alarm < 1,
+                f"train.decision.max_false_alarm must be a share in (0, 1), got {self.max_false_alarm!r}.")
+        require(is_number(self.min_auc) and 0.5 <= self.min_auc <= 1,
+                f"train.decision.min_auc must be in [0.5, 1], got {self.min_auc!r}.")
+        require(self.fusion in FUSIONS, f"train.decision.fusion is {self.fusion!r}; use mix (the weights fitted on "
+                "the validation mix) or equal (the network and the probe each get the same say).")
+        for name in ("bins", "passes"):
+            value = getattr(self, name)
+            require(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+                    f"train.decision.{name} must be a positive integer, got {value!r}.")
+        for name in ("detail", "uncertain"):
+            require(isinstance(getattr(self, name), bool),
+                    f"train.decision.{name} must be true or false, got {getattr(self, name)!r}.")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """How to train: input, augmentation, optimisation, device and launch (params.yaml ``train``)."""
 
@@ -64,6 +94,7 @@ class TrainConfig:
     augment: Augment = field(default_factory=Augment)
     synthetic: Synthetic = field(default_factory=Synthetic)
     spectral: Spectral = field(default_factory=Spectral)  # the spectral probe fused with the network
+    decision: DecisionConfig = field(default_factory=DecisionConfig)  # calibration, threshold, "uncertain"
     epochs: int = 4
     batch_size: int = 32  # the global batch (summed over torchrun processes)
     lr: float = 2e-3  # at lr_reference_batch; see effective_lr

@@ -2,8 +2,9 @@
 
 The run is a short list of steps: set up (:func:`set_up`), resume (:func:`resume`),
 then per epoch :func:`train_one_epoch`, :func:`validate` and a checkpoint, and
-finally the model file of the best epoch (:func:`finish`), and with ``train.spectral`` the spectral
-probe fused with it (:func:`realfake.training.spectral.fit_spectral`). Determinism: the
+finally the model file of the best epoch (:func:`finish`), with ``train.spectral`` the spectral
+probe fused with it, and the decision that turns its score into a verdict
+(:func:`realfake.training.decide.fit_model_decision`). Determinism: the
 shuffle order, each image's augmentation and dropout are seeded from ``(seed,
 epoch)``, so an epoch gives the same result whether the run went straight
 through or resumed from the checkpoint of the epoch before. The hot loop never
@@ -47,7 +48,7 @@ from realfake.training import distributed
 from realfake.training.checkpoint import LAST, Best, Checkpoint, finished, member_name, prune, resumable
 from realfake.training.config import TrainConfig
 from realfake.training.data import EpochBatches, TrainImages, split_pixels, targets, train_loader
-from realfake.training.spectral import fit_spectral
+from realfake.training.decide import fit_model_decision
 
 HISTORY_COLUMNS = (
     "epoch", "train_loss", "train_acc", "train_auc", "val_loss", "val_acc", "val_auc", "lr", "images_per_s", "seconds",
@@ -142,8 +143,8 @@ def train(
         for name in prune(out.checkpoints, cfg):
             log(f"train: removed {out.checkpoints / name}: only a run of other settings could resume from it")
     distributed.shutdown(dist)
-    if dist.is_main and cfg.spectral.enabled:
-        result.metrics.update(fit_spectral(out.model, cfg, data, packed_dir=packed_dir, log=log))
+    if dist.is_main:  # the probe (train.spectral), the fusion and the decision (train.decision), in the model file
+        result.metrics.update(fit_model_decision(out.model, cfg, data, packed_dir=packed_dir, log=log))
     return result
 
 

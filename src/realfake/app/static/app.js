@@ -21,7 +21,6 @@ async function describeModel() {
     const m = await r.json();
     const version = m.version ? ` version ${m.version}` : "";
     line.textContent = `Model: ${m.model}${version}, threshold ${m.threshold.toFixed(3)}`;
-    document.getElementById("band").textContent = `±${m.uncertain_band}`;
   } catch (e) {
     line.textContent = "The model could not be reached.";
   }
@@ -46,7 +45,7 @@ function render(card, file, answer) {
   const photo = el("div", { class: "photo" }, img);
   const list = el("ul", { class: "faces" });
   for (const f of answer.faces) {
-    const kind = f.uncertain ? "uncertain" : f.verdict;
+    const kind = f.verdict;
     if (f.box) {
       const [x1, y1, x2, y2] = f.box;
       const box = el("div", { class: `box ${kind}`, "data-face": f.face }, el("span", { text: `#${f.face}` }));
@@ -56,11 +55,11 @@ function render(card, file, answer) {
       });
       photo.append(box);
     }
-    const item = el("li", { class: "face", "data-verdict": f.verdict, "data-uncertain": f.uncertain },
+    const item = el("li", { class: "face", "data-verdict": f.verdict },
       el("strong", { text: `${faceLabel(f)}: ` }),
       el("span", { class: "p-fake", text: `p_fake ${f.p_fake.toFixed(3)} (${percent(f.p_fake)} fake) ` }),
-      el("span", { class: `verdict ${f.verdict}`, text: f.verdict.toUpperCase() }),
-      f.uncertain ? el("span", { class: "tag-uncertain", text: "uncertain" }) : null);
+      el("span", { class: `verdict ${f.verdict}`, text: f.verdict === "uncertain" ? "CAN'T TELL" : f.verdict.toUpperCase() }),
+      f.reason ? el("span", { class: "tag-uncertain", text: f.reason }) : null);
     list.append(item);
   }
   const camButton = el("button", { class: "secondary explain", type: "button", text: "Show Grad-CAM" });

@@ -1,0 +1,215 @@
+"""The verdict: a calibrated p_fake, one threshold, and ``uncertain`` where the trace is gone.
+
+A detector is used through its verdict, so the verdict is part of the model. Three things
+turn the network's logit into one, each fitted once by the train stage on the *validation
+mix* (the valid split as it is, and perturbed as users' photos are: blurred, re-compressed,
+resized, noisy) and kept in the model file under ``decision``:
+
+- **Calibration.** ``p_fake = sigmoid(a * logit + c . detail + b)``: a logistic regression
+  (scikit-learn's, the sigmoid calibration of Platt) of the label on the logit and on the
+  image's *detail*, how much of its fine detail it kept (:func:`realfake.detector.spectrum.sharpness`:
+  the log power of its high and middle frequency bands against its low band). Blur and
+  down-scaling move every logit, a real's and a fake's alike; knowing how blurred the image is,
+  the calibration moves it back, so one threshold holds on sharp and soft images.
+- **Threshold.** The lowest threshold on p_fake that calls at most ``max_false_alarm`` of the
+  mix's judged reals fake.
+- **Can't tell.** Below a level of detail, no trace survives: the mix is cut into bins of detail
+  (the middle band's), and where p_fake no longer ranks the fakes of the softest bins above their
+  reals (ROC-AUC under ``min_auc``), images that soft are answered ``uncertain`` ("too little fine
+  detail left") instead of a confident, wrong REAL.
+
+:func:`fit_decision` fits all three; :class:`Decision` applies them: predict, the page, the API,
+the served model, evaluate and robustness all call :meth:`Decision.verdicts`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from realfake.config import is_number, require
+from realfake.errors import RealfakeError
+
+FAKE, REAL, UNCERTAIN = "fake", "real", "uncertain"
+#: Why a verdict is ``uncertain`` (the one reason the model itself can tell).
+TOO_SOFT = "too little fine detail left to judge (blurred, or enlarged from a smaller image)"
+#: The threshold of a model file without a decision (one from before it): p_fake 0.5.
+DEFAULT_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    """The answer for each of N images: calibrated ``p_fake``, ``label`` (fake, real or uncertain) and the
+    ``reason`` of each uncertain one ("" elsewhere)."""
+
+    p_fake: np.ndarray
+    label: np.ndarray
+    reason: np.ndarray
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Logit and detail in, a verdict out: see the module docstring. The default is the plain rule of a
+    model file without a decision: p_fake = sigmoid(logit), fake from 0.5, never uncertain."""
+
+    threshold: float = DEFAULT_THRESHOLD
+    coef: tuple[float, ...] = (1.0,)  # on (logit, detail columns...); only the logit's where one number
+    intercept: float = 0.0
+    min_detail: float | None = None  # below this middle-band detail: uncertain (None: never)
+    facts: dict[str, Any] = field(default_factory=dict)  # what the fit measured on the mix
+
+    def with_threshold(self, threshold: float | None) -> "Decision":
+        """This decision with another threshold (``--threshold``), or itself where None."""
+        if threshold is None:
+            return self
+        require(is_number(threshold) and 0 <= threshold <= 1, f"the threshold must be in [0, 1], got {threshold!r}.")
+        return Decision(float(threshold), self.coef, self.intercept, self.min_detail, self.facts)
+
+    def p_fake(self, logit: np.ndarray, detail: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated p_fake (N,) in float64 of logits (N,) and detail (N, K)."""
+        z = calibrated_logit(np.asarray(logit, dtype=np.float64), detail, self.coef, self.intercept)
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def label(self, p: np.ndarray, detail: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, reasons) of calibrated ``p`` with the images' ``detail``."""
+        p = np.asarray(p, dtype=np.float64)
+        labels = np.where(p >= self.threshold, FAKE, REAL).astype(object)
+        reasons = np.full(len(p), "", dtype=object)
+        if self.min_detail is not None and detail is not None and len(p):
+            soft = np.asarray(detail, dtype=np.float64)[:, 1] < self.min_detail
+            labels[soft], reasons[soft] = UNCERTAIN, TOO_SOFT
+        return labels, reasons
+
+    def verdicts(self, logit: np.ndarray, detail: np.ndarray | None = None) -> Verdicts:
+        """:class:`Verdicts` of logits (N,) and detail (N, K)."""
+        p = self.p_fake(logit, detail)
+        return Verdicts(p, *self.label(p, detail))
+
+    def to_entry(self) -> dict[str, Any]:
+        """What a model file keeps (plain numbers: data, never code)."""
+        d = asdict(self)
+        d["coef"] = list(self.coef)
+        return d
+
+    @classmethod
+    def from_entry(cls, entry: Any, source: str) -> "Decision":
+        """The decision a model file's ``decision`` entry holds (None: the plain rule); clear error if malformed."""
+        if entry is None:
+            return cls()
+        try:
+            coef = tuple(float(c) for c in entry["coef"])
+            threshold, intercept = float(entry["threshold"]), float(entry["intercept"])
+            min_detail = entry.get("min_detail")
+            min_detail = None if min_detail is None else float(min_detail)
+            if not coef or not 0 <= threshold <= 1 or not all(np.isfinite([*coef, intercept])):
+                raise ValueError(f"coef {coef}, threshold {threshold}, intercept {intercept}")
+        except (TypeError, KeyError, ValueError, AttributeError) as exc:
+            raise RealfakeError(f"{source}: its decision entry is malformed ({type(exc).__name__}: {exc}); "
+                                "train the model again (dvc repro).") from None
+        return cls(threshold, coef, intercept, min_detail, dict(entry.get("facts") or {}))
+
+
+def calibrated_logit(logit: np.ndarray, detail: np.ndarray | None, coef: tuple[float, ...],
+                     intercept: float) -> np.ndarray:
+    """``coef . (logit, detail...) + intercept``, the calibration's one formula (fit and use)."""
+    z = coef[0] * logit + intercept
+    if len(coef) > 1:
+        if detail is None:
+            raise RealfakeError("this model's calibration needs the images' detail; score them with "
+                                "realfake.detector.scoring.score, which measures it.")
+        z = z + np.asarray(detail, dtype=np.float64)[:, : len(coef) - 1] @ np.asarray(coef[1:])
+    return z
+
+
+def _calibrate(logit: np.ndarray, detail: np.ndarray, y: np.ndarray, use_detail: bool) -> tuple[tuple, float]:
+    """(coef, intercept) of the sigmoid calibration of ``y`` on the logit (and the detail)."""
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.column_stack([logit, detail]) if use_detail else logit[:, None]
+    fit = LogisticRegression(C=1e4, max_iter=1000).fit(x, y)
+    return tuple(float(c) for c in fit.coef_[0]), float(fit.intercept_[0])
+
+
+def false_alarm_threshold(p_real: np.ndarray, max_false_alarm: float) -> float:
+    """The lowest threshold on p_fake at which at most ``max_false_alarm`` of ``p_real`` reach it."""
+    p = np.sort(np.asarray(p_real, dtype=np.float64))[::-1]
+    if not len(p):
+        return DEFAULT_THRESHOLD
+    allowed = int(np.floor(max_false_alarm * len(p)))  # this many reals may be called fake
+    return float(np.nextafter(p[allowed], 1.0)) if allowed < len(p) else float(p[-1])
+
+
+def balanced_accuracy(y: np.ndarray, fake: np.ndarray) -> float:
+    """The mean of the share of reals called real and of fakes called fake (NaN without both classes)."""
+    y, fake = np.asarray(y).astype(bool), np.asarray(fake).astype(bool)
+    if y.all() or not y.any():
+        return float("nan")
+    return float((np.mean(fake[y]) + np.mean(~fake[~y])) / 2)
+
+
+def soft_level(detail: np.ndarray, y: np.ndarray, p: np.ndarray, bins: int, min_auc: float) -> float | None:
+    """The middle-band detail below which no trace survives: the mix cut into ``bins`` equal-count bins of
+    detail, the upper edge of the softest run of bins in which p_fake ranks fakes above reals with a ROC-AUC
+    under ``min_auc`` (None if the softest bin already passes)."""
+    from sklearn.metrics import roc_auc_score
+
+    order = np.argsort(detail, kind="stable")
+    level = None
+    for part in np.array_split(order, bins):
+        if len(np.unique(y[part])) < 2 or not roc_auc_score(y[part], p[part]) < min_auc:
+            break
+        level = float(np.nextafter(detail[part].max(), np.inf))
+    return level
+
+
+def fit_decision(logit: np.ndarray, detail: np.ndarray, y_fake: np.ndarray, clean: np.ndarray,
+                 cfg: Any) -> Decision:
+    """The :class:`Decision` for a validation mix: logits (N,), detail (N, K), 0/1 ``y_fake``, and which
+    items are the clean split (``clean``, for the facts); ``cfg`` a
+    :class:`realfake.training.config.DecisionConfig` (its max_false_alarm, min_auc, bins, detail, uncertain)."""
+    logit, detail = np.asarray(logit, dtype=np.float64), np.asarray(detail, dtype=np.float64)
+    y = np.asarray(y_fake).astype(int)
+    if len(np.unique(y)) != 2:
+        raise RealfakeError("the decision needs real and fake images to fit; the valid split has one class only.")
+    coef, intercept = _calibrate(logit, detail, y, cfg.detail)
+    p = 1.0 / (1.0 + np.exp(-calibrated_logit(logit, detail, coef, intercept)))
+    threshold = false_alarm_threshold(p[y == 0], cfg.max_false_alarm)
+    level = soft_level(detail[:, 1], y, p, cfg.bins, cfg.min_auc) if cfg.uncertain else None
+    if level is not None:  # the threshold again, on the images that get a verdict
+        judged = detail[:, 1] >= level
+        threshold = false_alarm_threshold(p[judged & (y == 0)], cfg.max_false_alarm)
+    decision = Decision(threshold, coef, intercept, level)
+    v = decision.label(p, detail)[0]
+    judged = v != UNCERTAIN
+    facts = {
+        "n_mix": int(len(y)),
+        "mix_uncertain": float(np.mean(~judged)),
+        "clean_uncertain": float(np.mean(~judged[clean])) if clean.any() else None,
+        "mix_false_alarm": float(np.mean(v[judged & (y == 0)] == FAKE)) if (judged & (y == 0)).any() else None,
+        "mix_fakes_caught": float(np.mean(v[judged & (y == 1)] == FAKE)) if (judged & (y == 1)).any() else None,
+        "mix_ece": expected_calibration_error(y, p),
+    }
+    return Decision(threshold, coef, intercept, level, facts)
+
+
+def expected_calibration_error(y_fake: np.ndarray, p: np.ndarray, bins: int = 15) -> float:
+    """Expected calibration error: over ``bins`` equal-width bins of p_fake, the mean gap between the share of
+    fakes and the mean p_fake, weighted by the bin's share of the images."""
+    y, p = np.asarray(y_fake, dtype=np.float64), np.asarray(p, dtype=np.float64)
+    if not len(p):
+        return float("nan")
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    gaps = [abs(y[which == b].mean() - p[which == b].mean()) * np.mean(which == b) for b in range(bins)
+            if (which == b).any()]
+    return float(np.sum(gaps))
+
+
+def reliability(y_fake: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
+    """The reliability diagram's points: per non-empty equal-width bin of p_fake, its mean p_fake, the share
+    of fakes in it, and its count."""
+    y, p = np.asarray(y_fake, dtype=np.float64), np.asarray(p, dtype=np.float64)
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    return [{"p_fake": float(p[which == b].mean()), "fake_share": float(y[which == b].mean()),
+             "n": int((which == b).sum())} for b in range(bins) if (which == b).any()]

@@ -1,0 +1,97 @@
+"""Fitting the decision (``train.decision``) on the validation mix: the fusion, calibration, threshold and
+"uncertain", written into the model file once.
+
+After the network has trained (and, with ``train.spectral``, the probe was fitted beside it:
+:func:`realfake.training.spectral.fit_spectral`), :func:`fit_model_decision` scores the valid split
+as it is and ``passes`` times perturbed by the ``augment`` mix (blur, JPEG, down-then-up scaling,
+noise: what users' photos went through), measures each image's detail, fits the weights that fuse
+the network's and the probe's logits (:func:`~realfake.detector.spectrum.fit_fusion`), then the
+:class:`~realfake.detector.decision.Decision` (:func:`~realfake.detector.decision.fit_decision`), and
+writes both into the model file, so every user of the model file gives the same verdict.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import ConcatDataset
+
+from realfake.data.manifest import Manifest
+from realfake.detector.decision import fit_decision
+from realfake.detector.modelfile import add_entries, load_model_file
+from realfake.detector.preprocess import Augment, InputSpec, Preprocessor, to_model_input
+from realfake.detector.scoring import autocast, batches, binary_metrics, image_detail, memory_format, resolve_device
+from realfake.detector.spectrum import Fused, fit_fusion, spectral_entry
+from realfake.training.config import TrainConfig
+from realfake.training.data import TrainImages, split_pixels, targets
+from realfake.training.spectral import PerturbedWindows, fit_spectral
+
+#: The random-number stream of the mix's passes: its own draws (the probe's start at 1,000).
+DECISION_STREAM = 2_000
+
+
+def fit_model_decision(model_file: Path, train_cfg: TrainConfig, data: Manifest, *, packed_dir: Path | None = None,
+                       log: Callable[[str], None] = print) -> dict[str, float]:
+    """Fit the spectral probe (with ``train.spectral``), the fusion and the decision for the network in
+    ``model_file``, and write them into it; the fits' figures (``spectral/...`` and ``decision/...`` metrics)."""
+    cfg, dev = train_cfg.decision, resolve_device(train_cfg.device)
+    if train_cfg.spectral.enabled:
+        model, spec, spectral_facts = fit_spectral(model_file, train_cfg, data, packed_dir=packed_dir, log=log)
+    else:
+        model, spec, _ = load_model_file(model_file)
+    images = TrainImages(split_pixels(data, "valid", packed_dir), targets(data, "valid"), Preprocessor(spec),
+                         train_cfg.seed)
+    clean = PerturbedWindows(images, Augment(hflip=False, jpeg_prob=0.0), 1, first=DECISION_STREAM)
+    mix = ConcatDataset([clean, PerturbedWindows(images, cfg.augment, cfg.passes, first=DECISION_STREAM + 1)])
+    scored, detail, y = score_mix(model, spec, mix, dev, 2 * train_cfg.batch_size, train_cfg.workers, train_cfg.amp)
+    entries, figures = {}, {}
+    if isinstance(model, Fused):
+        weights, bias = fit_fusion(scored, y, cfg.fusion)
+        model.weights.copy_(weights)
+        model.bias.copy_(bias)
+        logit = model.combine(*torch.from_numpy(scored).T.unsqueeze(-1)).squeeze(-1).numpy()
+        facts = {**spectral_facts, "n_valid": len(y), "network_share": float(scored[:, 2].mean()),
+                 **{f"{name}_auc": binary_metrics(v, y)["auc"]
+                    for name, v in (("network", scored[:, 0]), ("probe", scored[:, 1]), ("fused", logit))}}
+        entries["spectral"] = spectral_entry(model.probe, weights, bias, model.gate, train_cfg.probe_window, **facts)
+        figures = {f"spectral/{k}": float(v) for k, v in {**facts, "weight_network": weights[0],
+                                                           "weight_probe": weights[1]}.items()}
+        log(f"train: fusion on the validation mix: ROC-AUC network {facts['network_auc']:.4f}, probe "
+            f"{facts['probe_auc']:.4f}, fused {facts['fused_auc']:.4f} (weights {weights[0]:.4f}, {weights[1]:.4f}; "
+            f"the network's mean share {facts['network_share']:.2f})")
+    else:
+        logit = scored[:, 0]
+    is_clean = np.arange(len(y)) < len(clean)
+    decision = fit_decision(logit, detail, y, is_clean, cfg)
+    entries["decision"] = decision.to_entry()
+    add_entries(model_file, entries)
+    f = decision.facts
+    level = "never" if decision.min_detail is None else f"below detail {decision.min_detail:.3f}"
+    log(f"train: decision on {f['n_mix']} valid images (clean + {cfg.passes} perturbed passes): threshold "
+        f"{decision.threshold:.4f}; uncertain {level} ({f['mix_uncertain']:.1%} of the mix, {f['clean_uncertain']:.1%} "
+        f"of clean); reals called fake {f['mix_false_alarm']:.1%}, fakes caught {f['mix_fakes_caught']:.1%}, "
+        f"ECE {f['mix_ece']:.3f}")
+    return {**figures, "decision/threshold": decision.threshold,
+            **{f"decision/{k}": float(v) for k, v in f.items() if v is not None}}
+
+
+@torch.no_grad()
+def score_mix(model: nn.Module, spec: InputSpec, mix, device: torch.device, batch_size: int, workers: int,
+              amp: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(scores, detail (N, 2), targets) of every item of ``mix``: a :class:`Fused` model's parts (network logit,
+    probe logit, the network's share: (N, 3)), any other model's logit ((N, 1))."""
+    model = model.to(device, memory_format=memory_format(device, amp)).eval()
+    scores, details, ys = [], [], []
+    for x, y in batches(mix, batch_size, workers, device):
+        x = x.to(device, non_blocking=True)
+        details.append(image_detail(x).cpu())
+        inputs = to_model_input(x, device, spec.representation, memory_format(device, amp))
+        with autocast(device, amp):
+            out = torch.cat(model.parts(inputs), 1) if isinstance(model, Fused) else model(inputs)
+        scores.append(out.float().cpu())
+        ys.append(y)
+    return torch.cat(scores).numpy(), torch.cat(details).numpy(), torch.cat(ys).numpy()

@@ -1,0 +1,107 @@
+"""One image, one verdict: predict, the API (what the page shows), and the served MLflow model give the same
+p_fake, label and reason for the same image, "uncertain" included, from the decision in the model file."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pandas as pd
+import pytest
+import requests
+from PIL import Image, ImageFilter
+from typer.testing import CliRunner
+
+from helpers.models import with_decision
+from helpers.servers import ThreadedServer
+from realfake.app.server import create_app
+from realfake.app.service import ModelHolder
+from realfake.cli import app as cli
+from realfake.detector.decision import TOO_SOFT
+from realfake.detector.preprocess import Preprocessor
+from realfake.detector.scoring import Detector, image_detail
+
+
+@pytest.fixture(scope="module")
+def faces(tiny_sample, tmp_path_factory):
+    """A sharp 256x256 face crop (scored whole, as training crops are), and the same face blurred."""
+    import torch
+
+    src = sorted((tiny_sample / "real_vs_fake/real-vs-fake/test/fake").iterdir())[0]
+    d = tmp_path_factory.mktemp("faces")
+    with Image.open(src) as im:
+        sharp = im.convert("RGB")
+    files = {"sharp": d / "sharp.png", "blurred": d / "blurred.png"}
+    sharp.save(files["sharp"])
+    sharp.filter(ImageFilter.GaussianBlur(3)).save(files["blurred"])
+    return files, torch
+
+
+@pytest.fixture(scope="module")
+def decided(model_file, faces, tmp_path_factory):
+    """The app's model file with a decision whose "uncertain" level lies between the two faces' detail."""
+    files, torch = faces
+    pre = Preprocessor(Detector(model_file).spec)
+    detail = {k: float(image_detail(torch.from_numpy(pre.load(p))[None])[0, 1]) for k, p in files.items()}
+    assert detail["blurred"] < detail["sharp"], "a blur takes fine detail away"
+    level = (detail["blurred"] + detail["sharp"]) / 2
+    return with_decision(model_file, 0.3, level, folder=tmp_path_factory.mktemp("decided"))
+
+
+def test_predict_the_api_and_the_served_model_agree(decided, faces, tmp_path, monkeypatch):
+    import mlflow
+
+    from realfake.mlops import registry, tracking
+
+    files, _ = faces
+    order = ["sharp", "blurred"]
+    # realfake predict --json
+    res = CliRunner().invoke(cli, ["predict", *(str(files[k]) for k in order), "--model", str(decided), "--json"])
+    assert res.exit_code == 0, res.output
+    by_predict = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["label"] for r in by_predict][1] == "uncertain" and by_predict[1]["reason"] == TOO_SOFT
+    assert by_predict[0]["label"] in ("real", "fake") and by_predict[0]["reason"] is None
+    # the API behind the page
+    with ThreadedServer(create_app(ModelHolder(str(decided)))) as url:
+        by_api = []
+        for k in order:
+            r = requests.post(f"{url}/api/predict", files={"file": (k, files[k].read_bytes())}, timeout=120)
+            assert r.status_code == 200, r.text
+            (face,) = r.json()["faces"]
+            by_api.append(face)
+    # the served model: the pyfunc MLflow loads (and `mlflow models serve` runs)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    tracking.setup(tmp_path)
+    with mlflow.start_run():
+        info = registry.log_pyfunc(decided, None)
+    served = mlflow.pyfunc.load_model(info.model_uri).predict(
+        pd.DataFrame({"image": [files[k].read_bytes() for k in order]}))
+    for i in range(len(order)):
+        label, p = by_predict[i]["label"], by_predict[i]["p_fake"]
+        assert by_api[i]["verdict"] == label == served["label"][i]
+        assert by_api[i]["p_fake"] == pytest.approx(p, abs=1e-6) and served["p_fake"][i] == pytest.approx(p, abs=1e-6)
+        assert (by_api[i]["reason"] or "") == (by_predict[i]["reason"] or "") == served["reason"][i]
+
+
+def test_a_threshold_given_on_the_command_line_keeps_the_uncertain_rule(decided, faces):
+    files, _ = faces
+    res = CliRunner().invoke(cli, ["predict", str(files["blurred"]), "--model", str(decided), "--json",
+                                   "--threshold", "0.9"])
+    (row,) = [json.loads(line) for line in res.stdout.splitlines()]
+    assert row["threshold"] == 0.9 and row["label"] == "uncertain"
+
+
+def test_a_malformed_decision_is_a_clear_error(model_file, tmp_path):
+    import shutil
+
+    from realfake.detector.modelfile import add_entry
+    from realfake.errors import RealfakeError
+
+    broken = tmp_path / "broken.pt"
+    shutil.copy(model_file, broken)
+    add_entry(broken, "decision", {"threshold": 2.0, "coef": [1.0], "intercept": 0.0})
+    with pytest.raises(RealfakeError, match="its decision entry is malformed.*train the model again"):
+        Detector(broken)
+    res = CliRunner().invoke(cli, ["predict", str(io.__file__), "--model", str(broken)])
+    assert res.exit_code == 2 and "decision entry is malformed" in res.stderr

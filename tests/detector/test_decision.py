@@ -1,0 +1,119 @@
+"""The decision: a calibrated p_fake, one threshold held to its false-alarm budget, and "uncertain" only where
+the score no longer ranks fakes above reals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from realfake.detector.decision import (
+    TOO_SOFT,
+    Decision,
+    expected_calibration_error,
+    false_alarm_threshold,
+    fit_decision,
+    reliability,
+)
+from realfake.detector.spectrum import fit_fusion
+from realfake.errors import ConfigError, RealfakeError
+from realfake.training.config import DecisionConfig, TrainConfig
+
+
+def mix(n: int = 4000, seed: int = 0):
+    """A validation mix: a sharp half whose logits separate the classes, a soft half whose logits are noise (the
+    trace is gone), as blur does; detail (high band, middle band) tells them apart."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    soft = np.arange(n) >= n // 2
+    logit = np.where(soft, rng.normal(-1, 1, n), np.where(y == 1, 3.0, -3.0) + rng.normal(0, 1, n))
+    detail = np.column_stack([rng.normal(-6, 0.5, n), np.where(soft, rng.normal(-8, 0.5, n), rng.normal(-4, 0.5, n))])
+    return logit, detail, y, ~soft
+
+
+def test_the_fit_keeps_its_false_alarm_budget_and_says_uncertain_where_the_trace_is_gone():
+    logit, detail, y, sharp = mix()
+    d = fit_decision(logit, detail, y, sharp, DecisionConfig(max_false_alarm=0.02))
+    v = d.verdicts(logit, detail)
+    soft = ~sharp
+    assert np.mean(v.label[soft] == "uncertain") > 0.9 and np.mean(v.label[sharp] == "uncertain") < 0.02
+    assert set(v.reason[v.label == "uncertain"]) == {TOO_SOFT} and set(v.reason[v.label != "uncertain"]) == {""}
+    judged_reals = (v.label != "uncertain") & (y == 0)
+    assert np.mean(v.label[judged_reals] == "fake") <= 0.02
+    assert np.mean(v.label[sharp & (y == 1)] == "fake") > 0.95
+    assert d.facts["mix_ece"] == pytest.approx(expected_calibration_error(y, v.p_fake))
+    assert d.facts["mix_uncertain"] == pytest.approx(np.mean(v.label == "uncertain"))
+    # without the rule, the soft half gets confident verdicts, half of them wrong
+    never = fit_decision(logit, detail, y, sharp, DecisionConfig(uncertain=False))
+    assert never.min_detail is None and not (never.verdicts(logit, detail).label == "uncertain").any()
+
+
+def test_calibrated_p_fake_means_a_probability():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 20000)
+    logit = 0.3 * (np.where(y == 1, 2.0, -2.0) + rng.normal(0, 2, len(y)))  # under-confident logits
+    detail = np.zeros((len(y), 2))
+    d = fit_decision(logit, detail, y, np.ones(len(y), bool), DecisionConfig(uncertain=False))
+    raw, calibrated = 1 / (1 + np.exp(-logit)), d.p_fake(logit, detail)
+    assert expected_calibration_error(y, calibrated) < 0.02 < expected_calibration_error(y, raw)
+    near = (calibrated > 0.75) & (calibrated < 0.85)
+    assert abs(y[near].mean() - 0.8) < 0.05  # of the images given about 0.8, about 80 % are fake
+    points = reliability(y, calibrated)
+    assert sum(p["n"] for p in points) == len(y) and all(abs(p["p_fake"] - p["fake_share"]) < 0.05 for p in points)
+
+
+def test_calibrating_on_detail_uses_both_bands_and_needs_them():
+    logit, detail, y, sharp = mix()
+    d = fit_decision(logit, detail, y, sharp, DecisionConfig(detail=True))
+    assert len(d.coef) == 3
+    with pytest.raises(RealfakeError, match="needs the images' detail"):
+        d.p_fake(logit, None)
+
+
+def test_the_threshold_allows_exactly_its_share_of_false_alarms():
+    p_real = np.linspace(0, 0.99, 100)
+    t = false_alarm_threshold(p_real, 0.05)
+    assert np.sum(p_real >= t) == 5 and false_alarm_threshold(p_real, 0.001) > p_real.max()
+
+
+def test_a_decision_travels_as_plain_numbers_and_a_bad_one_is_a_clear_error():
+    d = Decision(0.7, (1.2, 0.1, -0.2), 0.3, -6.0, {"n_mix": 10})
+    assert Decision.from_entry(d.to_entry(), "m.pt") == d
+    assert Decision.from_entry(None, "m.pt") == Decision()  # a model file from before the decision: p >= 0.5
+    assert Decision().verdicts(np.array([0.1, -0.1])).label.tolist() == ["fake", "real"]
+    assert d.with_threshold(0.9).threshold == 0.9 and d.with_threshold(None) is d
+    with pytest.raises(ConfigError, match="threshold must be in"):
+        d.with_threshold(1.5)
+    for broken in ({"threshold": 0.5}, {**d.to_entry(), "threshold": "high"}, {**d.to_entry(), "coef": []},
+                   {**d.to_entry(), "intercept": float("nan")}):
+        with pytest.raises(RealfakeError, match="m.pt: its decision entry is malformed.*train the model again"):
+            Decision.from_entry(broken, "m.pt")
+
+
+def test_one_class_is_a_clear_error():
+    logit, detail, y, sharp = mix(100)
+    with pytest.raises(RealfakeError, match="one class only"):
+        fit_decision(logit, detail, np.zeros_like(y), sharp, DecisionConfig())
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"max_false_alarm": 0}, "max_false_alarm must be a share in"),
+    ({"min_auc": 1.5}, "min_auc must be in"),
+    ({"passes": 0}, "passes must be a positive integer"),
+    ({"fusion": "average"}, "fusion is 'average'; use mix"),
+    ({"uncertain": "yes"}, "uncertain must be true or false"),
+])
+def test_bad_decision_settings_are_clear_errors(params, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.from_params({"decision": params})
+
+
+def test_the_fusion_weights_follow_the_detector_that_separates():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 2000)
+    good, noise = np.where(y == 1, 2.0, -2.0) + rng.normal(0, 1, 2000), rng.normal(0, 1, 2000)
+    parts = np.column_stack([noise, good, np.ones(2000)])  # network logit, probe logit, the network's share
+    weights, bias = fit_fusion(parts, y, "mix")
+    assert weights[1] > 1 and abs(weights[0]) < 0.2
+    equal, _ = fit_fusion(parts, y, "equal")  # each the same say, whatever it is worth
+    assert torch.isclose(equal[0] * parts[:, 0].std(), equal[1] * parts[:, 1].std(), rtol=1e-4)
