@@ -72,7 +72,7 @@ def main() -> None:
             seconds = time.perf_counter() - t0
             only = RobustnessConfig(perturbations=(Perturbation(kind, strength),), seed=robust.seed,
                                     batch_size=robust.batch_size, device=robust.device)
-            result = run_robustness(out.model, data, None, 0.5, only, log=lambda s: None)
+            result = run_robustness(out.model, data, None, only, log=lambda s: None)
         auc = result.metrics["perturbations"][name]["auc"]
         probe = " + spectral probe" if cfg.spectral.enabled else ""
         print(f"{name}: specialist ({cfg.representation}{probe}, trained {cfg.epochs} epochs on {name} images, "

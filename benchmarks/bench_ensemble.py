@@ -51,7 +51,7 @@ def main() -> None:
         for name, model in [*((m.name if m.name != "model.pt" else str(m), m) for m in args.models),
                             ("ensemble (mean logit)", combined)]:
             t0 = time.perf_counter()
-            columns[name] = run_robustness(model, data, paths.heldout_dir, 0.5, cfg, log=lambda s: None).metrics
+            columns[name] = run_robustness(model, data, paths.heldout_dir, cfg, log=lambda s: None).metrics
             print(f"{name}: scored in {time.perf_counter() - t0:.0f} s", flush=True)
 
     specs = [InputSpec.from_dict(load_state_dict(m, mmap=True)["input"]) for m in args.models]  # the header only

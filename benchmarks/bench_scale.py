@@ -78,7 +78,7 @@ def main() -> None:
             result = train(cfg, data, out, packed_dir=work / "packed", progress=False, log=lambda s: None)
             seconds = time.perf_counter() - t1
             rates = [float(r) for r in result.history["images_per_s"]]
-            table = run_robustness(out.model, data, work / "heldout", 0.5, RobustnessConfig.from_params(robust),
+            table = run_robustness(out.model, data, work / "heldout", RobustnessConfig.from_params(robust),
                                    log=lambda s: None)
             column = f"{epochs} epochs"
             runs[column] = table.metrics

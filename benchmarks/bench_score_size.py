@@ -58,7 +58,7 @@ def main() -> None:
             save_torch({**blob, "input": windowed.to_dict()}, path)
             name = f"{size} px"
             t0 = time.perf_counter()
-            columns[name] = run_robustness(path, data, paths.heldout_dir, 0.5, cfg, log=lambda s: None).metrics
+            columns[name] = run_robustness(path, data, paths.heldout_dir, cfg, log=lambda s: None).metrics
             seconds[name] = time.perf_counter() - t0
             print(f"{name}: scored in {seconds[name]:.0f} s, robust mean {columns[name]['robust_mean_auc']:.4f}",
                   flush=True)

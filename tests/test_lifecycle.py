@@ -59,7 +59,9 @@ def test_repro_runs_all_seven_stages_into_one_mlflow_run(repo):
     assert all("/" in k for k in r.data.metrics) and not any("confusion" in k for k in r.data.metrics)
     (dataset,) = r.inputs.dataset_inputs
     assert dataset.dataset.name == "manifest" and dataset.dataset.digest == metrics["data_fingerprint"]
-    assert "evaluate.threshold" not in r.data.tags and r.data.tags["evaluate.threshold_rule"] == "youden"
+    assert "evaluate.threshold" not in r.data.tags and "evaluate.threshold_rule" not in r.data.tags
+    # the decision the model ships was fitted by the train stage, and is the one evaluate reports with
+    assert r.data.metrics["train/decision/threshold"] == pytest.approx(metrics["threshold"])
     assert r.data.params["train.epochs"] == "1" and r.data.params["data.source"] == "sample"
     assert r.data.tags["git_commit"] and r.data.tags["data_fingerprint"] == metrics["data_fingerprint"]
     assert r.info.run_name == r.data.tags["git_commit"][:7]
@@ -75,7 +77,8 @@ def test_repro_runs_all_seven_stages_into_one_mlflow_run(repo):
     table = pd.read_csv(repo / "reports/robustness/auc.csv")
     n_perturbations = len(yaml.safe_load((repo / "params.yaml").read_text())["robustness"]["perturbations"])
     assert len(table) == n_perturbations + 1 and table["name"].iloc[0] == "clean"
-    assert table[["auc", "acc"]].notna().all().all() and table["auc"].between(0, 1).all()
+    assert table[["auc", "reals_called_fake", "fakes_caught", "uncertain"]].notna().all().all()
+    assert table["auc"].between(0, 1).all() and 0 <= robust["calibration"]["ece"] <= 1
     assert robust["clean"]["auc"] == pytest.approx(metrics["test"]["roc_auc"], abs=1e-6)
     assert robust["threshold"] == pytest.approx(metrics["threshold"])
     families = yaml.safe_load((repo / "params.yaml").read_text())["data"]["sample"]["heldout"]["families"]
@@ -115,8 +118,8 @@ def test_champion_loads_and_predicts(repo, monkeypatch):
         model.predict(pd.DataFrame({"path": [str(p) for p in paths]}))  # no file reads unless asked for
     monkeypatch.setenv("REALFAKE_PYFUNC_PATHS", "1")
     by_path = model.predict(pd.DataFrame({"path": [str(p) for p in paths]}))
-    assert list(by_bytes.columns) == ["p_fake", "label"]
-    assert by_bytes["p_fake"].between(0, 1).all() and set(by_bytes["label"]) <= {"real", "fake"}
+    assert list(by_bytes.columns) == ["p_fake", "label", "reason"]
+    assert by_bytes["p_fake"].between(0, 1).all() and set(by_bytes["label"]) <= {"real", "fake", "uncertain"}
     pd.testing.assert_frame_equal(by_bytes, by_path)
     preds = pd.read_csv(repo / "reports/eval/plots/predictions.csv").set_index("path")
     for p, score in zip(paths, by_bytes["p_fake"]):
@@ -160,7 +163,7 @@ def test_mlflow_serves_the_champion_over_rest(repo):
         url = f"http://127.0.0.1:{port}/invocations"
         req = urllib.request.Request(url, body.encode(), {"Content-Type": "application/json"})
         (pred,) = json.loads(first_answer(server, req))["predictions"]
-        assert 0.0 <= pred["p_fake"] <= 1.0 and pred["label"] in ("real", "fake")
+        assert 0.0 <= pred["p_fake"] <= 1.0 and pred["label"] in ("real", "fake", "uncertain") and "reason" in pred
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -16,7 +16,7 @@ def test_a_stages_metrics_need_the_keys_the_reader_uses(tmp_path):
     with pytest.raises(RealfakeError, match=r"metrics.json not found: run the robustness stage first \(`dvc repro"):
         read_robustness_metrics(path)
     path.write_text(json.dumps({"clean": {"auc": 1.0}}))
-    with pytest.raises(RealfakeError, match="lacks robust_mean_auc.*rerun the robustness stage"):
+    with pytest.raises(RealfakeError, match="lacks robust_score.*rerun the robustness stage"):
         read_robustness_metrics(path)
     path.write_text(json.dumps({"a": {"b": 2}}))
     assert read_stage_metrics(path, "x", ("a.b",)) == {"a": {"b": 2}}

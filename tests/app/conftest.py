@@ -9,14 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageFilter
 
+from helpers.models import with_decision
 from helpers.servers import ThreadedServer
 from realfake.app.server import create_app
 from realfake.app.service import Limits, ModelHolder
 from realfake.detector.modelfile import save_model_file
 from realfake.detector.network import build_model
-from realfake.detector.preprocess import InputSpec
+from realfake.detector.preprocess import InputSpec, Preprocessor
+from realfake.detector.scoring import Detector, image_detail
 
 #: The running app's upload limit: small, so a test can exceed it cheaply.
 MAX_BYTES = 2 * 1024 * 1024
@@ -28,6 +30,37 @@ def model_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("app-model") / "model.pt"
     save_model_file(path, build_model(dropout=0.2).eval().state_dict(), InputSpec(96, "crop"), {})
     return path
+
+
+@pytest.fixture(scope="package")
+def faces(tiny_sample, tmp_path_factory):
+    """A sharp 256x256 face crop (scored whole, as training crops are), and the same face blurred."""
+    src = sorted((tiny_sample / "real_vs_fake/real-vs-fake/test/fake").iterdir())[0]
+    d = tmp_path_factory.mktemp("faces")
+    with Image.open(src) as im:
+        sharp = im.convert("RGB")
+    files = {"sharp": d / "sharp.png", "blurred": d / "blurred.png"}
+    sharp.save(files["sharp"])
+    sharp.filter(ImageFilter.GaussianBlur(3)).save(files["blurred"])
+    return files
+
+
+@pytest.fixture(scope="package")
+def decided(model_file, faces, tmp_path_factory):
+    """The app's model file with a decision whose "uncertain" level lies between the two faces' detail."""
+    files = faces
+    pre = Preprocessor(Detector(model_file).spec)
+    detail = {k: float(image_detail(torch.from_numpy(pre.load(p))[None])[0, 1]) for k, p in files.items()}
+    assert detail["blurred"] < detail["sharp"], "a blur takes fine detail away"
+    level = (detail["blurred"] + detail["sharp"]) / 2
+    return with_decision(model_file, 0.3, level, folder=tmp_path_factory.mktemp("decided"))
+
+
+@pytest.fixture(scope="package")
+def decided_url(decided) -> str:
+    """A running app answering with :func:`decided`."""
+    with ThreadedServer(create_app(ModelHolder(str(decided)))) as url:
+        yield url
 
 
 @pytest.fixture(scope="package")

@@ -63,3 +63,25 @@ def test_the_page_loads_nothing_from_outside(browser, app_url):
     wait_for(browser, lambda d: "threshold" in d.find_element("id", "model").text)
     urls = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert urls and all(u.startswith(app_url) for u in urls), urls
+
+
+def test_a_face_too_soft_to_judge_reads_cant_tell_with_the_reason(browser, decided_url, faces):
+    """The page shows the API's verdict, "uncertain" included: a blurred face is not called REAL."""
+    import requests
+    from selenium.webdriver.common.by import By
+
+    from realfake.detector.decision import TOO_SOFT
+
+    browser.get(decided_url)
+    wait_for(browser, lambda d: "threshold" in d.find_element(By.ID, "model").text)
+    browser.find_element(By.ID, "files").send_keys("\n".join(str(faces[k]) for k in ("sharp", "blurred")))
+    cards = {c.get_attribute("data-file"): c for c in wait_for(browser, lambda d: cards_done(d, 2))}
+    for name in ("sharp", "blurred"):
+        (face,) = cards[f"{name}.png"].find_elements(By.CSS_SELECTOR, "li.face")
+        api = requests.post(f"{decided_url}/api/predict", files={"file": (name, faces[name].read_bytes())},
+                            timeout=120).json()["faces"][0]
+        assert face.get_attribute("data-verdict") == api["verdict"]
+        shown = face.find_element(By.CSS_SELECTOR, ".verdict").text
+        assert shown == ("CAN'T TELL" if api["verdict"] == "uncertain" else api["verdict"].upper())
+    blurred = cards["blurred.png"].find_element(By.CSS_SELECTOR, "li.face")
+    assert blurred.get_attribute("data-verdict") == "uncertain" and TOO_SOFT in blurred.text

@@ -9,43 +9,14 @@ import json
 import pandas as pd
 import pytest
 import requests
-from PIL import Image, ImageFilter
 from typer.testing import CliRunner
 
-from helpers.models import with_decision
 from helpers.servers import ThreadedServer
 from realfake.app.server import create_app
 from realfake.app.service import ModelHolder
 from realfake.cli import app as cli
 from realfake.detector.decision import TOO_SOFT
-from realfake.detector.preprocess import Preprocessor
-from realfake.detector.scoring import Detector, image_detail
-
-
-@pytest.fixture(scope="module")
-def faces(tiny_sample, tmp_path_factory):
-    """A sharp 256x256 face crop (scored whole, as training crops are), and the same face blurred."""
-    import torch
-
-    src = sorted((tiny_sample / "real_vs_fake/real-vs-fake/test/fake").iterdir())[0]
-    d = tmp_path_factory.mktemp("faces")
-    with Image.open(src) as im:
-        sharp = im.convert("RGB")
-    files = {"sharp": d / "sharp.png", "blurred": d / "blurred.png"}
-    sharp.save(files["sharp"])
-    sharp.filter(ImageFilter.GaussianBlur(3)).save(files["blurred"])
-    return files, torch
-
-
-@pytest.fixture(scope="module")
-def decided(model_file, faces, tmp_path_factory):
-    """The app's model file with a decision whose "uncertain" level lies between the two faces' detail."""
-    files, torch = faces
-    pre = Preprocessor(Detector(model_file).spec)
-    detail = {k: float(image_detail(torch.from_numpy(pre.load(p))[None])[0, 1]) for k, p in files.items()}
-    assert detail["blurred"] < detail["sharp"], "a blur takes fine detail away"
-    level = (detail["blurred"] + detail["sharp"]) / 2
-    return with_decision(model_file, 0.3, level, folder=tmp_path_factory.mktemp("decided"))
+from realfake.detector.scoring import Detector
 
 
 def test_predict_the_api_and_the_served_model_agree(decided, faces, tmp_path, monkeypatch):
@@ -53,7 +24,7 @@ def test_predict_the_api_and_the_served_model_agree(decided, faces, tmp_path, mo
 
     from realfake.mlops import registry, tracking
 
-    files, _ = faces
+    files = faces
     order = ["sharp", "blurred"]
     # realfake predict --json
     res = CliRunner().invoke(cli, ["predict", *(str(files[k]) for k in order), "--model", str(decided), "--json"])
@@ -85,7 +56,7 @@ def test_predict_the_api_and_the_served_model_agree(decided, faces, tmp_path, mo
 
 
 def test_a_threshold_given_on_the_command_line_keeps_the_uncertain_rule(decided, faces):
-    files, _ = faces
+    files = faces
     res = CliRunner().invoke(cli, ["predict", str(files["blurred"]), "--model", str(decided), "--json",
                                    "--threshold", "0.9"])
     (row,) = [json.loads(line) for line in res.stdout.splitlines()]

@@ -195,7 +195,7 @@ def test_registry_uris(tmp_path, monkeypatch, model_file, astronaut):
     assert res.exit_code == 2 and "models:/realfake@champion cannot be loaded from the MLflow store" in res.stderr
     with mlflow.start_run() as run:
         info = log_pyfunc(with_decision(model_file, 0.37), example_image=None)
-        figures = {"test_roc_auc": 0.95, "robust_mean_auc": 0.9}
+        figures = {"test_roc_auc": 0.95, "robust_mean_auc": 0.9, "robust_score": 0.9}
         register(Candidate(info.model_uri, run.info.run_id, "x", figures), RegisterConfig(), lambda cur: (None, None))
     res = invoke(str(astronaut), "--model", "models:/realfake@champion", "--json")
     assert res.exit_code == 0, res.output
