@@ -9,7 +9,7 @@ sample: the figure moves less than on the test split's 500) and on each held-out
 test split's reals. A cell is the mean over the draws and, for the perturbations, (lowest–highest).
 
 It is a screen: the detector is the probe fused with the network, and `dvc exp run` is what
-measures it (README, "Where the default stands"). It chose `passes: 8` with `l2: 0.003`.
+measures it (docs/method.md, "Where the default stands"). It chose `passes: 8` with `l2: 0.003`.
 
 Run it in a workspace where `dvc repro` has run (it reads params.yaml, data/manifest.parquet,
 data/raw, data/packed and data/heldout; nothing is written there):

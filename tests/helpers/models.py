@@ -23,7 +23,8 @@ def with_decision(model_file, threshold: float, min_detail: float | None = None,
     from realfake.detector.decision import Decision
     from realfake.detector.modelfile import add_entry
 
-    out = Path(folder or Path(model_file).parent) / f"decision-{threshold}-{min_detail}.pt"
+    out = Path(folder or Path(model_file).parent) / f"decision-{threshold}-{min_detail}" / "model.pt"
+    out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(model_file, out)
     add_entry(out, "decision", Decision(threshold, min_detail=min_detail).to_entry())
     return out

@@ -16,7 +16,7 @@ def first_answer(server: subprocess.Popen, request: urllib.request.Request | str
                 return resp.read()
         except OSError:
             if server.poll() is not None or time.monotonic() > deadline:
-                said = server.stdout.read() if server.poll() is not None else ""
+                said = server.stdout.read() if server.stdout and server.poll() is not None else ""
                 raise AssertionError(f"the server did not answer: {said}") from None
             time.sleep(1)
 

@@ -29,18 +29,20 @@ def mlflow_server(tmp_path):
     store = tmp_path / "server"
     store.mkdir()
     env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true")
+    log = (tmp_path / "server.log").open("w")  # a file, not a pipe: a pipe nobody reads fills, and the server blocks
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "mlflow"), "server",
          "--backend-store-uri", f"sqlite:///{store / 'tracking.db'}",
          "--artifacts-destination", str(store / "artifacts"),
          "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=store, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=store, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
     )
     url = f"http://127.0.0.1:{port}"
     first_answer(server, f"{url}/health")
     yield url, store
     server.terminate()
     server.wait(timeout=30)
+    log.close()
 
 
 def test_pipeline_logs_and_registers_on_a_tracking_server(mlflow_server, tmp_path):

@@ -33,7 +33,7 @@ class Spectral:
 
     enabled: bool = True
     hidden: int = 128  # ReLU units of the probe's hidden layer; 0 = a logistic regression
-    passes: int = 8  # perturbed passes over the train split the probe is fitted on (4 -> 8: README)
+    passes: int = 8  # perturbed passes over the train split the probe is fitted on
     l2: float = 0.003  # the ridge penalty on the probe's weights (per mean loss, standardised features; 0.01 -> 0.003)
     gate: bool = True  # the network's say falls to 0 on images much blurrier than its training images
     window: int | None = 256  # the window the probe reads, the network its score_size centre (crop); None: score_size
