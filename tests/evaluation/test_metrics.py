@@ -1,11 +1,12 @@
-"""Metrics and threshold rules (scikit-learn underneath), on scores whose answers are known."""
+"""Metrics (scikit-learn underneath), on scores whose answers are known; the verdicts' metrics."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from realfake.evaluation.metrics import choose_threshold, classification_metrics, equal_error_rate
+from realfake.detector.decision import Verdicts
+from realfake.evaluation.metrics import classification_metrics, equal_error_rate, verdict_metrics
 
 
 def test_perfect_separation():
@@ -14,9 +15,6 @@ def test_perfect_separation():
     m = classification_metrics(y, p, threshold=0.5)
     assert m["roc_auc"] == 1.0 and m["accuracy"] == 1.0 and m["eer"] == 0.0
     assert m["confusion"] == {"tn": 3, "fp": 0, "fn": 0, "tp": 3}
-    for rule in ("youden", "f1", "eer"):
-        t = choose_threshold(y, p, rule)
-        assert 0.3 < t <= 0.7, (rule, t)
 
 
 def test_known_confusion_and_per_class_report():
@@ -34,7 +32,19 @@ def test_eer_where_rates_cross():
     p = np.array([0.1, 0.2, 0.3, 0.6, 0.4, 0.7, 0.8, 0.9])  # one error each way
     eer, t = equal_error_rate(y, p)
     assert eer == pytest.approx(0.25)
-    assert choose_threshold(y, p, "fixed", 0.42) == 0.42
+
+
+def test_verdict_metrics_count_uncertain_answers_apart():
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    label = np.array(["real", "fake", "uncertain", "real", "fake", "fake", "uncertain", "real"], dtype=object)
+    p = np.array([0.1, 0.9, 0.5, 0.2, 0.8, 0.95, 0.4, 0.3])
+    m = verdict_metrics(y, Verdicts(p, label, np.where(label == "uncertain", "why", "")))
+    assert m["reals_called_fake"] == 0.25 and m["fakes_caught"] == 0.5 and m["uncertain"] == 0.25
+    assert m["acc"] == pytest.approx((2 / 3 + 2 / 3) / 2)  # of the verdicts given: 2 of 3 reals, 2 of 3 fakes right
+    assert m["score"] == pytest.approx(((2 + 0.5) / 4 + (2 + 0.5) / 4) / 2)  # an uncertain answer: a coin flip
+    assert m["auc"] == pytest.approx(11 / 16)  # 11 of 16 (fake, real) pairs ranked right
+    only_fakes = verdict_metrics(np.ones(2, int), Verdicts(p[:2], label[:2], label[:2]))
+    assert only_fakes["reals_called_fake"] is None and only_fakes["auc"] is None and only_fakes["score"] is None
 
 
 def test_tpr_at_low_fpr():

@@ -1,3 +1,3 @@
-"""Measuring a trained detector: :mod:`.metrics` (threshold rules and test metrics),
-:mod:`.evaluate` (the test split, reports and plots), :mod:`.robustness`
-(perturbations and the held-out generator family)."""
+"""Measuring a trained detector by the verdicts it ships: :mod:`.metrics` (test metrics, and the verdicts'
+metrics: reals called fake, fakes caught, uncertain), :mod:`.evaluate` (the test split, reports and plots),
+:mod:`.robustness` (perturbations and the held-out generator families)."""

@@ -1,4 +1,4 @@
-"""The detection metrics: the decision threshold's rules, and the test metrics at a threshold.
+"""The detection metrics: the test metrics at a threshold, and the metrics of verdicts (uncertain included).
 
 The positive class is *fake* (the model's output is p_fake). Everything comes
 from scikit-learn; the equal error rate is read off its ROC curve.
@@ -11,9 +11,7 @@ from typing import Any
 import numpy as np
 
 from realfake.detector.decision import UNCERTAIN, Verdicts
-from realfake.errors import RealfakeError
 
-THRESHOLD_RULES = ("youden", "f1", "eer", "fixed")
 #: Verdict metrics are rounded to this many decimals (reports stay readable; far below sampling noise).
 DECIMALS = 6
 #: The low false-positive rates the field reports the true-positive rate at (Ojha et al. 2023, Tan et al. 2024):
@@ -46,24 +44,6 @@ def tpr_at_fpr(y_fake: np.ndarray, p_fake: np.ndarray, max_fpr: float) -> float:
 def low_fpr_metrics(y_fake: np.ndarray, p_fake: np.ndarray) -> dict[str, float]:
     """:func:`tpr_at_fpr` at each of :data:`LOW_FPRS`."""
     return {name: tpr_at_fpr(y_fake, p_fake, fpr) for name, fpr in LOW_FPRS.items()}
-
-
-def choose_threshold(y_fake: np.ndarray, p_fake: np.ndarray, rule: str, fixed: float = 0.5) -> float:
-    """The decision threshold on p_fake by ``rule``, fitted on (valid) scores."""
-    from sklearn.metrics import precision_recall_curve, roc_curve
-
-    if rule == "fixed":
-        return float(fixed)
-    if rule == "eer":
-        return equal_error_rate(y_fake, p_fake)[1]
-    if rule == "youden":
-        fpr, tpr, thr = roc_curve(y_fake, p_fake)
-        return float(min(thr[int(np.argmax(tpr - fpr))], 1.0))
-    if rule == "f1":
-        precision, recall, thr = precision_recall_curve(y_fake, p_fake)
-        f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
-        return float(thr[int(np.argmax(f1))])
-    raise RealfakeError(f"unknown threshold rule {rule!r}")
 
 
 def classification_metrics(y_fake: np.ndarray, p_fake: np.ndarray, threshold: float) -> dict[str, Any]:

@@ -2,5 +2,7 @@
 
 :mod:`.config` (the ``train`` section), :mod:`.data` (training batches),
 :mod:`.checkpoint` (what a checkpoint holds, and resume), :mod:`.train` (the
-loop), :mod:`.distributed` (torchrun / DDP).
+loop), :mod:`.synthetic` (fakes made from real images), :mod:`.spectral` (the
+spectral probe's fit), :mod:`.decide` (the fusion and the decision, on the
+validation mix), :mod:`.distributed` (torchrun / DDP).
 """
