@@ -166,7 +166,7 @@ def test_the_train_stage_fuses_the_probe_without_touching_the_network(fused_run,
     detector = Detector(out / "fused" / "model.pt", amp=False)
     p = detector.p_fake(ImageFiles(files))  # the fused logit, calibrated by the decision in the model file
     np.testing.assert_allclose(p, detector.decision.p_fake(got.squeeze(1).numpy()), rtol=1e-5)
-    assert info["decision"]["coef"] != [1.0] and 0 < info["decision"]["threshold"] < 1
+    assert 0 < info["decision"]["threshold"] < 1 and info["decision"]["facts"]["n_mix"] > 0
     maps = gradcam_maps(model, x)  # Grad-CAM explains the network's part, in the window the network reads
     top, left, h, w = model.network_box(256, 256)
     assert maps.shape == (4, 256, 256) and (top, left, h, w) == (88, 88, 80, 80) and np.isfinite(maps).all()

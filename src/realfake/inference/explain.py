@@ -4,8 +4,10 @@ Uses the maintained ``grad-cam`` library (pytorch_grad_cam). The target layer
 is the end of the first Inception-ResNet stage (``repeat_1``): later layers are
 1x1 to 4x4 at the scoring windows used here (96-192 px), too coarse to show
 anything, while generator fingerprints are local, high-frequency evidence.
-The target is the model's single logit, i.e. evidence *for fake*; for an ensemble,
-the mean logit, with one map per member averaged.
+The target is the network's logit, i.e. evidence *for fake*; for an ensemble,
+the mean logit, with one map per member averaged. In a fused model it is the network's own logit,
+not the fused one: the fusion may give the network little weight (the probe has no map), and the
+map shows where the network found its evidence, whatever its say in the verdict.
 """
 
 from __future__ import annotations
@@ -28,19 +30,20 @@ def target_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     return [m.repeat_1 for m in getattr(model, "members", [model])]
 
 
-class _Dense(torch.nn.Module):
-    """A fused model that runs its network on every image (:meth:`~realfake.detector.spectrum.Fused.dense`)."""
+class _NetworkPart(torch.nn.Module):
+    """A fused model's network, on every image, in its window and representation
+    (:meth:`~realfake.detector.spectrum.Fused.network_logit`)."""
 
     def __init__(self, fused: torch.nn.Module):
         super().__init__()
         self.fused = fused
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fused.dense(x)
+        return self.fused.network_logit(x)
 
 
 def gradcam_maps(model: torch.nn.Module, inputs: torch.Tensor) -> np.ndarray:
-    """Grad-CAM heatmaps in [0, 1], one HxW map per input, for the p_fake logit; where a fused model's
+    """Grad-CAM heatmaps in [0, 1], one HxW map per input, for the network's logit; where a fused model's
     network reads a centred window of the input, the map covers that window and is 0 around it."""
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -56,7 +59,7 @@ def gradcam_maps(model: torch.nn.Module, inputs: torch.Tensor) -> np.ndarray:
             return w, h
 
     model.eval()
-    with CAM(model=_Dense(model) if fused else model, target_layers=target_layers(model)) as cam:
+    with CAM(model=_NetworkPart(model) if fused else model, target_layers=target_layers(model)) as cam:
         maps = cam(input_tensor=inputs, targets=[ClassifierOutputTarget(0)] * n)
     out = np.zeros((n, height, width), dtype=maps.dtype)
     out[:, top:top + h, left:left + w] = maps
