@@ -242,7 +242,7 @@ def test_an_ensemble_is_its_members_single_runs_scored_as_one_model_by_their_mea
                                                                                         tmp_path):
     from realfake.detector.network import Ensemble
     from realfake.detector.preprocess import Preprocessor, to_model_input
-    from realfake.detector.scoring import Detector, sigmoid
+    from realfake.detector.scoring import Detector
     from realfake.images import ImageFiles
     from realfake.inference.explain import gradcam_maps
 
@@ -272,8 +272,10 @@ def test_an_ensemble_is_its_members_single_runs_scored_as_one_model_by_their_mea
         want = torch.stack([m(to_model_input(pixels, cpu, r)) for m, r in zip(model.members, ENSEMBLE)]).mean(0)
     torch.testing.assert_close(got, want)
     assert not torch.allclose(want, model.members[0](to_model_input(pixels, cpu, "npr")).detach())
-    p = Detector(tmp_path / "ens" / "model.pt", amp=False).p_fake(ImageFiles(files))  # float32, as got
-    np.testing.assert_allclose(p, sigmoid(got.squeeze(1).numpy()), rtol=1e-5)
+    detector = Detector(tmp_path / "ens" / "model.pt", amp=False)  # float32, as got
+    p = detector.p_fake(ImageFiles(files))  # the mean logit, calibrated by the decision the train stage fitted
+    np.testing.assert_allclose(p, detector.decision.p_fake(got.squeeze(1).numpy()), rtol=1e-5)
+    assert "decision" in info and len(detector.decision.coef) == 1
     # Grad-CAM weighs every member's layer
     maps = gradcam_maps(model, to_model_input(pixels, cpu, spec.representation))
     assert maps.shape == (4, 80, 80) and np.isfinite(maps).all() and maps.max() <= 1 + 1e-6
