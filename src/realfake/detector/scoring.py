@@ -1,10 +1,10 @@
 """Scoring: images in, logits or p_fake out, in batches, on the chosen device.
 
-The one batched scoring loop (:func:`predict_logits`) serves validation during
-training, evaluation, robustness, predict and the served model; every caller
-hands it uint8 pixel batches made by the shared :class:`Preprocessor`.
-:class:`Detector` bundles a trained model with its preprocessing and decision
-threshold, for predict and serving.
+The one batched scoring loop (:func:`score_batches`: logits, and each image's detail) serves
+validation during training, evaluation, robustness, predict and the served model; every caller
+hands it uint8 pixel batches made by the shared :class:`Preprocessor`. :class:`Detector` bundles
+a trained model with its preprocessing and its decision (calibrated p_fake, threshold,
+"uncertain"), for predict, the page and serving.
 """
 
 from __future__ import annotations
@@ -124,11 +124,6 @@ def score_batches(model: nn.Module, pixel_batches, device: torch.device, amp: bo
     return torch.cat(logits).cpu().numpy(), found
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    """p_fake from logits, in float64."""
-    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
-
-
 def score(model: nn.Module, images: Sequence, preprocessor: Preprocessor, device: torch.device, batch_size: int,
           workers: int = 0, transform: Callable[[Any, int], Any] | None = None,
           amp: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -138,15 +133,6 @@ def score(model: nn.Module, images: Sequence, preprocessor: Preprocessor, device
     model = model.to(device, memory_format=memory_format(device, amp))
     return score_batches(model, batches(ds, batch_size, workers, device), device, amp,
                          preprocessor.spec.representation)
-
-
-def p_fake(model: nn.Module, images: Sequence, preprocessor: Preprocessor, device: torch.device, batch_size: int,
-           workers: int = 0, transform: Callable[[Any, int], Any] | None = None, amp: bool = False,
-           decision: Decision | None = None) -> np.ndarray:
-    """p_fake of every image (PIL images or decoded arrays, optionally transformed), in order, calibrated by
-    ``decision`` (default: the sigmoid of the logit); ``amp``: in mixed precision where the device has it."""
-    return (decision or Decision()).p_fake(*score(model, images, preprocessor, device, batch_size, workers,
-                                                  transform, amp))
 
 
 def binary_metrics(logits: np.ndarray, targets: np.ndarray) -> dict[str, float]:
