@@ -141,14 +141,6 @@ def false_alarm_threshold(p_real: np.ndarray, max_false_alarm: float) -> float:
     return float(np.nextafter(p[allowed], 1.0)) if allowed < len(p) else float(p[-1])
 
 
-def balanced_accuracy(y: np.ndarray, fake: np.ndarray) -> float:
-    """The mean of the share of reals called real and of fakes called fake (NaN without both classes)."""
-    y, fake = np.asarray(y).astype(bool), np.asarray(fake).astype(bool)
-    if y.all() or not y.any():
-        return float("nan")
-    return float((np.mean(fake[y]) + np.mean(~fake[~y])) / 2)
-
-
 def soft_level(detail: np.ndarray, y: np.ndarray, p: np.ndarray, bins: int, min_auc: float) -> float | None:
     """The middle-band detail below which no trace survives: the mix cut into ``bins`` equal-count bins of
     detail, the upper edge of the softest run of bins in which p_fake ranks fakes above reals with a ROC-AUC
