@@ -15,7 +15,7 @@ from realfake.detector.decision import (
     fit_decision,
     reliability,
 )
-from realfake.detector.spectrum import fit_fusion
+from realfake.detector.spectrum import Fused, SpectralProbe, fit_fusion
 from realfake.errors import ConfigError, RealfakeError
 from realfake.training.config import DecisionConfig, TrainConfig
 
@@ -100,7 +100,7 @@ def test_one_class_is_a_clear_error():
     ({"max_false_alarm": 0}, "max_false_alarm must be a share in"),
     ({"min_auc": 1.5}, "min_auc must be in"),
     ({"passes": 0}, "passes must be a positive integer"),
-    ({"fusion": "average"}, "fusion is 'average'; use mix"),
+    ({"fusion": "average"}, "fusion is 'average'; use either"),
     ({"uncertain": "yes"}, "uncertain must be true or false"),
 ])
 def test_bad_decision_settings_are_clear_errors(params, message):
@@ -113,7 +113,36 @@ def test_the_fusion_weights_follow_the_detector_that_separates():
     y = rng.integers(0, 2, 2000)
     good, noise = np.where(y == 1, 2.0, -2.0) + rng.normal(0, 1, 2000), rng.normal(0, 1, 2000)
     parts = np.column_stack([noise, good, np.ones(2000)])  # network logit, probe logit, the network's share
-    weights, bias = fit_fusion(parts, y, "mix")
-    assert weights[1] > 1 and abs(weights[0]) < 0.2
-    equal, _ = fit_fusion(parts, y, "equal")  # each the same say, whatever it is worth
-    assert torch.isclose(equal[0] * parts[:, 0].std(), equal[1] * parts[:, 1].std(), rtol=1e-4)
+    weights, bias = fit_fusion(parts, y, "sum")
+    assert weights[1] > 1 and abs(weights[0]) < 0.2 and bias.shape == (1,)
+    weights, bias = fit_fusion(parts, y, "either")  # each calibrated on its own: the noise gets no weight
+    assert weights[1] > 1 and abs(weights[0]) < 0.2 and bias.shape == (2,)
+
+
+def test_either_rule_lets_one_confident_detector_call_a_fake_the_other_misses():
+    # the mix: the probe separates every image, the network all but the 30 % it reads as noise (re-compressed);
+    # a new family that only the network sees (the probe reads its fakes as real), as held-out up-samplers are
+    rng = np.random.default_rng(1)
+    n, m = 4000, 500
+    y = rng.integers(0, 2, n)
+    sign = np.where(y == 1, 1.0, -1.0)
+    noisy = rng.random(n) < 0.3
+    net = np.where(noisy, rng.normal(0, 1.5, n), 3 * sign + rng.normal(0, 1, n))
+    parts = np.column_stack([net, 3 * sign + rng.normal(0, 1, n), np.ones(n)])
+    new = np.column_stack([4 + rng.normal(0, 1, m), -3 + rng.normal(0, 1, m), np.ones(m)])
+    model = Fused(torch.nn.Identity(), "rgb", SpectralProbe(), torch.ones(2), torch.zeros(1))
+
+    def fused(p: np.ndarray) -> np.ndarray:
+        return model.combine(*torch.from_numpy(p).float().T.unsqueeze(-1)).squeeze(-1).numpy()
+
+    caught = {}
+    for rule in ("either", "sum"):
+        model.set_fusion(rule, *fit_fusion(parts, y, rule))
+        threshold = np.quantile(fused(parts)[y == 0], 0.99)  # 1 % of the mix's reals called fake
+        caught[rule] = (np.mean(fused(parts)[y == 1] > threshold), np.mean(fused(new) > threshold))
+    assert caught["either"][0] > 0.99 and caught["sum"][0] > 0.99, caught  # the mix: both catch its fakes
+    assert caught["either"][1] > 0.85 and caught["sum"][1] < 0.1, caught  # the new family: the sum outvotes it
+    # no say for the network (share 0): the probe's calibrated logit alone, whatever the network's logit
+    model.set_fusion("either", *fit_fusion(parts, y, "either"))
+    off = torch.tensor([[50.0], [-50.0]]), torch.zeros(2, 1), torch.zeros(2, 1)
+    torch.testing.assert_close(model.combine(*off), (model.bias[1] + torch.zeros(2, 1)))

@@ -149,7 +149,8 @@ def test_the_train_stage_fuses_the_probe_without_touching_the_network(fused_run,
     assert result.metrics["spectral/n_train"] == info["spectral"]["n_train"] > 0
     assert 0 <= result.metrics["spectral/fused_auc"] <= 1
 
-    # scored as one model: the fitted weights times (network logit, probe logit) plus the bias
+    # scored as one model: each logit calibrated by its fitted weight and bias, the larger where the network has
+    # its full say (share 1), the probe's alone where it has none
     data = Manifest(tiny_manifest, tiny_sample)
     files = data.files(data.rows("test"))[:4]
     x = to_model_input(torch.from_numpy(np.stack([Preprocessor(spec).load(f) for f in files])), CPU)
@@ -158,11 +159,13 @@ def test_the_train_stage_fuses_the_probe_without_touching_the_network(fused_run,
                                            CPU, net_spec.representation))
         probe_logit = model.probe(x)
         got = model(x)
-    w, b = info["spectral"]["weights"], info["spectral"]["bias"]
+    (wn, wp), (bn, bp) = info["spectral"]["weights"], info["spectral"]["bias"]
     share = sharpness_gate(sharpness(spectrum_features(x)), torch.tensor(info["spectral"]["gate"])).unsqueeze(1)
     assert model.probe.hidden == 8 and share.min() >= 0 and share.max() <= 1
     assert np.shape(info["spectral"]["gate"]) == (2, 2)  # a row (none, full) per band of sharpness
-    torch.testing.assert_close(got, w[0] * share * net_logit + w[1] * probe_logit + b, atol=1e-4, rtol=1e-4)
+    assert info["spectral"]["rule"] == model.rule == "either"  # the more confident of the two, each calibrated
+    n, p = wn * net_logit + bn, wp * probe_logit + bp
+    torch.testing.assert_close(got, p + share * torch.clamp(n - p, min=0), atol=1e-4, rtol=1e-4)
     detector = Detector(out / "fused" / "model.pt", amp=False)
     p = detector.p_fake(ImageFiles(files))  # the fused logit, calibrated by the decision in the model file
     np.testing.assert_allclose(p, detector.decision.p_fake(got.squeeze(1).numpy()), rtol=1e-5)
@@ -190,7 +193,7 @@ def test_the_fused_model_runs_its_network_only_on_the_images_the_gate_lets_it_se
     model.network.register_forward_hook(lambda module, inputs, output: seen.append(len(inputs[0])))
     with torch.no_grad():
         net, probe, share = model.parts(x)
-        expected = model.weights[0] * share * net + model.weights[1] * probe + model.bias
+        expected = model.combine(net, probe, share)
         seen.clear()
         mixed, only_blurred, only_sharp = model(x), model(x[1::2]), model(x[0::2])
     assert share[1::2].eq(0).all() and share[0::2].gt(0).all(), share
@@ -231,6 +234,10 @@ def test_a_malformed_probe_entry_is_a_clear_error(fused_run, tmp_path):
     for window in (64, "256", 256.0):  # smaller than the network's window (80), or not an integer
         add_entry(broken, "spectral", spectral_entry(SpectralProbe(), torch.ones(2), torch.zeros(1), window=window))
         with pytest.raises(RealfakeError, match="spectral probe entry is malformed.*window"):
+            load_model_file(broken)
+    for rule, bias in (("max", [0.0, 0.0]), ("either", 0.0), ("sum", [0.0, 0.0])):  # unknown, or bias of the other
+        add_entry(broken, "spectral", {**entry, "rule": rule, "bias": bias})
+        with pytest.raises(RealfakeError, match="spectral probe entry is malformed.*fusion rule"):
             load_model_file(broken)
     add_entry(broken, "spectral", {**spectral_entry(SpectralProbe(4), torch.ones(2), torch.zeros(1)), "hidden": 0})
     with pytest.raises(RealfakeError, match="spectral probe entry is malformed"):  # weights of another shape

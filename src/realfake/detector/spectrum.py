@@ -12,10 +12,17 @@ spectrum (Durall et al., CVPR 2020; Dzanic et al., NeurIPS 2020 read GAN images 
 window, its log power averaged into a 32x32 grid of frequency cells and folded (the
 spectrum of a real image is point-symmetric), 17x32 numbers. :class:`SpectralProbe` is a
 small classifier on them (standardised; one hidden layer, or a logistic regression), fitted
-full-batch by L-BFGS (:func:`fit_probe`). :class:`Fused` adds the two logits with the weights
-the train stage fitted on the valid split, the network's weighed by how sharp the image is
-(:func:`sharpness_gate`), so the served model, predict and every stage score the pair as one
-model. All of it is tensors in the model file: data, never code.
+full-batch by L-BFGS (:func:`fit_probe`). :class:`Fused` joins the two logits by the rule and
+the weights the train stage fitted on the validation mix (:func:`fit_fusion`), the network's say
+weighed by how sharp the image is (:func:`sharpness_gate`), so the served model, predict and
+every stage score the pair as one model. All of it is tensors in the model file: data, never code.
+
+The two detectors see different things: a family the network reads may leave the spectrum
+almost as a real's, and a blur that washes out the network's pixels may leave the spectrum's
+trace. The default rule, ``either``, calls an image as fake as the more confident of the two
+(each calibrated on its own), so one detector's confident "real" cannot outvote the other's
+"fake"; ``sum`` adds the two logits with weights fitted freely on the mix, which serves the mix's
+families best and may leave the network almost no say.
 """
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ POWER_FLOOR = 1e-3
 #: :func:`sharpness` compares the cells of each of :data:`SHARPNESS_BANDS` with those below :data:`LOW_BAND`.
 HIGH_BAND = 0.3
 LOW_BAND = 0.15
+#: How :class:`Fused` joins the two logits: see the module docstring and :meth:`Fused.combine`.
+RULES = ("either", "sum")
 #: The bands (lowest, highest radius in cycles per pixel) :func:`sharpness` measures, a column each: the
 #: high band, then the middle one (model files from before the middle band gate by the first alone).
 SHARPNESS_BANDS = ((HIGH_BAND, float("inf")), (LOW_BAND, HIGH_BAND))
@@ -190,10 +199,10 @@ def sharpness_gate(h: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
 
 class Fused(nn.Module):
     """The network (a single model fed its ``representation``, or an :class:`Ensemble` fed RGB) and a
-    :class:`SpectralProbe`, on one standardised RGB batch:
-    ``weights[0] * share * network + weights[1] * probe + bias``, where ``share`` is 1, or with a
-    ``gate`` (two sharpness levels) the :func:`sharpness_gate` of the image: the network gets its say
-    on images as sharp as those it trained on, and none on ones far blurrier, where its logit is noise.
+    :class:`SpectralProbe`, on one standardised RGB batch, joined by ``rule`` (:meth:`combine`) with
+    ``weights`` (2,) and ``bias`` ((2,) for ``either``, (1,) for ``sum``). ``share`` is the network's say: 1,
+    or with a ``gate`` (two sharpness levels) the :func:`sharpness_gate` of the image: the network gets its
+    say on images as sharp as those it trained on, and none on ones far blurrier, where its logit is noise.
 
     The probe reads the whole input; with ``network_window`` the network reads its centred window of that
     side (the network's scoring window, where the probe's is larger: the spectrum of more pixels is more
@@ -203,13 +212,21 @@ class Fused(nn.Module):
     """
 
     def __init__(self, network: nn.Module, representation: str, probe: SpectralProbe, weights: torch.Tensor,
-                 bias: torch.Tensor, gate: torch.Tensor | None = None, network_window: int | None = None):
+                 bias: torch.Tensor, gate: torch.Tensor | None = None, network_window: int | None = None,
+                 rule: str = "sum"):
         super().__init__()
         self.network, self.representation, self.probe = network, representation, probe
         self.network_window = network_window
+        self.rule = rule
         self.register_buffer("weights", torch.as_tensor(weights, dtype=torch.float32).reshape(2))
-        self.register_buffer("bias", torch.as_tensor(bias, dtype=torch.float32).reshape(1))
+        self.register_buffer("bias", torch.as_tensor(bias, dtype=torch.float32).reshape(-1))
         self.register_buffer("gate", None if gate is None else _rows(gate))
+
+    def set_fusion(self, rule: str, weights: torch.Tensor, bias: torch.Tensor) -> None:
+        """Join the two logits by ``rule`` with these weights and bias (as :func:`fit_fusion` gives them)."""
+        self.rule = rule
+        self.weights = torch.as_tensor(weights, dtype=torch.float32).reshape(2).to(self.weights.device)
+        self.bias = torch.as_tensor(bias, dtype=torch.float32).reshape(-1).to(self.weights.device)
 
     @property
     def members(self) -> list[nn.Module]:
@@ -241,8 +258,14 @@ class Fused(nn.Module):
         return self.network_logit(x), self.probe.logit(features).float(), self.share(features).unsqueeze(1)
 
     def combine(self, net: torch.Tensor, probe: torch.Tensor, share: torch.Tensor) -> torch.Tensor:
-        """The fusion, the one formula: ``weights[0] * share * net + weights[1] * probe + bias`` of :meth:`parts`
-        (:func:`fusion_inputs` are its two terms, :func:`fit_fusion` fits it)."""
+        """The fusion, the one formula, of :meth:`parts`. ``either``: with each detector calibrated,
+        ``n = weights[0] * net + bias[0]`` and ``p = weights[1] * probe + bias[1]``, the larger of the two where
+        the network has its full say, the probe's alone where it has none: ``p + share * max(n - p, 0)``.
+        ``sum``: ``weights[0] * share * net + weights[1] * probe + bias``. Where ``share`` is 0, ``net`` is not
+        read."""
+        if self.rule == "either":
+            p = self.weights[1] * probe + self.bias[1]
+            return p + share * torch.relu(self.weights[0] * net + self.bias[0] - p)
         return self.weights[0] * share * net + self.weights[1] * probe + self.bias
 
     def dense(self, x: torch.Tensor) -> torch.Tensor:
@@ -254,15 +277,15 @@ class Fused(nn.Module):
         """The fused logit (B, 1) of p_fake, :meth:`combine`'s. The network runs only on the images the gate gives
         a share: on a batch of blurred photos it is not run at all (the logits are those of :meth:`parts`)."""
         features = spectrum_features(x)
-        out = self.weights[1] * self.probe.logit(features).float() + self.bias
-        share = self.share(features)
-        live = share > 0
+        probe, share = self.probe.logit(features).float(), self.share(features).unsqueeze(1)
+        live = share.squeeze(1) > 0
         if bool(live.all()):
-            out = out + self.weights[0] * share.unsqueeze(1) * self.network_logit(x)
-        elif bool(live.any()):
-            net = self.network_logit(x[live])
-            out = out.index_add(0, live.nonzero().squeeze(1), self.weights[0] * share[live].unsqueeze(1) * net)
-        return out
+            net = self.network_logit(x)
+        else:
+            net = torch.zeros_like(probe)
+            if bool(live.any()):
+                net[live] = self.network_logit(x[live])
+        return self.combine(net, probe, share)
 
 
 def fusion_inputs(parts: np.ndarray) -> np.ndarray:
@@ -271,29 +294,35 @@ def fusion_inputs(parts: np.ndarray) -> np.ndarray:
     return np.column_stack([parts[:, 0] * parts[:, 2], parts[:, 1]])
 
 
-def fit_fusion(parts: np.ndarray, y_fake: np.ndarray, how: str = "mix") -> tuple[torch.Tensor, torch.Tensor]:
-    """(weights (2,), bias) of :meth:`Fused.combine` fitted to 0/1 ``y_fake`` from :meth:`Fused.parts` stacked as
-    (N, 3) columns, by a logistic regression (scikit-learn's), so the fused logit is the log-odds of a fake on
-    the images it was fitted on. ``how``: ``mix``, of the label on the two terms, each its own weight; ``equal``,
-    on their sum once each is divided by its spread (each detector the same say, whatever the scale of its
-    logits), one scale for both."""
+def fit_fusion(parts: np.ndarray, y_fake: np.ndarray, rule: str = "either") -> tuple[torch.Tensor, torch.Tensor]:
+    """(weights (2,), bias) of :meth:`Fused.combine` under ``rule``, fitted to 0/1 ``y_fake`` from
+    :meth:`Fused.parts` stacked as (N, 3) columns, by logistic regressions (scikit-learn's). ``either``: each
+    detector calibrated on its own (Platt's sigmoid), the network on the images weighed by its share (where it
+    has its say), so both speak in log-odds of a fake; bias (2,). ``sum``: the label on the two terms of
+    :func:`fusion_inputs`, each its own weight; bias (1,)."""
     from sklearn.linear_model import LogisticRegression
 
-    terms = fusion_inputs(parts)
-    spread = terms.std(0).clip(min=1e-6) if how == "equal" else np.ones(2)
-    x = (terms / spread).sum(1, keepdims=True) if how == "equal" else terms
-    fit = LogisticRegression(C=1e4, max_iter=1000).fit(x, y_fake)
-    weights = fit.coef_[0] / spread if how == "equal" else fit.coef_[0]
-    return torch.tensor(weights, dtype=torch.float32), torch.tensor(fit.intercept_, dtype=torch.float32)
+    def fit(x: np.ndarray, weight: np.ndarray | None = None) -> LogisticRegression:
+        return LogisticRegression(C=1e4, max_iter=1000).fit(x, y_fake, sample_weight=weight)
+
+    if rule == "either":
+        net, probe = fit(parts[:, :1], parts[:, 2]), fit(parts[:, 1:2])
+        weights, bias = [net.coef_[0, 0], probe.coef_[0, 0]], [net.intercept_[0], probe.intercept_[0]]
+    else:
+        both = fit(fusion_inputs(parts))
+        weights, bias = both.coef_[0], both.intercept_
+    return torch.tensor(np.asarray(weights), dtype=torch.float32), torch.tensor(np.asarray(bias), dtype=torch.float32)
 
 
 def spectral_entry(probe: SpectralProbe, weights: torch.Tensor, bias: torch.Tensor, gate: torch.Tensor | None = None,
-                   window: int | None = None, **facts: Any) -> dict[str, Any]:
+                   window: int | None = None, rule: str = "sum", **facts: Any) -> dict[str, Any]:
     """What a model file keeps of the probe and the fusion (under ``spectral``); ``window``: the side of the
-    centred window the probe reads, where larger than the network's scoring window (None: that window)."""
+    centred window the probe reads, where larger than the network's scoring window (None: that window);
+    ``rule``: how :meth:`Fused.combine` joins the logits (``bias`` a number for ``sum``, two for ``either``)."""
+    bias = torch.as_tensor(bias, dtype=torch.float32).reshape(-1).tolist()
     return {"state_dict": {k: v.detach().cpu() for k, v in probe.state_dict().items()}, "hidden": probe.hidden,
-            "weights": torch.as_tensor(weights, dtype=torch.float32).reshape(2).tolist(),
-            "bias": float(torch.as_tensor(bias).reshape(())),
+            "rule": rule, "weights": torch.as_tensor(weights, dtype=torch.float32).reshape(2).tolist(),
+            "bias": bias[0] if rule == "sum" else bias,
             "gate": None if gate is None else _rows(gate).tolist(), "window": window, **facts}
 
 
@@ -310,13 +339,16 @@ def fuse(network: nn.Module, spec: InputSpec, entry: Any, source: str) -> tuple[
         probe = SpectralProbe(int(entry.get("hidden", 0)))
         probe.load_state_dict(entry["state_dict"])
         weights, bias = torch.tensor(entry["weights"], dtype=torch.float32), torch.tensor(entry["bias"])
+        rule = entry.get("rule", "sum")  # model files from before the rule was a choice add the logits
+        if rule not in RULES or bias.numel() != (2 if rule == "either" else 1):
+            raise ValueError(f"fusion rule {rule!r} with {bias.numel()} bias terms; expected either (2) or sum (1)")
         gate = entry.get("gate")
         gate = None if gate is None else torch.tensor(gate, dtype=torch.float32)
         gate_ok = gate is None or gate.shape == (2,) or (gate.ndim == 2 and gate.shape[1] == 2
                                                          and 1 <= len(gate) <= len(SHARPNESS_BANDS))
-        if weights.shape != (2,) or bias.numel() != 1 or not gate_ok:
-            shapes = [None if t is None else tuple(t.shape) for t in (weights, bias, gate)]
-            raise ValueError(f"weights, bias and gate of shapes {shapes}; expected (2,), one number, "
+        if weights.shape != (2,) or not gate_ok:
+            shapes = [None if t is None else tuple(t.shape) for t in (weights, gate)]
+            raise ValueError(f"weights and gate of shapes {shapes}; expected (2,), and "
                              f"(2,) or (K, 2) with K <= {len(SHARPNESS_BANDS)}, or none")
         window = entry.get("window")  # model files from before the probe's own window have none
         if window is not None and (type(window) is not int or window < spec.window):
@@ -326,4 +358,4 @@ def fuse(network: nn.Module, spec: InputSpec, entry: Any, source: str) -> tuple[
     except (AttributeError, KeyError, TypeError, ValueError, RuntimeError, RealfakeError) as exc:
         raise RealfakeError(f"{source}: its spectral probe entry is malformed ({type(exc).__name__}: "
                             f"{str(exc).splitlines()[0] if str(exc) else ''}); train the model again.") from None
-    return Fused(network, spec.representation, probe.eval(), weights, bias, gate, spec.window).eval(), fused_spec
+    return Fused(network, spec.representation, probe.eval(), weights, bias, gate, spec.window, rule).eval(), fused_spec

@@ -12,12 +12,12 @@ from typing import Any
 
 from realfake.config import build_config, is_int, is_number, require
 from realfake.detector.preprocess import Augment, InputSpec
+from realfake.detector.spectrum import RULES
 from realfake.training.synthetic import Synthetic
 
 LR_SCALING = ("sqrt", "linear", "none")
 SCHEDULES = ("onecycle", "cosine", "constant")
 KEEP = ("best", "last")
-FUSIONS = ("mix", "equal")
 
 
 def wild() -> Augment:
@@ -59,7 +59,7 @@ class DecisionConfig:
     max_false_alarm: float = 0.02  # share of the mix's reals the threshold may call fake
     min_auc: float = 0.9  # ROC-AUC below which a level of detail is answered "uncertain"
     bins: int = 10  # detail bins of the mix the "uncertain" level is read from
-    fusion: str = "mix"  # mix: the fusion weights fitted on the mix, freely | equal: the probe's fit (equal say)
+    fusion: str = "either"  # how the network and the probe are joined (realfake.detector.spectrum.RULES)
     detail: bool = False  # calibrate on the image's detail as well as the logit (false: the logit alone)
     uncertain: bool = True  # answer "uncertain" below the fitted level of detail (false: always a verdict)
     passes: int = 3  # perturbed passes over the valid split, besides the clean one
@@ -70,8 +70,8 @@ class DecisionConfig:
                 f"train.decision.max_false_alarm must be a share in (0, 1), got {self.max_false_alarm!r}.")
         require(is_number(self.min_auc) and 0.5 <= self.min_auc <= 1,
                 f"train.decision.min_auc must be in [0.5, 1], got {self.min_auc!r}.")
-        require(self.fusion in FUSIONS, f"train.decision.fusion is {self.fusion!r}; use mix (the weights fitted on "
-                "the validation mix) or equal (the network and the probe each get the same say).")
+        require(self.fusion in RULES, f"train.decision.fusion is {self.fusion!r}; use either (fake when the more "
+                "confident of the network and the probe says so) or sum (their logits added, weighed on the mix).")
         for name in ("bins", "passes"):
             value = getattr(self, name)
             require(isinstance(value, int) and not isinstance(value, bool) and value >= 1,

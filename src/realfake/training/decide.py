@@ -5,7 +5,7 @@ After the network has trained (and, with ``train.spectral``, the probe was fitte
 :func:`realfake.training.spectral.fit_spectral`), :func:`fit_model_decision` scores the valid split
 as it is and ``passes`` times perturbed by the ``augment`` mix (blur, JPEG, down-then-up scaling,
 noise: what users' photos went through), measures each image's detail, fits the weights that fuse
-the network's and the probe's logits (:func:`~realfake.detector.spectrum.fit_fusion`), then the
+the network's and the probe's logits by the ``fusion`` rule (:func:`~realfake.detector.spectrum.fit_fusion`), then the
 :class:`~realfake.detector.decision.Decision` (:func:`~realfake.detector.decision.fit_decision`), and
 writes both into the model file, so every user of the model file gives the same verdict.
 """
@@ -51,16 +51,16 @@ def fit_model_decision(model_file: Path, train_cfg: TrainConfig, data: Manifest,
     entries, figures = {}, {}
     if isinstance(model, Fused):
         weights, bias = fit_fusion(scored, y, cfg.fusion)
-        model.weights.copy_(weights)
-        model.bias.copy_(bias)
+        model.set_fusion(cfg.fusion, weights, bias)
         logit = model.combine(*torch.from_numpy(scored).T.unsqueeze(-1)).squeeze(-1).numpy()
         facts = {**spectral_facts, "n_valid": len(y), "network_share": float(scored[:, 2].mean()),
                  **{f"{name}_auc": binary_metrics(v, y)["auc"]
                     for name, v in (("network", scored[:, 0]), ("probe", scored[:, 1]), ("fused", logit))}}
-        entries["spectral"] = spectral_entry(model.probe, weights, bias, model.gate, train_cfg.probe_window, **facts)
+        entries["spectral"] = spectral_entry(model.probe, weights, bias, model.gate, train_cfg.probe_window,
+                                             cfg.fusion, **facts)
         figures = {f"spectral/{k}": float(v) for k, v in {**facts, "weight_network": weights[0],
                                                            "weight_probe": weights[1]}.items()}
-        log(f"train: fusion on the validation mix: ROC-AUC network {facts['network_auc']:.4f}, probe "
+        log(f"train: fusion ({cfg.fusion}) on the validation mix: ROC-AUC network {facts['network_auc']:.4f}, probe "
             f"{facts['probe_auc']:.4f}, fused {facts['fused_auc']:.4f} (weights {weights[0]:.4f}, {weights[1]:.4f}; "
             f"the network's mean share {facts['network_share']:.2f})")
     else:
