@@ -148,6 +148,10 @@ def test_the_train_stage_fuses_the_probe_without_touching_the_network(fused_run,
     assert set(info["spectral"]) >= {"network_auc", "probe_auc", "fused_auc", "weights", "bias"}
     assert result.metrics["spectral/n_train"] == info["spectral"]["n_train"] > 0
     assert 0 <= result.metrics["spectral/fused_auc"] <= 1
+    # where the time went, phase by phase: the epochs, the probe's windows, features and fit, the gate, the mix
+    for phase in ("epochs", "probe_windows", "probe_features", "probe_fit", "gate", "mix_windows", "mix_scoring",
+                  "fusion_fit", "decision_fit"):
+        assert result.metrics[f"phase/{phase}_seconds"] > 0 and result.metrics[f"phase/{phase}_peak_mb"] > 0, phase
 
     # scored as one model: each logit calibrated by its fitted weight and bias, the larger where the network has
     # its full say (share 1), the probe's alone where it has none

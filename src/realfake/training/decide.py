@@ -28,6 +28,7 @@ from realfake.detector.scoring import autocast, batches, binary_metrics, image_d
 from realfake.detector.spectrum import Fused, fit_fusion, spectral_entry
 from realfake.training.config import TrainConfig
 from realfake.training.data import TrainImages, split_pixels, targets
+from realfake.training.phases import Phases
 from realfake.training.spectral import PerturbedWindows, fit_spectral
 
 #: The random-number stream of the mix's passes: its own draws (the probe's start at 1,000).
@@ -35,22 +36,27 @@ DECISION_STREAM = 2_000
 
 
 def fit_model_decision(model_file: Path, train_cfg: TrainConfig, data: Manifest, *, packed_dir: Path | None = None,
-                       log: Callable[[str], None] = print) -> dict[str, float]:
+                       log: Callable[[str], None] = print, phases: Phases | None = None) -> dict[str, float]:
     """Fit the spectral probe (with ``train.spectral``), the fusion and the decision for the network in
-    ``model_file``, and write them into it; the fits' figures (``spectral/...`` and ``decision/...`` metrics)."""
+    ``model_file``, and write them into it; the fits' figures (``spectral/...`` and ``decision/...`` metrics).
+    ``phases`` times each step (:class:`~realfake.training.phases.Phases`)."""
     cfg, dev = train_cfg.decision, resolve_device(train_cfg.device)
+    phases = phases if phases is not None else Phases(dev)
     if train_cfg.spectral.enabled:
-        model, spec, spectral_facts = fit_spectral(model_file, train_cfg, data, packed_dir=packed_dir, log=log)
+        model, spec, spectral_facts = fit_spectral(model_file, train_cfg, data, packed_dir=packed_dir, log=log,
+                                                   phases=phases)
     else:
         model, spec, _ = load_model_file(model_file)
     images = TrainImages(split_pixels(data, "valid", packed_dir), targets(data, "valid"), Preprocessor(spec),
                          train_cfg.seed)
     clean = PerturbedWindows(images, Augment(hflip=False, jpeg_prob=0.0), 1, first=DECISION_STREAM)
     mix = ConcatDataset([clean, PerturbedWindows(images, cfg.augment, cfg.passes, first=DECISION_STREAM + 1)])
-    scored, detail, y = score_mix(model, spec, mix, dev, 2 * train_cfg.batch_size, train_cfg.workers, train_cfg.amp)
+    scored, detail, y = score_mix(model, spec, mix, dev, 2 * train_cfg.batch_size, train_cfg.workers, train_cfg.amp,
+                                  phases)
     entries, figures = {}, {}
     if isinstance(model, Fused):
-        weights, bias = fit_fusion(scored, y, cfg.fusion)
+        with phases("fusion_fit"):
+            weights, bias = fit_fusion(scored, y, cfg.fusion)
         model.set_fusion(cfg.fusion, weights, bias)
         logit = model.combine(*torch.from_numpy(scored).T.unsqueeze(-1)).squeeze(-1).numpy()
         facts = {**spectral_facts, "n_valid": len(y), "network_share": float(scored[:, 2].mean()),
@@ -66,9 +72,11 @@ def fit_model_decision(model_file: Path, train_cfg: TrainConfig, data: Manifest,
     else:
         logit = scored[:, 0]
     is_clean = np.arange(len(y)) < len(clean)
-    decision = fit_decision(logit, detail, y, is_clean, cfg)
+    with phases("decision_fit"):
+        decision = fit_decision(logit, detail, y, is_clean, cfg)
     entries["decision"] = decision.to_entry()
-    add_entries(model_file, entries)
+    with phases("write"):
+        add_entries(model_file, entries)
     f = decision.facts
     level = "never" if decision.min_detail is None else f"below detail {decision.min_detail:.3f}"
     log(f"train: decision on {f['n_mix']} valid images (clean + {cfg.passes} perturbed passes): threshold "
@@ -81,17 +89,20 @@ def fit_model_decision(model_file: Path, train_cfg: TrainConfig, data: Manifest,
 
 @torch.no_grad()
 def score_mix(model: nn.Module, spec: InputSpec, mix, device: torch.device, batch_size: int, workers: int,
-              amp: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+              amp: bool, phases: Phases | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(scores, detail (N, 2), targets) of every item of ``mix``: a :class:`Fused` model's parts (network logit,
-    probe logit, the network's share: (N, 3)), any other model's logit ((N, 1))."""
+    probe logit, the network's share: (N, 3)), any other model's logit ((N, 1)); ``phases`` times making the
+    perturbed windows (``mix_windows``) and scoring them (``mix_scoring``)."""
+    phases = phases if phases is not None else Phases(device)
     model = model.to(device, memory_format=memory_format(device, amp)).eval()
     scores, details, ys = [], [], []
-    for x, y in batches(mix, batch_size, workers, device):
-        x = x.to(device, non_blocking=True)
-        details.append(image_detail(x).cpu())
-        inputs = to_model_input(x, device, spec.representation, memory_format(device, amp))
-        with autocast(device, amp):
-            out = torch.cat(model.parts(inputs), 1) if isinstance(model, Fused) else model(inputs)
-        scores.append(out.float().cpu())
+    for x, y in phases.timed(batches(mix, batch_size, workers, device), "mix_windows"):
+        with phases("mix_scoring"):
+            x = x.to(device, non_blocking=True)
+            details.append(image_detail(x).cpu())
+            inputs = to_model_input(x, device, spec.representation, memory_format(device, amp))
+            with autocast(device, amp):
+                out = torch.cat(model.parts(inputs), 1) if isinstance(model, Fused) else model(inputs)
+            scores.append(out.float().cpu())
         ys.append(y)
     return torch.cat(scores).numpy(), torch.cat(details).numpy(), torch.cat(ys).numpy()

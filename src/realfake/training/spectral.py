@@ -38,6 +38,7 @@ from realfake.detector.scoring import batches, resolve_device, to_model_input
 from realfake.detector.spectrum import Fused, fit_probe, probe_spec, sharpness, spectrum_features
 from realfake.training.config import TrainConfig
 from realfake.training.data import TrainImages, split_pixels, targets
+from realfake.training.phases import Phases
 from realfake.training.synthetic import Synthetic
 
 #: The random-number stream of the probe's passes (training epochs use 0, 1, ...): its own draws.
@@ -65,17 +66,22 @@ class PerturbedWindows(Dataset):
 
 @torch.no_grad()
 def score_windows(windows: PerturbedWindows, fn: Callable[[torch.Tensor], torch.Tensor], device: torch.device,
-                  batch_size: int, workers: int) -> tuple[np.ndarray, np.ndarray]:
-    """(fn of every window's standardised RGB batch, stacked; the targets)."""
+                  batch_size: int, workers: int, phases: Phases | None = None,
+                  names: tuple[str, str] = ("probe_windows", "probe_features")) -> tuple[np.ndarray, np.ndarray]:
+    """(fn of every window's standardised RGB batch, stacked; the targets); ``phases`` times making the windows
+    and ``fn`` under ``names``."""
+    phases = phases if phases is not None else Phases(device)
     outs, ys = [], []
-    for x, y in batches(windows, batch_size, workers, device):
-        outs.append(fn(to_model_input(x, device)).float().cpu())
+    for x, y in phases.timed(batches(windows, batch_size, workers, device), names[0]):
+        with phases(names[1]):
+            outs.append(fn(to_model_input(x, device)).float().cpu())
         ys.append(y)
     return torch.cat(outs).numpy(), torch.cat(ys).numpy()
 
 
 def fit_spectral(model_file: Path, train_cfg: TrainConfig, data: Manifest, *, packed_dir: Path | None = None,
-                 log: Callable[[str], None] = print) -> tuple[Fused, InputSpec, dict[str, float]]:
+                 log: Callable[[str], None] = print,
+                 phases: Phases | None = None) -> tuple[Fused, InputSpec, dict[str, float]]:
     """The probe and the gate (``train_cfg.spectral``) for the network in ``model_file``, fitted with the run's
     synthetic fakes, seed, device and loader processes: the :class:`Fused` model (its fusion weights still
     1, 1 and bias 0: :func:`realfake.training.decide.fit_model_decision` fits them on the validation mix, with
@@ -96,13 +102,16 @@ def fit_spectral(model_file: Path, train_cfg: TrainConfig, data: Manifest, *, pa
     def windows(augment: Augment, passes: int, synth: Synthetic | None = None) -> PerturbedWindows:
         return PerturbedWindows(TrainImages(train_pixels, train_targets, pre, seed, synth), augment, passes)
 
+    phases = phases if phases is not None else Phases(dev)
     train_windows = windows(cfg.augment, cfg.passes, train_cfg.synthetic)
-    feats, y = score_windows(train_windows, spectrum_features, dev, batch_size, workers)
-    probe = fit_probe(torch.from_numpy(feats), torch.from_numpy(y), cfg.l2, cfg.hidden, seed).to(dev)
+    feats, y = score_windows(train_windows, spectrum_features, dev, batch_size, workers, phases)
+    with phases("probe_fit"):
+        probe = fit_probe(torch.from_numpy(feats), torch.from_numpy(y), cfg.l2, cfg.hidden, seed).to(dev)
     gate = None
     if cfg.gate:  # the sharpness of the training images as they are: the network's full say from its 5th percentile
         sharp, _ = score_windows(windows(Augment(hflip=False, jpeg_prob=0.0), 1),
-                                 lambda x: sharpness(spectrum_features(x)), dev, batch_size, workers)
+                                 lambda x: sharpness(spectrum_features(x)), dev, batch_size, workers, phases,
+                                 ("gate", "gate"))
         full = np.quantile(sharp, 0.05, axis=0)
         gate = torch.from_numpy(np.stack([full - sharp.std(0), full], 1)).float()  # a row (none, full) per measure
     fused = Fused(network.to(dev), representation, probe, torch.ones(2), torch.zeros(1), gate, network_window)

@@ -49,6 +49,7 @@ from realfake.training.checkpoint import LAST, Best, Checkpoint, finished, membe
 from realfake.training.config import TrainConfig
 from realfake.training.data import EpochBatches, TrainImages, split_pixels, targets, train_loader
 from realfake.training.decide import fit_model_decision
+from realfake.training.phases import Phases
 
 HISTORY_COLUMNS = (
     "epoch", "train_loss", "train_acc", "train_auc", "val_loss", "val_acc", "val_auc", "lr", "images_per_s", "seconds",
@@ -137,14 +138,18 @@ def train(
     """
     dist = dist if dist is not None else distributed.from_env(resolve_device(cfg.device))
     fit = train_ensemble if cfg.is_ensemble else train_model
-    result = fit(cfg, data, out, packed_dir=packed_dir, run_id=run_id, epoch_logger=epoch_logger, dist=dist,
-                 progress=progress, log=log)
+    phases = Phases(resolve_device(cfg.device))
+    with phases("epochs"):
+        result = fit(cfg, data, out, packed_dir=packed_dir, run_id=run_id, epoch_logger=epoch_logger, dist=dist,
+                     progress=progress, log=log)
     if dist.is_main:
         for name in prune(out.checkpoints, cfg):
             log(f"train: removed {out.checkpoints / name}: only a run of other settings could resume from it")
     distributed.shutdown(dist)
     if dist.is_main:  # the probe (train.spectral), the fusion and the decision (train.decision), in the model file
-        result.metrics.update(fit_model_decision(out.model, cfg, data, packed_dir=packed_dir, log=log))
+        result.metrics.update(fit_model_decision(out.model, cfg, data, packed_dir=packed_dir, log=log, phases=phases))
+        phases.report(log)
+        result.metrics.update(phases.metrics())
     return result
 
 
