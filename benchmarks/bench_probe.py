@@ -53,9 +53,9 @@ def main() -> None:
     from realfake.data.layout import is_fake
     from realfake.data.manifest import Manifest
     from realfake.data.sample.heldout import read_heldout
-    from realfake.detector.preprocess import Preprocessor, to_model_input
+    from realfake.detector.preprocess import Preprocessor
     from realfake.detector.scoring import ScoringImages, batches, resolve_device
-    from realfake.detector.spectrum import fit_probe, probe_spec, spectrum_features
+    from realfake.detector.spectrum import fit_probe, pixel_features, probe_spec
     from realfake.evaluation.robustness import Perturbation
     from realfake.images import ImageFiles
     from realfake.paths import PATHS
@@ -78,13 +78,13 @@ def main() -> None:
     draws = []  # each draw's features for `most` passes; a setting of p passes takes the first p
     for d in range(args.draws):
         windows = PerturbedWindows(train, cfg.spectral.augment, most, first=PROBE_STREAM + d * DRAW_GAP)
-        draws.append(score_windows(windows, spectrum_features, dev, 2 * cfg.batch_size, cfg.workers))
+        draws.append(score_windows(windows, pixel_features, dev, 2 * cfg.batch_size, cfg.workers))
     print(f"features of {args.draws} draws of {most} passes ({most * len(train)} windows each): "
           f"{time.perf_counter() - t0:.0f} s", flush=True)
 
     def features(files, perturbation=None) -> np.ndarray:  # scored as the robustness stage scores them
         images = ScoringImages(ImageFiles(files), pre, None if perturbation is None else perturbation.apply)
-        return torch.cat([spectrum_features(to_model_input(x, dev)).cpu()
+        return torch.cat([pixel_features(x.to(dev)).cpu()
                           for x in batches(images, 2 * cfg.batch_size, cfg.workers, dev)]).numpy()
 
     rows = {split: data.rows(split) for split in ("valid", "test")}

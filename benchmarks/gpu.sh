@@ -2,10 +2,12 @@
 # Everything that needs a GPU, in one command, for a lent GPU machine (the `device` tool) or any CUDA host:
 # the training benchmark (the notebook's loop against ours, eager), the step alone (eager, compiled,
 # kernel profile), the GPU tests, the compiled training benchmark on the same generated sample, then the
-# default method trained on a sample ten times the default's (bench_scale.py: the robustness table).
+# default method trained on a sample ten times the default's (bench_scale.py: the train stage's phases and
+# the robustness table), and the train stage alone on 50,000 images per class at batch 512 (its phases).
 #
 #   bash benchmarks/gpu.sh                     # prints everything; logs land in $OUT (default /tmp/realfake-gpu)
 #   PARTS="tests step scale" bash benchmarks/gpu.sh   # some of it, in this order
+#   PARTS="scale big" SCALE_EPOCHS=4 bash benchmarks/gpu.sh   # the default method at scale, phase by phase
 #
 # Where facenet-pytorch is not installed and nothing can be fetched (the lent machines), carry its wheel:
 #   python3 -m pip download --no-deps --only-binary=:all: -d .whl facenet-pytorch==2.5.3   (here, once)
@@ -21,9 +23,10 @@ COMPILE=${COMPILE:-1}
 SIZE=${SIZE:-160}
 BATCH=${BATCH:-512}
 BASELINE_STEPS=${BASELINE_STEPS:-30}
-PARTS=${PARTS:-train step tests compile scale}
+PARTS=${PARTS:-train step tests compile scale big}
 REPRESENTATIONS=${REPRESENTATIONS:-npr-white rgb}   # the step alone: the default first (profiled), then plain RGB
 SCALE_TRAIN=${SCALE_TRAIN:-10000}; SCALE_EPOCHS=${SCALE_EPOCHS:-4 8}; SCALE_ARGS=${SCALE_ARGS:-}  # more bench_scale.py options
+BIG_TRAIN=${BIG_TRAIN:-50000}; BIG_BATCH=${BIG_BATCH:-512}   # the train stage alone at this size and batch
 WORK=${WORK:-/tmp/realfake-bench}   # the generated sample, shared by the eager and the compiled run
 export PYTHONUNBUFFERED=1 MLFLOW_DISABLE_TELEMETRY=true DVC_NO_ANALYTICS=1
 if ! python3 -c "import facenet_pytorch" 2>/dev/null; then
@@ -57,7 +60,11 @@ for part in $PARTS; do
     # shellcheck disable=SC2086
     python3 benchmarks/bench_scale.py --train "$SCALE_TRAIN" --epochs $SCALE_EPOCHS --device "$DEVICE" \
       --workers "$WORKERS" --json "$OUT/scale.json" $SCALE_ARGS 2>&1 | tee "$OUT/scale.log" ;;
-  *) echo "gpu.sh: unknown part '$part' (train, step, tests, compile, scale)"; false ;;
+  big)
+    python3 benchmarks/bench_scale.py --train "$BIG_TRAIN" --valid 1000 --test 100 --heldout 10 --epochs 4 \
+      --batch "$BIG_BATCH" --no-robustness --device "$DEVICE" --workers "$WORKERS" --workdir "$WORK/big" \
+      --json "$OUT/big.json" 2>&1 | tee "$OUT/big.log" ;;
+  *) echo "gpu.sh: unknown part '$part' (train, step, tests, compile, scale, big)"; false ;;
   esac || status=1
 done
 echo "gpu.sh: exit $status; logs in $OUT"

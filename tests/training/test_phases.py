@@ -21,9 +21,10 @@ def test_each_phase_gets_its_own_time_and_peak_memory():
         time.sleep(0.05)
     assert phases.resets  # Linux lets the process reset its high-water mark, so each peak is the phase's own
     assert phases.peak_mb["big"] - phases.peak_mb["small"] > 250, phases.peak_mb
+    assert phases.rise_mb["big"] > 250 and phases.rise_mb["small"] < 50, phases.rise_mb
     assert phases.seconds["small"] >= 0.1 and list(phases.seconds) == ["big", "small"]
     m = phases.metrics()
-    assert set(m) == {"phase/big_seconds", "phase/big_peak_mb", "phase/small_seconds", "phase/small_peak_mb"}
+    assert set(m) == {f"phase/{n}_{k}" for n in ("big", "small") for k in ("seconds", "peak_mb", "rise_mb")}
     lines = []
     phases.report(lines.append)
     assert len(lines) == 2 and lines[0].startswith("train: phase big:") and "MiB" in lines[0]

@@ -15,14 +15,13 @@ from realfake.detector.spectrum import (
     N_FEATURES,
     Fused,
     SpectralProbe,
-    fit_logistic,
     fit_probe,
     sharpness,
     sharpness_gate,
     spectral_entry,
     spectrum_features,
 )
-from realfake.errors import RealfakeError
+from realfake.errors import ConfigError, RealfakeError
 from realfake.training.config import TrainConfig
 
 CPU = torch.device("cpu")
@@ -60,6 +59,23 @@ def test_features_are_the_binned_log_spectrum_blind_to_brightness_and_a_half_tur
     assert g.max() - g.median() > 10  # the Nyquist cell stands out by e^10 over the rest
     assert spectrum_features(_batch([rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)])).shape == (1, N_FEATURES)
 
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (64, 63), (49, 70)])
+def test_the_half_spectrum_gives_the_full_spectrums_features_read_from_pixels_or_standardised(shape):
+    import torch.nn.functional as F
+
+    from realfake.detector.spectrum import GRID, POWER_FLOOR, ROWS, pixel_features
+
+    x = torch.from_numpy(np.random.default_rng(1).integers(0, 255, (2, *shape, 3), dtype=np.uint8))
+    grey = x.float().mean(-1)
+    grey = grey - grey.mean((-2, -1), keepdim=True)
+    window = torch.outer(torch.hann_window(shape[0], periodic=False), torch.hann_window(shape[1], periodic=False))
+    power = torch.fft.fftshift(torch.fft.fft2(grey * window), dim=(-2, -1)).abs().square()  # the whole spectrum
+    cells = F.adaptive_avg_pool2d(torch.log(power + POWER_FLOOR).unsqueeze(1), GRID).squeeze(1)
+    expected = ((cells + cells.flip(-2, -1)) / 2)[:, :ROWS].flatten(1)
+    torch.testing.assert_close(pixel_features(x), expected, atol=1e-3, rtol=1e-5)
+    torch.testing.assert_close(spectrum_features(_batch(list(x.numpy()))), expected, atol=1e-3, rtol=1e-5)
 
 def _pink(seed: int, size: int = 128) -> Image.Image:
     """A grey image with a natural image's 1/f amplitude spectrum."""
@@ -107,18 +123,17 @@ def test_the_probe_tells_an_up_sampled_image_from_a_full_size_one_after_a_blur(h
     assert roc_auc_score(np.r_[np.zeros(24), np.ones(24)], held) > 0.95
 
 
-def test_the_logistic_fit_is_deterministic_and_shrinks_with_its_penalty():
+def test_the_probe_fit_shrinks_with_its_penalty_and_needs_both_classes():
     rng = np.random.default_rng(0)
-    x = torch.from_numpy(np.r_[rng.normal(-1, 1, (50, 3)), rng.normal(1, 1, (50, 3))])
+    x = torch.from_numpy(np.r_[rng.normal(-1, 1, (50, N_FEATURES)), rng.normal(1, 1, (50, N_FEATURES))]).float()
     y = torch.cat([torch.zeros(50), torch.ones(50)])
-    w, b = fit_logistic(x, y, l2=1e-3)
-    w2, b2 = fit_logistic(x, y, l2=1e-3)
-    assert torch.equal(w, w2) and torch.equal(b, b2)
-    assert (w > 0.5).all()  # every feature points towards the fake class
-    strong, _ = fit_logistic(x, y, l2=1.0)
-    assert strong.norm() < w.norm() / 2
+    weak, strong = (fit_probe(x, y, l2=l2, steps=300, batch_size=32) for l2 in (1e-4, 1.0))
+    with torch.no_grad():
+        logit = weak.logit(x).squeeze(1)
+    assert logit[50:].min() > logit[:50].max() and weak.linear.weight.sum() > 0  # towards the fake class
+    assert strong.linear.weight.norm() < weak.linear.weight.norm() / 2
     with pytest.raises(RealfakeError, match="one class only"):
-        fit_logistic(x, torch.ones(100), l2=1e-3)
+        fit_probe(x, torch.ones(100), l2=1e-3)
 
 
 @pytest.fixture(scope="module")
@@ -275,3 +290,21 @@ def test_the_probe_window_may_be_the_scoring_window_or_none_and_the_resize_polic
     assert TrainConfig.from_params({"spectral": {"window": None}}).spectral.window is None
     resize = TrainConfig.from_params({"input_policy": "resize", "score_size": None})
     assert resize.spectral.window == 256 and resize.probe_window is None  # the probe reads the resized image
+
+
+def test_the_probe_is_fitted_on_at_most_max_windows_spread_over_the_passes(fused_run, tiny_manifest, tiny_sample):
+    from realfake.training.spectral import fit_spectral
+
+    _, out = fused_run
+    data = Manifest(tiny_manifest, tiny_sample)
+    spectral = {"enabled": True, "passes": 3, "hidden": 8}
+    n = len(data.rows("train"))
+    _, _, facts = fit_spectral(out / "net" / "model.pt", TrainConfig(**{**TINY_TRAIN, "spectral": spectral}), data,
+                               log=lambda s: None)
+    assert facts["n_train"] == 3 * n
+    capped = {**spectral, "max_windows": n + 1}
+    _, _, facts = fit_spectral(out / "net" / "model.pt", TrainConfig(**{**TINY_TRAIN, "spectral": capped}), data,
+                               log=lambda s: None)
+    assert facts["n_train"] == n + 1
+    with pytest.raises(ConfigError, match="max_windows must be an integer of at least 2"):
+        TrainConfig.from_params({"spectral": {"max_windows": 1}})

@@ -20,8 +20,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from realfake.detector.decision import Decision, Verdicts
-from realfake.detector.preprocess import Preprocessor, standardise, to_model_input
-from realfake.detector.spectrum import sharpness, spectrum_features
+from realfake.detector.preprocess import Preprocessor, to_model_input
+from realfake.detector.spectrum import pixel_features, sharpness
 from realfake.errors import RealfakeError
 
 
@@ -101,7 +101,7 @@ def predict_logits(model: nn.Module, pixel_batches, device: torch.device, amp: b
 def image_detail(x: torch.Tensor) -> torch.Tensor:
     """(B, 2) how much fine detail each uint8 pixel batch image (B, H, W, 3) kept: the
     :func:`~realfake.detector.spectrum.sharpness` of its spectrum (high band, middle band), in float32."""
-    return sharpness(spectrum_features(standardise(x)))
+    return sharpness(pixel_features(x))
 
 
 @torch.no_grad()

@@ -12,10 +12,11 @@ spectrum (Durall et al., CVPR 2020; Dzanic et al., NeurIPS 2020 read GAN images 
 window, its log power averaged into a 32x32 grid of frequency cells and folded (the
 spectrum of a real image is point-symmetric), 17x32 numbers. :class:`SpectralProbe` is a
 small classifier on them (standardised; one hidden layer, or a logistic regression), fitted
-full-batch by L-BFGS (:func:`fit_probe`). :class:`Fused` joins the two logits by the rule and
-the weights the train stage fitted on the validation mix (:func:`fit_fusion`), the network's say
-weighed by how sharp the image is (:func:`sharpness_gate`), so the served model, predict and
-every stage score the pair as one model. All of it is tensors in the model file: data, never code.
+by mini-batches (:func:`fit_probe`: a cost that does not grow with the data). :class:`Fused`
+joins the two logits by the rule and the weights the train stage fitted on the validation mix
+(:func:`fit_fusion`), the network's say weighed by how sharp the image is (:func:`sharpness_gate`),
+so the served model, predict and every stage score the pair as one model. All of it is tensors in
+the model file: data, never code.
 
 The two detectors see different things: a family the network reads may leave the spectrum
 almost as a real's, and a blur that washes out the network's pixels may leave the spectrum's
@@ -27,6 +28,7 @@ families best and may leave the network almost no say.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from functools import lru_cache
 from typing import Any
@@ -80,15 +82,31 @@ def sharpness(features: torch.Tensor) -> torch.Tensor:
 def spectrum_features(x: torch.Tensor) -> torch.Tensor:
     """(B, :data:`N_FEATURES`) binned log power spectra of standardised RGB batches ``x`` (B, 3, H, W), in float32."""
     with torch.autocast(x.device.type, enabled=False):
-        grey = x.float().mean(1) * PIXEL_SCALE  # grey levels, as the pixels were
-        grey = grey - grey.mean((-2, -1), keepdim=True)
-        h, w = grey.shape[-2:]
-        window = torch.outer(torch.hann_window(h, periodic=False, device=x.device),
-                             torch.hann_window(w, periodic=False, device=x.device))
-        power = torch.fft.fftshift(torch.fft.fft2(grey * window), dim=(-2, -1)).abs().square()
-        cells = F.adaptive_avg_pool2d(torch.log(power + POWER_FLOOR).unsqueeze(1), GRID).squeeze(1)
-        folded = (cells + cells.flip(-2, -1)) / 2
-        return folded[:, :ROWS].flatten(1)
+        return grey_features(x.float().mean(1) * PIXEL_SCALE)  # grey levels, as the pixels were
+
+
+def pixel_features(x: torch.Tensor) -> torch.Tensor:
+    """:func:`spectrum_features` of uint8 pixel batches (B, H, W, 3), read straight from the pixels."""
+    with torch.autocast(x.device.type, enabled=False):
+        return grey_features(x.float().mean(-1))
+
+
+def grey_features(grey: torch.Tensor) -> torch.Tensor:
+    """The binned log power spectra (B, :data:`N_FEATURES`) of grey images (B, H, W) in grey levels.
+
+    The spectrum of a real image is point-symmetric (P[u, v] = P[-u, -v]), so the real FFT's half is
+    transformed, and the other half is that one mirrored: the same numbers as the full FFT, in a fifth of
+    the time."""
+    grey = grey - grey.mean((-2, -1), keepdim=True)
+    h, w = grey.shape[-2:]
+    window = torch.outer(torch.hann_window(h, periodic=False, device=grey.device),
+                         torch.hann_window(w, periodic=False, device=grey.device))
+    half = torch.log(torch.fft.rfft2(grey * window).abs().square() + POWER_FLOOR)  # columns 0 .. w // 2
+    mirrored = half[:, (-torch.arange(h, device=grey.device)) % h, 1:(w + 1) // 2].flip(-1)  # w // 2 + 1 .. w - 1
+    log_power = torch.fft.fftshift(torch.cat([half, mirrored], -1), dim=(-2, -1))
+    cells = F.adaptive_avg_pool2d(log_power.unsqueeze(1), GRID).squeeze(1)
+    folded = (cells + cells.flip(-2, -1)) / 2
+    return folded[:, :ROWS].flatten(1)
 
 
 class SpectralProbe(nn.Module):
@@ -113,20 +131,6 @@ class SpectralProbe(nn.Module):
         return self.linear(torch.relu(self.layer(z)) if self.layer is not None else z)
 
 
-def _fit(params: list[torch.Tensor], loss_fn, steps: int) -> None:
-    """Minimise ``loss_fn()`` over ``params`` by full-batch L-BFGS (deterministic on one device)."""
-    opt = torch.optim.LBFGS(params, max_iter=steps, tolerance_grad=1e-9, tolerance_change=1e-12, history_size=20,
-                            line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = loss_fn()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-
-
 def _two_classes(y: torch.Tensor) -> torch.Tensor:
     y = y.double().reshape(-1)
     if len(torch.unique(y)) != 2:
@@ -134,51 +138,41 @@ def _two_classes(y: torch.Tensor) -> torch.Tensor:
     return y
 
 
-def fit_logistic(x: torch.Tensor, y: torch.Tensor, l2: float, steps: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
-    """(weights, bias) minimising the mean binary cross-entropy of ``x @ w + b`` against 0/1 ``y``
-    plus ``l2`` times the squared norm of ``w``, by full-batch L-BFGS in float64 (deterministic)."""
-    x, y = x.double(), _two_classes(y)
-    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
-    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    _fit([w, b], lambda: F.binary_cross_entropy_with_logits(x @ w + b, y) + l2 * w.square().sum(), steps)
-    return w.detach(), b.detach()
+#: :func:`fit_probe`'s mini-batch Adam: steps, windows per step, and the starting learning rate (cosine to 0).
+PROBE_STEPS, PROBE_BATCH, PROBE_LR = 4000, 512, 3e-3
 
 
 def fit_probe(features: torch.Tensor, targets: torch.Tensor, l2: float, hidden: int = 0, seed: int = 0,
-              steps: int = 300) -> SpectralProbe:
-    """A :class:`SpectralProbe` fitted to (N, :data:`N_FEATURES`) features and their 0/1 targets: the
-    mean binary cross-entropy plus ``l2`` times the squared norm of the weights, by full-batch L-BFGS
-    (``steps`` iterations at most) in float64; a hidden layer's initial weights are drawn from ``seed``."""
-    probe = SpectralProbe(hidden)
-    mean = features.double().mean(0)
-    scale = features.double().std(0).clamp_min(1e-6)
-    z, y = (features.double() - mean) / scale, _two_classes(targets)
-    if hidden:
-        g = torch.Generator().manual_seed(seed)
-        w1 = (torch.randn(N_FEATURES, hidden, generator=g, dtype=torch.float64) * (2 / N_FEATURES) ** 0.5)
-        w2 = torch.randn(hidden, generator=g, dtype=torch.float64) * (1 / hidden) ** 0.5
-        params = [w1.requires_grad_(), torch.zeros(hidden, dtype=torch.float64, requires_grad=True),
-                  w2.requires_grad_(), torch.zeros((), dtype=torch.float64, requires_grad=True)]
-
-        def loss() -> torch.Tensor:
-            logit = torch.relu(z @ params[0] + params[1]) @ params[2] + params[3]
-            penalty = params[0].square().sum() + params[2].square().sum()
-            return F.binary_cross_entropy_with_logits(logit, y) + l2 * penalty
-
-        _fit(params, loss, steps)
-        with torch.no_grad():
-            probe.layer.weight.copy_(params[0].T)
-            probe.layer.bias.copy_(params[1])
-            probe.linear.weight.copy_(params[2].unsqueeze(0))
-            probe.linear.bias.copy_(params[3].reshape(1))
-    else:
-        w, b = fit_logistic(z, y, l2, steps)
-        with torch.no_grad():
-            probe.linear.weight.copy_(w.unsqueeze(0))
-            probe.linear.bias.copy_(b.reshape(1))
+              steps: int = PROBE_STEPS, batch_size: int = PROBE_BATCH) -> SpectralProbe:
+    """A :class:`SpectralProbe` fitted to (N, :data:`N_FEATURES`) features and their 0/1 targets: the mean
+    binary cross-entropy plus ``l2`` times the squared norm of the weights, by mini-batch Adam in float32 on
+    the features' device, ``steps`` steps of ``batch_size`` windows drawn from ``seed`` (as are a hidden
+    layer's initial weights), the learning rate falling as a cosine. Its cost does not grow with N, and it
+    needs no memory beyond the features and one batch; deterministic on one device."""
+    y = _two_classes(targets).float().to(features.device)
+    x = features.float()
+    mean, scale = x.mean(0), x.std(0).clamp_min(1e-6)
+    probe = SpectralProbe(hidden).to(x.device)
+    g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
+        for layer in (probe.layer, probe.linear):
+            if layer is not None:  # He initialisation before a ReLU, 1/fan-in before the output; biases 0
+                gain = 2.0 if layer is probe.layer else 1.0
+                layer.weight.copy_(torch.randn(layer.weight.shape, generator=g) * (gain / layer.in_features) ** 0.5)
+                layer.bias.zero_()
         probe.mean.copy_(mean)
         probe.scale.copy_(scale)
+    weights = [layer.weight for layer in (probe.layer, probe.linear) if layer is not None]
+    opt = torch.optim.Adam([p for p in probe.parameters()], lr=PROBE_LR)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1 + math.cos(math.pi * step / steps)))
+    for _ in range(steps):
+        idx = torch.randint(0, len(x), (batch_size,), generator=g).to(x.device)
+        loss = F.binary_cross_entropy_with_logits(probe.logit(x[idx]).squeeze(1), y[idx])
+        loss = loss + l2 * sum(w.square().sum() for w in weights)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        schedule.step()
     return probe.eval()
 
 

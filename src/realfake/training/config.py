@@ -34,6 +34,7 @@ class Spectral:
     enabled: bool = True
     hidden: int = 128  # ReLU units of the probe's hidden layer; 0 = a logistic regression
     passes: int = 8  # perturbed passes over the train split the probe is fitted on
+    max_windows: int = 100_000  # at most this many of those windows, spread evenly over the passes (bounded memory)
     l2: float = 0.003  # the ridge penalty on the probe's weights (per mean loss, standardised features; 0.01 -> 0.003)
     gate: bool = True  # the network's say falls to 0 on images much blurrier than its training images
     window: int | None = 256  # the window the probe reads, the network its score_size centre (crop); None: score_size
@@ -45,6 +46,8 @@ class Spectral:
                     f"train.spectral.{name} must be true or false, got {getattr(self, name)!r}.")
         require(is_int(self.passes) and self.passes >= 1,
                 f"train.spectral.passes must be an integer of at least 1, got {self.passes!r}.")
+        require(is_int(self.max_windows) and self.max_windows >= 2, "train.spectral.max_windows must be an integer "
+                f"of at least 2 (the windows the probe is fitted on, at most), got {self.max_windows!r}.")
         require(is_int(self.hidden) and self.hidden >= 0, "train.spectral.hidden must be a non-negative integer "
                 f"(0 = a logistic regression), got {self.hidden!r}.")
         require(is_number(self.l2) and self.l2 > 0, f"train.spectral.l2 must be a number above 0, got {self.l2!r}.")

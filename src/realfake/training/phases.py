@@ -22,11 +22,12 @@ _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 
 
-def peak_rss_mb() -> float | None:
-    """The process's resident-memory high-water mark (VmHWM) in MiB; None where /proc has none."""
+def rss_mb(field: str = "VmHWM") -> float | None:
+    """The process's resident memory in MiB: its high-water mark (``VmHWM``) or now (``VmRSS``); None where /proc
+    has none."""
     try:
         for line in _STATUS.read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
@@ -50,6 +51,7 @@ class Phases:
         self.resets = True  # whether every peak was measured from the start of its phase
         self.seconds: dict[str, float] = {}
         self.peak_mb: dict[str, float] = {}
+        self.rise_mb: dict[str, float] = {}  # the peak over the resident memory at the phase's start
         self.cuda_peak_mb: dict[str, float] = {}
 
     @contextmanager
@@ -57,6 +59,7 @@ class Phases:
         """Time the ``with`` block as phase ``name`` and measure its peak memory."""
         cuda = self.device is not None and self.device.type == "cuda"
         self.resets &= reset_peak_rss()
+        start = rss_mb("VmRSS")
         if cuda:
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -69,9 +72,10 @@ class Phases:
                 gpu = torch.cuda.max_memory_allocated(self.device) / 2**20
                 self.cuda_peak_mb[name] = max(self.cuda_peak_mb.get(name, 0.0), gpu)
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
-            rss = peak_rss_mb()
+            rss = rss_mb()
             if rss is not None:  # without a reset, the process's peak so far: an upper bound
                 self.peak_mb[name] = max(self.peak_mb.get(name, 0.0), rss)
+                self.rise_mb[name] = max(self.rise_mb.get(name, 0.0), rss - (start or 0.0))
 
     def timed(self, items: Iterable[T], name: str) -> Iterator[T]:
         """``items``, the time spent making each (a loader's decoding and perturbing) counted as phase ``name``."""
@@ -89,16 +93,18 @@ class Phases:
         for name, seconds in self.seconds.items():
             gpu = f", {self.cuda_peak_mb[name]:.0f} MiB on the GPU" if name in self.cuda_peak_mb else ""
             log(f"train: phase {name}: {seconds:.1f} s ({seconds / total:.0%}), peak memory "
-                f"{self.peak_mb.get(name, float('nan')):.0f} MiB{gpu}"
+                f"{self.peak_mb.get(name, float('nan')):.0f} MiB (+{self.rise_mb.get(name, float('nan')):.0f}){gpu}"
                 + ("" if self.resets else " (the process's peak so far: /proc/self/clear_refs is not writable)"))
 
     def metrics(self) -> dict[str, float]:
-        """``phase/<name>_seconds``, ``phase/<name>_peak_mb`` (and ``_cuda_peak_mb``) of every phase run."""
+        """``phase/<name>_seconds``, ``_peak_mb``, ``_rise_mb`` (the peak over the memory at its start) and, on
+        CUDA, ``_cuda_peak_mb`` of every phase run."""
         out: dict[str, float] = {}
         for name, seconds in self.seconds.items():
             out[f"phase/{name}_seconds"] = round(seconds, 3)
             if name in self.peak_mb:
                 out[f"phase/{name}_peak_mb"] = round(self.peak_mb[name], 1)
+                out[f"phase/{name}_rise_mb"] = round(self.rise_mb[name], 1)
             if name in self.cuda_peak_mb:
                 out[f"phase/{name}_cuda_peak_mb"] = round(self.cuda_peak_mb[name], 1)
         return out

@@ -29,13 +29,13 @@ from typing import Callable
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from realfake.data.manifest import Manifest
 from realfake.detector.modelfile import load_model_file
 from realfake.detector.preprocess import Augment, InputSpec, Preprocessor
-from realfake.detector.scoring import batches, resolve_device, to_model_input
-from realfake.detector.spectrum import Fused, fit_probe, probe_spec, sharpness, spectrum_features
+from realfake.detector.scoring import batches, resolve_device
+from realfake.detector.spectrum import Fused, fit_probe, pixel_features, probe_spec, sharpness
 from realfake.training.config import TrainConfig
 from realfake.training.data import TrainImages, split_pixels, targets
 from realfake.training.phases import Phases
@@ -68,13 +68,13 @@ class PerturbedWindows(Dataset):
 def score_windows(windows: PerturbedWindows, fn: Callable[[torch.Tensor], torch.Tensor], device: torch.device,
                   batch_size: int, workers: int, phases: Phases | None = None,
                   names: tuple[str, str] = ("probe_windows", "probe_features")) -> tuple[np.ndarray, np.ndarray]:
-    """(fn of every window's standardised RGB batch, stacked; the targets); ``phases`` times making the windows
-    and ``fn`` under ``names``."""
+    """(fn of every window's uint8 pixel batch (B, H, W, 3) on ``device``, stacked; the targets); ``phases`` times
+    making the windows and ``fn`` under ``names``."""
     phases = phases if phases is not None else Phases(device)
     outs, ys = [], []
     for x, y in phases.timed(batches(windows, batch_size, workers, device), names[0]):
         with phases(names[1]):
-            outs.append(fn(to_model_input(x, device)).float().cpu())
+            outs.append(fn(x.to(device, non_blocking=True)).float().cpu())
         ys.append(y)
     return torch.cat(outs).numpy(), torch.cat(ys).numpy()
 
@@ -104,13 +104,15 @@ def fit_spectral(model_file: Path, train_cfg: TrainConfig, data: Manifest, *, pa
 
     phases = phases if phases is not None else Phases(dev)
     train_windows = windows(cfg.augment, cfg.passes, train_cfg.synthetic)
-    feats, y = score_windows(train_windows, spectrum_features, dev, batch_size, workers, phases)
+    if len(train_windows) > cfg.max_windows:  # evenly spread over the passes and the images
+        train_windows = Subset(train_windows, np.linspace(0, len(train_windows) - 1, cfg.max_windows).astype(int))
+    feats, y = score_windows(train_windows, pixel_features, dev, batch_size, workers, phases)
     with phases("probe_fit"):
         probe = fit_probe(torch.from_numpy(feats), torch.from_numpy(y), cfg.l2, cfg.hidden, seed).to(dev)
     gate = None
     if cfg.gate:  # the sharpness of the training images as they are: the network's full say from its 5th percentile
         sharp, _ = score_windows(windows(Augment(hflip=False, jpeg_prob=0.0), 1),
-                                 lambda x: sharpness(spectrum_features(x)), dev, batch_size, workers, phases,
+                                 lambda x: sharpness(pixel_features(x)), dev, batch_size, workers, phases,
                                  ("gate", "gate"))
         full = np.quantile(sharp, 0.05, axis=0)
         gate = torch.from_numpy(np.stack([full - sharp.std(0), full], 1)).float()  # a row (none, full) per measure
