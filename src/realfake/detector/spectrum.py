@@ -95,8 +95,8 @@ def grey_features(grey: torch.Tensor) -> torch.Tensor:
     """The binned log power spectra (B, :data:`N_FEATURES`) of grey images (B, H, W) in grey levels.
 
     The spectrum of a real image is point-symmetric (P[u, v] = P[-u, -v]), so the real FFT's half is
-    transformed, and the other half is that one mirrored: the same numbers as the full FFT, in a fifth of
-    the time."""
+    transformed, and the other half is that one mirrored: the full FFT's numbers (to float rounding), the
+    transform in a fifth of its time."""
     grey = grey - grey.mean((-2, -1), keepdim=True)
     h, w = grey.shape[-2:]
     window = torch.outer(torch.hann_window(h, periodic=False, device=grey.device),
@@ -163,7 +163,7 @@ def fit_probe(features: torch.Tensor, targets: torch.Tensor, l2: float, hidden: 
         probe.mean.copy_(mean)
         probe.scale.copy_(scale)
     weights = [layer.weight for layer in (probe.layer, probe.linear) if layer is not None]
-    opt = torch.optim.Adam([p for p in probe.parameters()], lr=PROBE_LR)
+    opt = torch.optim.Adam(probe.parameters(), lr=PROBE_LR)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1 + math.cos(math.pi * step / steps)))
     for _ in range(steps):
         idx = torch.randint(0, len(x), (batch_size,), generator=g).to(x.device)
