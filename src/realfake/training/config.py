@@ -55,6 +55,31 @@ class Spectral:
                 f"of the window the probe reads) or null (the scoring window), got {self.window!r}.")
 
 
+def degrade() -> Augment:
+    """The default perturbations of a consistency pair's second view: the mix's kinds, with blur only up to
+    σ 1.5 (past it the gate takes the network's say away)."""
+    return Augment(hflip=False, blur_prob=0.3, blur_sigma=(0.3, 1.5), jpeg_prob=0.3, jpeg_quality=(40, 95),
+                   resize_prob=0.3, resize_scale=(0.5, 0.9), noise_prob=0.3, noise_sigma=(1.0, 6.0))
+
+
+@dataclass(frozen=True)
+class Consistency:
+    """``train.consistency``: each training crop also goes through the network perturbed, and the network is
+    pulled to give the perturbed copy the clean copy's logit (a squared difference, the clean side held fixed)."""
+
+    weight: float = 0.0  # the consistency term's weight beside the cross-entropy; 0 = off (one view per image)
+    augment: Augment = field(default_factory=degrade)  # the perturbations of the second view
+
+    def __post_init__(self) -> None:
+        require(is_number(self.weight) and self.weight >= 0, "train.consistency.weight must be a number of at least "
+                f"0 (0 = off), got {self.weight!r}.")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether each training image goes through the network twice, clean and perturbed."""
+        return self.weight > 0
+
+
 @dataclass(frozen=True)
 class DecisionConfig:
     """How the decision is fitted (``train.decision`` in params.yaml)."""
@@ -96,6 +121,7 @@ class TrainConfig:
     representation: str | tuple[str, ...] = "npr-white"
     augment: Augment = field(default_factory=Augment)
     synthetic: Synthetic = field(default_factory=Synthetic)
+    consistency: Consistency = field(default_factory=Consistency)  # clean/perturbed pairs held to one logit
     spectral: Spectral = field(default_factory=Spectral)  # the spectral probe fused with the network
     decision: DecisionConfig = field(default_factory=DecisionConfig)  # calibration, threshold, "uncertain"
     epochs: int = 4

@@ -17,11 +17,12 @@ from typing import Iterator
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from realfake.data.layout import is_fake
 from realfake.data.manifest import Manifest
-from realfake.detector.preprocess import Preprocessor
+from realfake.detector.preprocess import Augment, Preprocessor
 from realfake.images import ImageFiles
 from realfake.training import distributed
 from realfake.training.synthetic import Synthetic, synthesise
@@ -49,22 +50,28 @@ class TrainImages(Dataset):
     augment each epoch with the right random numbers. With ``synthetic``, a share of
     the fake items is replaced by a real image of the split passed through a random
     up-sampler (:mod:`realfake.training.synthetic`), drawn from its own stream
-    ``(seed, epoch, index, 1)``: the classes stay balanced.
+    ``(seed, epoch, index, 1)``: the classes stay balanced. With ``pair``, an item is
+    ``(pixels, perturbed pixels, target)``: the same crop, then ``pair``'s perturbations,
+    drawn from ``(seed, epoch, index, 2)`` (a consistency pair, ``train.consistency``).
     """
 
     def __init__(self, pixels: Sequence, targets: np.ndarray, preprocessor: Preprocessor, seed: int,
-                 synthetic: Synthetic | None = None):
+                 synthetic: Synthetic | None = None, pair: Augment | None = None):
         self.pixels, self.targets, self.preprocessor, self.seed = pixels, targets, preprocessor, seed
         self.synthetic = synthetic or Synthetic(prob=0.0)
+        self.pair = pair
         self.reals = np.flatnonzero(np.asarray(targets) == 0)
 
     def __len__(self) -> int:
         return len(self.pixels)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, float]:
+    def __getitem__(self, key: tuple[int, int]) -> tuple:
         epoch, i = key
         x = self.preprocessor.train_pixels(self.image(epoch, i), np.random.default_rng([self.seed, epoch, i]))
-        return torch.from_numpy(x), self.targets[i]
+        if self.pair is None:
+            return torch.from_numpy(x), self.targets[i]
+        perturbed = self.pair.apply(Image.fromarray(x), np.random.default_rng([self.seed, epoch, i, 2]))
+        return torch.from_numpy(x), torch.from_numpy(np.array(perturbed)), self.targets[i]
 
     def image(self, epoch: int, i: int):
         """Image ``i`` as epoch ``epoch`` sees it before augmentation: its pixels, or the synthetic fake that

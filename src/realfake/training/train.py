@@ -258,7 +258,7 @@ def set_up(cfg: TrainConfig, data: Manifest, packed_dir: Path | None, dist: dist
         torch.cuda.set_device(device)
     pre = Preprocessor(cfg.input_spec, cfg.augment)
     train_ds = TrainImages(split_pixels(data, "train", packed_dir), targets(data, "train"), pre, cfg.seed,
-                           cfg.synthetic)
+                           cfg.synthetic, cfg.consistency.augment if cfg.consistency.enabled else None)
     # Validation scores the training crop, not the model file's score_size window: the per-epoch figure
     # (and keep: best) stays as cheap as the crop, and the evaluate stage scores the window.
     val_pre = Preprocessor(replace(cfg.input_spec, score_size=None))
@@ -328,12 +328,14 @@ def train_one_epoch(s: Session, epoch: int, progress: bool) -> dict[str, float]:
     logits_all, targets_all = [], []
     bar = _progress(s.train_dl, f"epoch {epoch + 1}/{s.cfg.epochs}", progress)
     readout = LossReadout(s.device)
-    for step, (x, y) in enumerate(bar):
-        # forward
+    for step, (*views, y) in enumerate(bar):
+        # forward: the batch, and with consistency pairs their perturbed copies in the same pass
         y = y.to(s.device, non_blocking=True).float()
         with autocast(s.device, s.cfg.amp):
-            out = s.net(to_model_input(x, s.device, s.cfg.representation, s.memory_format)).squeeze(1)
-            loss = s.loss_fn(out.float(), y)
+            x = torch.cat(views) if len(views) > 1 else views[0]
+            out = s.net(to_model_input(x, s.device, s.cfg.representation, s.memory_format)).squeeze(1).float()
+            out, perturbed = out[: len(y)], out[len(y):]
+            loss = training_loss(s.loss_fn, out, y, perturbed, s.cfg.consistency.weight)
         # backward and step
         s.opt.zero_grad(set_to_none=True)
         s.scaler.scale(loss).backward()
@@ -352,6 +354,17 @@ def train_one_epoch(s: Session, epoch: int, progress: bool) -> dict[str, float]:
     logits = distributed.all_gather_array(torch.cat(logits_all), s.dist)
     tgts = distributed.all_gather_array(torch.cat(targets_all), s.dist)
     return {**binary_metrics(logits.cpu().numpy(), tgts.cpu().numpy()), "seconds": seconds}
+
+
+def training_loss(loss_fn: nn.Module, out: torch.Tensor, y: torch.Tensor, perturbed: torch.Tensor,
+                  weight: float) -> torch.Tensor:
+    """The cross-entropy of the clean logits ``out``, plus, for consistency pairs, ``weight`` times the mean squared
+    difference of the perturbed copies' logits from them. The clean side is held fixed in that term: the perturbed
+    copy is pulled to the clean verdict, not the clean one to the perturbed."""
+    loss = loss_fn(out, y)
+    if len(perturbed):
+        loss = loss + weight * (perturbed - out.detach()).square().mean()
+    return loss
 
 
 def validate(s: Session) -> dict[str, float]:
