@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -59,3 +60,24 @@ def test_a_registry_gone_away_leaves_the_loaded_model_answering(store, model_fil
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'moved' / 'mlflow.db'}")  # no store there
     detector, info = holder.get()
     assert info["version"] == "1" and detector.threshold == 0.4
+
+
+def test_a_model_file_linked_from_the_dvc_cache_is_logged_and_loads(store, model_file, tmp_path):
+    """With ``cache.type symlink``, DVC leaves models/model.pt a link into its cache, outside MLflow's folder."""
+    from helpers.models import with_decision
+    from realfake.mlops import registry
+
+    cache = tmp_path / "cache" / "ab"
+    cache.mkdir(parents=True)
+    target = cache / "cdef0123"
+    target.write_bytes(with_decision(model_file, 0.4).read_bytes())
+    linked = tmp_path / "models" / "model.pt"
+    linked.parent.mkdir()
+    linked.symlink_to(target)
+    with store.start_run():
+        info = registry.log_pyfunc(linked, None)
+    local = Path(store.artifacts.download_artifacts(info.model_uri, dst_path=str(tmp_path / "logged")))
+    logged = list(local.rglob("model.pt"))
+    assert len(logged) == 1 and logged[0].read_bytes() == target.read_bytes(), "the file itself, under its own name"
+    assert store.pyfunc.load_model(info.model_uri).unwrap_python_model().detector is not None
+    assert linked.is_symlink() and target.exists(), "the workspace's link and the cache are left as they were"

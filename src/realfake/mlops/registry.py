@@ -10,6 +10,7 @@ stage does the re-scoring; this module only speaks to the registry.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -91,20 +92,26 @@ def decide(new: float, champion: float | None, champion_version: str | None = No
 
 def log_pyfunc(model_path: Path, example_image: bytes | None) -> Any:
     """Log the detector (its model file, which carries its decision) as a pyfunc in the active run; returns
-    MLflow's ModelInfo."""
+    MLflow's ModelInfo.
+
+    The file is logged from a copy: MLflow refuses an artifact that resolves outside its folder, which a DVC
+    cache link (``dvc config cache.type symlink``) does."""
     import mlflow
     import pandas as pd
 
     example = pd.DataFrame({"image": [example_image]}) if example_image is not None else None
-    return mlflow.pyfunc.log_model(
-        name=MODEL_NAME,
-        python_model=str(PYFUNC_ENTRY),
-        artifacts={WEIGHTS: str(model_path)},
-        code_paths=[str(SRC_PACKAGE)],
-        signature=signature(),
-        input_example=example,
-        pip_requirements=_requirements(),
-    )
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = Path(tmp) / Path(model_path).name
+        shutil.copyfile(model_path, weights)
+        return mlflow.pyfunc.log_model(
+            name=MODEL_NAME,
+            python_model=str(PYFUNC_ENTRY),
+            artifacts={WEIGHTS: str(weights)},
+            code_paths=[str(SRC_PACKAGE)],
+            signature=signature(),
+            input_example=example,
+            pip_requirements=_requirements(),
+        )
 
 
 def _requirements() -> list[str]:
