@@ -37,6 +37,8 @@ def main() -> None:
     p.add_argument("--no-robustness", action="store_true", help="the phases only: skip the robustness table")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=0, help="loader and scoring processes (0: in-process)")
+    p.add_argument("--perturb-on", default=None, choices=("auto", "device", "loader"),
+                   help="override train.perturb_on: where the probe's and the mix's windows are perturbed")
     p.add_argument("--workdir", type=Path, default=None, help="keep the sample here and reuse it")
     p.add_argument("--json", type=Path, default=None, help="also write every run's robustness metrics here")
     args = p.parse_args()
@@ -47,9 +49,11 @@ def main() -> None:
     from realfake.data.sample.config import SampleConfig
     from realfake.data.sample.generate import generate_heldout, generate_sample
     from realfake.evaluation.robustness import RobustnessConfig, markdown_table, run_robustness
+    from realfake.heap import fix_mmap_threshold
     from realfake.training.config import TrainConfig
     from realfake.training.train import TrainOutputs, train
 
+    fix_mmap_threshold()  # as every pipeline stage does (realfake.stages.run_stage)
     data_params = read_section("data", args.params)["sample"]
     base = read_section("train", args.params)
     robust = {**read_section("robustness", args.params), "device": args.device, "workers": args.workers}
@@ -77,7 +81,8 @@ def main() -> None:
                   f"{args.heldout} per held-out family; ready in {time.perf_counter() - t0:.0f} s", flush=True)
             for epochs in dict.fromkeys(args.epochs):  # a repeated value would train the same run again
                 params = {**base, "epochs": epochs, "device": args.device, "workers": args.workers}
-                params.update({k: v for k, v in (("image_size", args.size), ("batch_size", args.batch)) if v})
+                params.update({k: v for k, v in (("image_size", args.size), ("batch_size", args.batch),
+                                                 ("perturb_on", args.perturb_on)) if v})
                 cfg = TrainConfig.from_params(params)
                 out = TrainOutputs(work / f"model-{epochs}.pt", work / f"ckpt-{epochs}")
                 t1 = time.perf_counter()
@@ -106,16 +111,19 @@ def main() -> None:
 
 def phase_table(metrics: dict[str, float]) -> list[str]:
     """The train stage's phases (its ``phase/<name>_...`` metrics) as a markdown table: seconds, share of the
-    stage, peak resident memory and its rise over the phase's start; then the share of every phase but the
-    epochs (the probe, the gate, the mix and the fits)."""
+    stage, peak resident memory (mapped packed pixels included), its rise over the phase's start and the most
+    anonymous memory (the heap alone) at a call's end; then the share of every phase but the epochs (the probe,
+    the gate, the mix and the fits)."""
     names = [k[len("phase/"):-len("_seconds")] for k in metrics if k.endswith("_seconds")]
     total = sum(metrics[f"phase/{n}_seconds"] for n in names) or 1.0
-    rows = ["| phase | seconds | share | peak MiB | rise MiB |", "| --- | ---: | ---: | ---: | ---: |"]
+    rows = ["| phase | seconds | share | peak MiB | rise MiB | anonymous MiB |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for n in names:
-        t, peak, rise = (metrics.get(f"phase/{n}_{k}", float("nan")) for k in ("seconds", "peak_mb", "rise_mb"))
-        rows.append(f"| {n} | {t:.1f} | {t / total:.1%} | {peak:.0f} | {rise:.0f} |")
+        t, peak, rise, anon = (metrics.get(f"phase/{n}_{k}", float("nan"))
+                               for k in ("seconds", "peak_mb", "rise_mb", "anon_mb"))
+        rows.append(f"| {n} | {t:.1f} | {t / total:.1%} | {peak:.0f} | {rise:.0f} | {anon:.0f} |")
     probe = total - metrics.get("phase/epochs_seconds", 0.0)
-    rows.append(f"| probe, gate, mix and fits | {probe:.1f} | {probe / total:.1%} | | |")
+    rows.append(f"| probe, gate, mix and fits | {probe:.1f} | {probe / total:.1%} | | | |")
     return rows
 
 

@@ -4,6 +4,8 @@
 # kernel profile), the GPU tests, the compiled training benchmark on the same generated sample, then the
 # default method trained on a sample ten times the default's (bench_scale.py: the train stage's phases and
 # the robustness table), and the train stage alone on 50,000 images per class at batch 512 (its phases).
+# Part "perturb" (not in the default list) times the probe's windows made in the loader (PIL) against on
+# the GPU (train.perturb_on), one after the other on one sample of 10,000 images per class, one epoch each.
 #
 #   bash benchmarks/gpu.sh                     # prints everything; logs land in $OUT (default /tmp/realfake-gpu)
 #   PARTS="tests step scale" bash benchmarks/gpu.sh   # some of it, in this order
@@ -64,7 +66,13 @@ for part in $PARTS; do
     python3 benchmarks/bench_scale.py --train "$BIG_TRAIN" --valid 1000 --test 100 --heldout 10 --epochs 4 \
       --batch "$BIG_BATCH" --no-robustness --device "$DEVICE" --workers "$WORKERS" --workdir "$WORK/big" \
       --json "$OUT/big.json" 2>&1 | tee "$OUT/big.log" ;;
-  *) echo "gpu.sh: unknown part '$part' (train, step, tests, compile, scale, big)"; false ;;
+  perturb)
+    for where in loader device; do
+      python3 benchmarks/bench_scale.py --train "$SCALE_TRAIN" --epochs 1 --no-robustness --perturb-on "$where" \
+        --device "$DEVICE" --workers "$WORKERS" --workdir "$WORK/perturb" --json "$OUT/perturb-$where.json" 2>&1 \
+        | tee "$OUT/perturb-$where.log"
+    done ;;
+  *) echo "gpu.sh: unknown part '$part' (train, step, tests, compile, scale, big, perturb)"; false ;;
   esac || status=1
 done
 echo "gpu.sh: exit $status; logs in $OUT"

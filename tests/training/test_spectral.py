@@ -308,3 +308,45 @@ def test_the_probe_is_fitted_on_at_most_max_windows_spread_over_the_passes(fused
     assert facts["n_train"] == n + 1
     with pytest.raises(ConfigError, match="max_windows must be an integer of at least 2"):
         TrainConfig.from_params({"spectral": {"max_windows": 1}})
+
+
+def test_windows_made_on_the_device_are_the_loaders_windows_by_the_same_draws(tiny_data):
+    from realfake.detector.perturb import perturb_batch
+    from realfake.detector.preprocess import Augment, InputSpec
+    from realfake.training.data import TrainImages, split_pixels, targets
+    from realfake.training.spectral import PerturbedWindows, windows_on
+
+    images = TrainImages(split_pixels(tiny_data, "train", None), targets(tiny_data, "train"),
+                         Preprocessor(InputSpec(128, "crop")), seed=3)
+    # every step but the noise, whose numbers come from NumPy in the loader and from torch on the device
+    augment = Augment(hflip=False, blur_prob=0.5, blur_sigma=(1.0, 2.0), jpeg_prob=0.5, jpeg_quality=(40, 95),
+                      resize_prob=0.5, resize_scale=(0.5, 0.9))
+    loader, device = (PerturbedWindows(images, augment, 2, on_device=flag) for flag in (False, True))
+    gaps, changes = [], []
+    for k in range(0, len(loader), 3):
+        x, y = loader[k]
+        window, draw, y_device = device[k]
+        assert y == y_device and draw.shape == (5,)
+        made = windows_on(CPU, window[None], [draw[None]])[0]
+        assert torch.equal(made, perturb_batch(window[None], draw[None])[0])
+        gaps.append(np.abs(made.numpy().astype(float) - x.numpy()).mean())
+        changes.append(np.abs(window.numpy().astype(float) - x.numpy()).mean())
+    # a blur before a JPEG step lets the two implementations part by up to about a level and a half
+    assert max(gaps) < 1.5 and np.mean(gaps) < 0.35 * np.mean(changes), (gaps, changes)
+    assert torch.equal(windows_on(CPU, x[None], []), x[None]), "a loader's perturbed batch is only moved"
+
+
+def test_the_probe_can_be_fitted_on_windows_made_on_the_device(fused_run, tiny_manifest, tiny_sample):
+    from realfake.training.spectral import fit_spectral
+
+    _, out = fused_run
+    lines = []
+    cfg = TrainConfig(**{**TINY_TRAIN, "spectral": {"enabled": True, "passes": 2, "hidden": 8}}, perturb_on="device")
+    fused, _, facts = fit_spectral(out / "net" / "model.pt", cfg, Manifest(tiny_manifest, tiny_sample),
+                                   log=lines.append)
+    assert isinstance(fused, Fused) and facts["n_train"] == 2 * len(Manifest(tiny_manifest, tiny_sample).rows("train"))
+    assert any("made on the device" in line for line in lines)
+    assert not TrainConfig(perturb_on="auto").perturbs_on_device(CPU), "auto: PIL in the loader on a CPU"
+    assert TrainConfig(perturb_on="auto").perturbs_on_device(torch.device("cuda"))
+    with pytest.raises(ConfigError, match="train.perturb_on is 'gpu'; use auto"):
+        TrainConfig.from_params({"perturb_on": "gpu"})

@@ -41,10 +41,10 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from realfake.errors import RealfakeError
-from realfake.images import ImageSource, load_rgb, recompress
+from realfake.images import ImageSource, load_rgb
 
 if TYPE_CHECKING:  # torch is imported where tensors are made: decoding alone (prepare) needs none
     import torch
@@ -338,21 +338,28 @@ class Augment:
             if not 0 <= lo <= hi:
                 raise RealfakeError(f"augment.{name} must be a range [lo, hi] with 0 <= lo <= hi ({AUGMENTS}).")
 
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        """One image's perturbation drawn from ``rng``: a row of :data:`~realfake.detector.perturb.DRAW` (blur sigma,
+        JPEG quality, scaling factor, noise sigma, each 0 when not drawn, and the noise's seed). Only the steps
+        whose probability is above 0 take numbers from ``rng``."""
+        from realfake.detector.perturb import DRAW  # torch-free callers (prepare) never import the tensor steps
+
+        out = np.zeros(len(DRAW))
+        for column, (prob, span) in enumerate(((self.blur_prob, self.blur_sigma), (self.jpeg_prob, self.jpeg_quality),
+                                               (self.resize_prob, self.resize_scale),
+                                               (self.noise_prob, self.noise_sigma))):
+            if prob and rng.random() < prob:
+                out[column] = rng.integers(span[0], span[1] + 1) if column == 1 else rng.uniform(*span)
+        if out[3]:
+            out[4] = rng.integers(2**31)
+        return out
+
     def apply(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
-        """Blur, JPEG, down-then-up scaling and noise, each with its probability, in this order."""
-        if self.blur_prob and rng.random() < self.blur_prob:
-            img = img.filter(ImageFilter.GaussianBlur(float(rng.uniform(*self.blur_sigma))))
-        if self.jpeg_prob and rng.random() < self.jpeg_prob:
-            img = recompress(img, int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1)))
-        if self.resize_prob and rng.random() < self.resize_prob:
-            w, h = img.size
-            f = float(rng.uniform(*self.resize_scale))
-            small = img.resize((max(1, round(w * f)), max(1, round(h * f))), Image.BICUBIC)
-            img = small.resize((w, h), Image.BICUBIC)
-        if self.noise_prob and rng.random() < self.noise_prob:
-            noise = rng.standard_normal((img.size[1], img.size[0], 3)) * rng.uniform(*self.noise_sigma)
-            img = Image.fromarray(np.clip(np.rint(np.asarray(img, dtype=np.float64) + noise), 0, 255).astype(np.uint8))
-        return img
+        """Blur, JPEG, down-then-up scaling and noise, each with its probability, in this order (:meth:`draw`, then
+        :func:`~realfake.detector.perturb.apply_draw`)."""
+        from realfake.detector.perturb import apply_draw
+
+        return apply_draw(img, self.draw(rng))
 
     @property
     def needs_pil(self) -> bool:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from realfake.atomic import write_text
 from realfake.config import build_config, flatten, is_int, is_number, require
@@ -43,11 +43,12 @@ from realfake.data.layout import is_fake
 from realfake.data.manifest import Manifest
 from realfake.detector.decision import Decision, Verdicts, expected_calibration_error, reliability
 from realfake.detector.modelfile import load_model_file
+from realfake.detector.perturb import perturb_image
 from realfake.detector.preprocess import Preprocessor
 from realfake.detector.scoring import resolve_device, score
 from realfake.errors import RealfakeError
 from realfake.evaluation.metrics import DECIMALS, verdict_metrics
-from realfake.images import ImageFiles, recompress
+from realfake.images import ImageFiles
 
 KINDS = ("jpeg", "blur", "downscale", "noise")
 #: How each kind's strength reads in a metric name (robust_<kind>_<tag><strength>_auc).
@@ -112,23 +113,9 @@ class Perturbation:
 
 
 def perturb(img: Image.Image, kind: str, strength: float, rng: np.random.Generator | None = None) -> Image.Image:
-    """Apply one perturbation to an RGB image (see the module docstring for the kinds)."""
+    """Apply one perturbation to an RGB image (see the module docstring for the kinds), its strength checked."""
     p = Perturbation(kind, strength)
-    img = img.convert("RGB") if img.mode != "RGB" else img
-    if p.kind == "jpeg":
-        return recompress(img, int(p.strength))
-    if p.kind == "blur":
-        return img.filter(ImageFilter.GaussianBlur(float(p.strength)))
-    if p.kind == "downscale":
-        w, h = img.size
-        small = img.resize((max(1, round(w * p.strength)), max(1, round(h * p.strength))), Image.BICUBIC)
-        return small.resize((w, h), Image.BICUBIC)
-    # noise
-    if rng is None:
-        raise RealfakeError("noise perturbation needs a seeded random generator (rng), for determinism.")
-    arr = np.asarray(img, dtype=np.float32)
-    noisy = arr + rng.standard_normal(arr.shape, dtype=np.float32) * np.float32(p.strength)
-    return Image.fromarray(np.clip(np.rint(noisy), 0, 255).astype(np.uint8), "RGB")
+    return perturb_image(img, p.kind, p.strength, rng)
 
 
 DEFAULT_PERTURBATIONS = (

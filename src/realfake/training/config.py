@@ -8,16 +8,21 @@ import math
 import typing
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from realfake.config import build_config, is_int, is_number, require
 from realfake.detector.preprocess import Augment, InputSpec
 from realfake.detector.spectrum import RULES
 from realfake.training.synthetic import Synthetic
 
+if TYPE_CHECKING:
+    import torch
+
 LR_SCALING = ("sqrt", "linear", "none")
 SCHEDULES = ("onecycle", "cosine", "constant")
 KEEP = ("best", "last")
+#: Where the probe's and the mix's perturbed windows are made (``train.perturb_on``).
+PERTURB_ON = ("auto", "device", "loader")
 
 
 def wild() -> Augment:
@@ -136,6 +141,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # bf16 autocast on CUDA (fp16 without bf16) and on CPUs with native bf16; else float32
     workers: int = 0  # DataLoader worker processes
+    perturb_on: str = "auto"  # where the probe's and the mix's windows are perturbed: auto | device | loader
     compile: bool = False  # torch.compile the model (pays a compile time once per run)
     early_stopping_patience: int = 0  # epochs without val AUC gain before stopping; 0 = off
     keep: str = "last"  # the epoch models/model.pt keeps: last | best (by valid ROC-AUC)
@@ -170,6 +176,9 @@ class TrainConfig:
             f"train.lr_scaling is {self.lr_scaling!r} (reference batch {self.lr_reference_batch}); use "
             f"{', '.join(LR_SCALING)} and a reference batch of at least 1.",
         )
+        require(self.perturb_on in PERTURB_ON, f"train.perturb_on is {self.perturb_on!r}; use auto (on the device "
+                "on CUDA, in the loader on a CPU), device (batched tensor operations where the model runs) or loader "
+                "(PIL, one image at a time in the loader).")
         require(is_int(self.workers) and self.workers >= 0,
                 f"train.workers must be a non-negative integer, got {self.workers!r}.")
 
@@ -214,6 +223,11 @@ class TrainConfig:
         return InputSpec(image_size=self.image_size, policy=self.input_policy, representation=rep,
                          score_size=self.score_size)
 
+    def perturbs_on_device(self, device: torch.device) -> bool:
+        """Whether the probe's and the mix's windows are perturbed on ``device`` (``perturb_on``; auto: on CUDA,
+        where the tensor steps are fast, while PIL in the loader is faster on a CPU)."""
+        return self.perturb_on == "device" or (self.perturb_on == "auto" and device.type == "cuda")
+
     @property
     def probe_window(self) -> int | None:
         """The side of the window the spectral probe reads (``spectral.window``) with the crop policy; None (the
@@ -224,10 +238,11 @@ class TrainConfig:
         """What a checkpoint must match to be resumed: the settings that change the arithmetic.
 
         How the stage is launched, how many loader processes it uses, whether the step
-        is compiled and the window the model file scores (validation takes the training crop)
+        is compiled, the window the model file scores (validation takes the training crop) and where
+        the probe's windows are perturbed (after the network has trained)
         do not, so a killed run may resume under another number of torchrun processes, or
         compiled where it was not.
         """
         settings = {k: v for k, v in asdict(self).items()
-                    if k not in ("launcher", "workers", "compile", "score_size")}
+                    if k not in ("launcher", "workers", "compile", "score_size", "perturb_on")}
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]

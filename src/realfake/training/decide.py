@@ -29,7 +29,7 @@ from realfake.detector.spectrum import Fused, fit_fusion, spectral_entry
 from realfake.training.config import TrainConfig
 from realfake.training.data import TrainImages, split_pixels, targets
 from realfake.training.phases import Phases
-from realfake.training.spectral import PerturbedWindows, fit_spectral
+from realfake.training.spectral import PerturbedWindows, fit_spectral, windows_on
 
 #: The random-number stream of the mix's passes: its own draws (the probe's start at 1,000).
 DECISION_STREAM = 2_000
@@ -49,8 +49,11 @@ def fit_model_decision(model_file: Path, train_cfg: TrainConfig, data: Manifest,
         model, spec, _ = load_model_file(model_file)
     images = TrainImages(split_pixels(data, "valid", packed_dir), targets(data, "valid"), Preprocessor(spec),
                          train_cfg.seed)
-    clean = PerturbedWindows(images, Augment(hflip=False, jpeg_prob=0.0), 1, first=DECISION_STREAM)
-    mix = ConcatDataset([clean, PerturbedWindows(images, cfg.augment, cfg.passes, first=DECISION_STREAM + 1)])
+    on_device = train_cfg.perturbs_on_device(dev)
+    clean = PerturbedWindows(images, Augment(hflip=False, jpeg_prob=0.0), 1, first=DECISION_STREAM,
+                             on_device=on_device)
+    mix = ConcatDataset([clean, PerturbedWindows(images, cfg.augment, cfg.passes, first=DECISION_STREAM + 1,
+                                                 on_device=on_device)])
     scored, detail, y = score_mix(model, spec, mix, dev, 2 * train_cfg.batch_size, train_cfg.workers, train_cfg.amp,
                                   phases)
     entries, figures = {}, {}
@@ -96,9 +99,10 @@ def score_mix(model: nn.Module, spec: InputSpec, mix, device: torch.device, batc
     phases = phases if phases is not None else Phases(device)
     model = model.to(device, memory_format=memory_format(device, amp)).eval()
     scores, details, ys = [], [], []
-    for x, y in phases.timed(batches(mix, batch_size, workers, device), "mix_windows"):
+    for x, *draws, y in phases.timed(batches(mix, batch_size, workers, device), "mix_windows"):
+        with phases("mix_windows"):
+            x = windows_on(device, x, draws)
         with phases("mix_scoring"):
-            x = x.to(device, non_blocking=True)
             details.append(image_detail(x).cpu())
             inputs = to_model_input(x, device, spec.representation, memory_format(device, amp))
             with autocast(device, amp):

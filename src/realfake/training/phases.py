@@ -52,6 +52,7 @@ class Phases:
         self.seconds: dict[str, float] = {}
         self.peak_mb: dict[str, float] = {}
         self.rise_mb: dict[str, float] = {}  # the peak over the resident memory at the phase's start
+        self.anon_mb: dict[str, float] = {}  # the most anonymous memory (heap, not mapped files) at a call's end
         self.cuda_peak_mb: dict[str, float] = {}
 
     @contextmanager
@@ -72,6 +73,9 @@ class Phases:
                 gpu = torch.cuda.max_memory_allocated(self.device) / 2**20
                 self.cuda_peak_mb[name] = max(self.cuda_peak_mb.get(name, 0.0), gpu)
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+            anon = rss_mb("RssAnon")
+            if anon is not None:
+                self.anon_mb[name] = max(self.anon_mb.get(name, 0.0), anon)
             rss = rss_mb()
             if rss is not None:  # without a reset, the process's peak so far: an upper bound
                 self.peak_mb[name] = max(self.peak_mb.get(name, 0.0), rss)
@@ -93,18 +97,22 @@ class Phases:
         for name, seconds in self.seconds.items():
             gpu = f", {self.cuda_peak_mb[name]:.0f} MiB on the GPU" if name in self.cuda_peak_mb else ""
             log(f"train: phase {name}: {seconds:.1f} s ({seconds / total:.0%}), peak memory "
-                f"{self.peak_mb.get(name, float('nan')):.0f} MiB (+{self.rise_mb.get(name, float('nan')):.0f}){gpu}"
+                f"{self.peak_mb.get(name, float('nan')):.0f} MiB (+{self.rise_mb.get(name, float('nan')):.0f}), "
+                f"anonymous {self.anon_mb.get(name, float('nan')):.0f} MiB{gpu}"
                 + ("" if self.resets else " (the process's peak so far: /proc/self/clear_refs is not writable)"))
 
     def metrics(self) -> dict[str, float]:
-        """``phase/<name>_seconds``, ``_peak_mb``, ``_rise_mb`` (the peak over the memory at its start) and, on
-        CUDA, ``_cuda_peak_mb`` of every phase run."""
+        """``phase/<name>_seconds``, ``_peak_mb``, ``_rise_mb`` (the peak over the memory at its start), ``_anon_mb``
+        (the most anonymous memory at the end of one of its calls: the heap, without the pages of mapped files such
+        as the packed pixels, which the kernel can drop) and, on CUDA, ``_cuda_peak_mb`` of every phase run."""
         out: dict[str, float] = {}
         for name, seconds in self.seconds.items():
             out[f"phase/{name}_seconds"] = round(seconds, 3)
             if name in self.peak_mb:
                 out[f"phase/{name}_peak_mb"] = round(self.peak_mb[name], 1)
                 out[f"phase/{name}_rise_mb"] = round(self.rise_mb[name], 1)
+            if name in self.anon_mb:
+                out[f"phase/{name}_anon_mb"] = round(self.anon_mb[name], 1)
             if name in self.cuda_peak_mb:
                 out[f"phase/{name}_cuda_peak_mb"] = round(self.cuda_peak_mb[name], 1)
         return out

@@ -33,6 +33,7 @@ from torch.utils.data import Dataset, Subset
 
 from realfake.data.manifest import Manifest
 from realfake.detector.modelfile import load_model_file
+from realfake.detector.perturb import apply_draw, perturb_batch
 from realfake.detector.preprocess import Augment, InputSpec, Preprocessor
 from realfake.detector.scoring import batches, resolve_device
 from realfake.detector.spectrum import Fused, fit_probe, pixel_features, probe_spec, sharpness
@@ -47,21 +48,37 @@ PROBE_STREAM = 1_000
 
 class PerturbedWindows(Dataset):
     """Item ``k``: in pass ``k // n``, image ``k % n`` of a split of ``n`` (or the synthetic fake that replaces
-    it, as in training), perturbed by ``augment`` and fitted by the scoring fit; with its target. Pass ``j``
-    draws from random-number stream ``first + j`` (the train stage's: :data:`PROBE_STREAM` on)."""
+    it, as in training), perturbed by a draw of ``augment`` and fitted by the scoring fit; with its target. Pass
+    ``j`` draws from random-number stream ``first + j`` (the train stage's: :data:`PROBE_STREAM` on).
 
-    def __init__(self, images: TrainImages, augment: Augment, passes: int, first: int = PROBE_STREAM):
+    ``on_device``: the item is the window as it is, its draw and its target, and :func:`windows_on` perturbs
+    the batch where the model runs (:func:`~realfake.detector.perturb.perturb_batch`); otherwise the loader
+    perturbs the image with PIL before the fit. On the sample and the Kaggle data the window is the whole
+    image, so the two perturb the same pixels with the same draw."""
+
+    def __init__(self, images: TrainImages, augment: Augment, passes: int, first: int = PROBE_STREAM,
+                 on_device: bool = False):
         self.images, self.augment, self.passes, self.first = images, augment, passes, first
+        self.on_device = on_device
 
     def __len__(self) -> int:
         return len(self.images) * self.passes
 
-    def __getitem__(self, k: int) -> tuple[torch.Tensor, float]:
+    def __getitem__(self, k: int) -> tuple:
         epoch, i = self.first + k // len(self.images), k % len(self.images)
-        img = self.images.image(epoch, i)
-        img = self.augment.apply(Image.fromarray(img) if isinstance(img, np.ndarray) else img,
-                                 np.random.default_rng([self.images.seed, epoch, i, 2]))
-        return torch.from_numpy(self.images.preprocessor.pixels(img)), float(self.images.targets[i])
+        img, y = self.images.image(epoch, i), float(self.images.targets[i])
+        draw = self.augment.draw(np.random.default_rng([self.images.seed, epoch, i, 2]))
+        if self.on_device:
+            return torch.from_numpy(self.images.preprocessor.pixels(img)), torch.from_numpy(draw), y
+        img = apply_draw(Image.fromarray(img) if isinstance(img, np.ndarray) else img, draw)
+        return torch.from_numpy(self.images.preprocessor.pixels(img)), y
+
+
+def windows_on(device: torch.device, x: torch.Tensor, draws: list[torch.Tensor]) -> torch.Tensor:
+    """A loader's batch of windows on ``device``: moved there, and perturbed there when the loader gave their draws
+    (:class:`PerturbedWindows` ``on_device``)."""
+    x = x.to(device, non_blocking=True)
+    return perturb_batch(x, draws[0]) if draws else x
 
 
 @torch.no_grad()
@@ -69,12 +86,14 @@ def score_windows(windows: PerturbedWindows, fn: Callable[[torch.Tensor], torch.
                   batch_size: int, workers: int, phases: Phases | None = None,
                   names: tuple[str, str] = ("probe_windows", "probe_features")) -> tuple[np.ndarray, np.ndarray]:
     """(fn of every window's uint8 pixel batch (B, H, W, 3) on ``device``, stacked; the targets); ``phases`` times
-    making the windows and ``fn`` under ``names``."""
+    making the windows (in the loader and on the device) and ``fn`` under ``names``."""
     phases = phases if phases is not None else Phases(device)
     outs, ys = [], []
-    for x, y in phases.timed(batches(windows, batch_size, workers, device), names[0]):
+    for x, *draws, y in phases.timed(batches(windows, batch_size, workers, device), names[0]):
+        with phases(names[0]):
+            x = windows_on(device, x, draws)
         with phases(names[1]):
-            outs.append(fn(x.to(device, non_blocking=True)).float().cpu())
+            outs.append(fn(x).float().cpu())
         ys.append(y)
     return torch.cat(outs).numpy(), torch.cat(ys).numpy()
 
@@ -99,8 +118,11 @@ def fit_spectral(model_file: Path, train_cfg: TrainConfig, data: Manifest, *, pa
     pre = Preprocessor(fused_spec)
     train_pixels, train_targets = split_pixels(data, "train", packed_dir), targets(data, "train")
 
+    on_device = train_cfg.perturbs_on_device(dev)
+
     def windows(augment: Augment, passes: int, synth: Synthetic | None = None) -> PerturbedWindows:
-        return PerturbedWindows(TrainImages(train_pixels, train_targets, pre, seed, synth), augment, passes)
+        return PerturbedWindows(TrainImages(train_pixels, train_targets, pre, seed, synth), augment, passes,
+                                on_device=on_device)
 
     phases = phases if phases is not None else Phases(dev)
     train_windows = windows(cfg.augment, cfg.passes, train_cfg.synthetic)
@@ -117,5 +139,6 @@ def fit_spectral(model_file: Path, train_cfg: TrainConfig, data: Manifest, *, pa
         full = np.quantile(sharp, 0.05, axis=0)
         gate = torch.from_numpy(np.stack([full - sharp.std(0), full], 1)).float()  # a row (none, full) per measure
     fused = Fused(network.to(dev), representation, probe, torch.ones(2), torch.zeros(1), gate, network_window)
-    log(f"train: spectral probe on {len(train_windows)} perturbed windows")
+    where = "on the device" if on_device else "in the loader"
+    log(f"train: spectral probe on {len(train_windows)} perturbed windows (made {where})")
     return fused.to(dev).eval(), fused_spec, {"n_train": len(train_windows)}
