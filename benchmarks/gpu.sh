@@ -68,9 +68,9 @@ for part in $PARTS; do
       --json "$OUT/big.json" 2>&1 | tee "$OUT/big.log" ;;
   perturb)
     for where in loader device; do
-      python3 benchmarks/bench_scale.py --train "$SCALE_TRAIN" --epochs 1 --no-robustness --perturb-on "$where" \
-        --device "$DEVICE" --workers "$WORKERS" --workdir "$WORK/perturb" --json "$OUT/perturb-$where.json" 2>&1 \
-        | tee "$OUT/perturb-$where.log"
+      python3 benchmarks/bench_scale.py --train "$SCALE_TRAIN" --test 100 --heldout 10 --epochs 1 --no-robustness \
+        --perturb-on "$where" --device "$DEVICE" --workers "$WORKERS" --workdir "$WORK/perturb" \
+        --json "$OUT/perturb-$where.json" 2>&1 | tee "$OUT/perturb-$where.log"
     done ;;
   *) echo "gpu.sh: unknown part '$part' (train, step, tests, compile, scale, big, perturb)"; false ;;
   esac || status=1
