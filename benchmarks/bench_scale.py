@@ -49,11 +49,9 @@ def main() -> None:
     from realfake.data.sample.config import SampleConfig
     from realfake.data.sample.generate import generate_heldout, generate_sample
     from realfake.evaluation.robustness import RobustnessConfig, markdown_table, run_robustness
-    from realfake.heap import fix_mmap_threshold
     from realfake.training.config import TrainConfig
     from realfake.training.train import TrainOutputs, train
 
-    fix_mmap_threshold()  # as every pipeline stage does (realfake.stages.run_stage)
     data_params = read_section("data", args.params)["sample"]
     base = read_section("train", args.params)
     robust = {**read_section("robustness", args.params), "device": args.device, "workers": args.workers}

@@ -59,25 +59,33 @@ def test_the_anonymous_memory_is_read_where_a_phase_ends_and_kept_while_held():
 FRAGMENT = """
 import sys
 import numpy as np
-from realfake.heap import fix_mmap_threshold
+from realfake.heap import trim
 from realfake.training.phases import rss_mb
-fixed = sys.argv[1] == "fixed" and fix_mmap_threshold()
 big = np.ones(4 * 2**20 // 8); big.sum(); del big  # freeing a 4 MiB block raises glibc's own threshold to it
 start = rss_mb("RssAnon")
 blocks = [np.ones(2**20 // 8) for _ in range(120)]  # 120 one-MiB blocks, each touched
-del blocks[::2]  # every other one freed: holes in the heap, which glibc cannot give back
-print(fixed, rss_mb("RssAnon") - start)
+del blocks[::2]  # every other one freed: holes in the heap, which glibc keeps
+trimmed = sys.argv[1] == "trim" and trim()
+print(trimmed, rss_mb("RssAnon") - start)
 """
 
 
-def test_a_fixed_mmap_threshold_gives_freed_blocks_back_where_the_default_keeps_them():
+def test_trimming_gives_the_heaps_free_holes_back_where_glibc_keeps_them():
     import subprocess
     import sys
 
     kept = {}
-    for mode in ("default", "fixed"):
+    for mode in ("keep", "trim"):
         out = subprocess.run([sys.executable, "-c", FRAGMENT, mode], capture_output=True, text=True, check=True)
         could, mib = out.stdout.split()
         kept[mode] = float(mib)
     assert could == "True", "glibc (the CI and the GPU hosts run Linux with glibc)"
-    assert kept["default"] > 100 and kept["fixed"] < 75, kept  # 60 MiB are still held either way
+    assert kept["keep"] > 100 and kept["trim"] < 75, kept  # 60 MiB are still held either way
+
+
+def test_trimmed_passes_every_item_through_and_trims_every_few(monkeypatch):
+    import realfake.heap as heap
+
+    calls = []
+    monkeypatch.setattr(heap, "trim", lambda: calls.append(1) or True)
+    assert list(heap.trimmed(range(20), every=8)) == list(range(20)) and len(calls) == 2

@@ -13,16 +13,13 @@ import sys
 from typing import Callable
 
 from realfake.errors import RealfakeError
-from realfake.heap import fix_mmap_threshold
 
 
 def run_stage(main: Callable[[], object]) -> None:
     """Call ``main``; on a :class:`RealfakeError` print its message and exit non-zero.
 
-    Unexpected exceptions keep their traceback: they are bugs, not user errors. The heap is set to give large
-    blocks back first (:func:`realfake.heap.fix_mmap_threshold`).
+    Unexpected exceptions keep their traceback: they are bugs, not user errors.
     """
-    fix_mmap_threshold()
     try:
         main()
     except RealfakeError as exc:

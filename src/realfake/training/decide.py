@@ -26,6 +26,7 @@ from realfake.detector.modelfile import add_entries, load_model_file
 from realfake.detector.preprocess import Augment, InputSpec, Preprocessor, to_model_input
 from realfake.detector.scoring import autocast, batches, binary_metrics, image_detail, memory_format, resolve_device
 from realfake.detector.spectrum import Fused, fit_fusion, spectral_entry
+from realfake.heap import trimmed
 from realfake.training.config import TrainConfig
 from realfake.training.data import TrainImages, split_pixels, targets
 from realfake.training.phases import Phases
@@ -99,7 +100,7 @@ def score_mix(model: nn.Module, spec: InputSpec, mix, device: torch.device, batc
     phases = phases if phases is not None else Phases(device)
     model = model.to(device, memory_format=memory_format(device, amp)).eval()
     scores, details, ys = [], [], []
-    for x, *draws, y in phases.timed(batches(mix, batch_size, workers, device), "mix_windows"):
+    for x, *draws, y in phases.timed(trimmed(batches(mix, batch_size, workers, device)), "mix_windows"):
         with phases("mix_windows"):
             x = windows_on(device, x, draws)
         with phases("mix_scoring"):

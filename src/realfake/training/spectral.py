@@ -37,6 +37,7 @@ from realfake.detector.perturb import apply_draw, perturb_batch
 from realfake.detector.preprocess import Augment, InputSpec, Preprocessor
 from realfake.detector.scoring import batches, resolve_device
 from realfake.detector.spectrum import Fused, fit_probe, pixel_features, probe_spec, sharpness
+from realfake.heap import trimmed
 from realfake.training.config import TrainConfig
 from realfake.training.data import TrainImages, split_pixels, targets
 from realfake.training.phases import Phases
@@ -89,7 +90,7 @@ def score_windows(windows: PerturbedWindows, fn: Callable[[torch.Tensor], torch.
     making the windows (in the loader and on the device) and ``fn`` under ``names``."""
     phases = phases if phases is not None else Phases(device)
     outs, ys = [], []
-    for x, *draws, y in phases.timed(batches(windows, batch_size, workers, device), names[0]):
+    for x, *draws, y in phases.timed(trimmed(batches(windows, batch_size, workers, device)), names[0]):
         with phases(names[0]):
             x = windows_on(device, x, draws)
         with phases(names[1]):
