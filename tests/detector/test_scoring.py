@@ -43,3 +43,16 @@ def test_scoring_runs_in_bf16_and_channels_last_only_when_asked(monkeypatch, amp
     pixels = torch.randint(0, 256, (2, 8, 8, 3), dtype=torch.uint8)
     logits = scoring.predict_logits(Probe(), [pixels], CPU, amp)
     assert seen == [(amp, amp)] and logits.shape == (2,)
+
+
+def test_the_auc_is_never_reported_above_one(monkeypatch):
+    """scikit-learn's trapezoids can sum to 1.0000000000000002, which MLflow then showed as train/best_val_auc."""
+    import numpy as np
+    import sklearn.metrics
+
+    from realfake.detector.scoring import binary_metrics
+
+    monkeypatch.setattr(sklearn.metrics, "roc_auc_score", lambda *a, **k: 1.0000000000000002)
+    assert binary_metrics(np.array([-1.0, 1.0]), np.array([0, 1]))["auc"] == 1.0
+    monkeypatch.undo()
+    assert np.isnan(binary_metrics(np.array([-1.0, 1.0]), np.array([1, 1]))["auc"]), "one class: no AUC"
