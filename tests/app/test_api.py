@@ -59,6 +59,7 @@ def test_grad_cam_on_demand(app_url, photos):
 def test_bad_uploads_get_a_clear_4xx_and_the_server_keeps_serving(app_url, photos, kind, status, message):
     r = upload(app_url, photos[kind].name, photos[kind].read_bytes())
     assert r.status_code == status and message in r.json()["error"], r.text
+    assert r.json().get("code") == ("no_face" if kind == "no_face" else None), "a name only for the case to act on"
     assert upload(app_url, "astronaut.png", photos["face"].read_bytes()).status_code == 200
 
 
@@ -104,3 +105,21 @@ def test_the_server_binds_to_localhost_by_default():
 
     assert inspect.signature(serve).parameters["host"].default == "127.0.0.1"
     assert inspect.signature(web_app).parameters["host"].default.default == "127.0.0.1"
+
+
+def test_the_schema_documents_every_error_answer_with_its_body(app_url):
+    schema = requests.get(f"{app_url}/openapi.json", timeout=30).json()
+    answers = schema["paths"]["/api/predict"]["post"]["responses"]
+    assert {"200", "400", "413", "415", "422"} <= set(answers)
+    for code in ("400", "413", "415"):
+        ref = answers[code]["content"]["application/json"]["schema"]["$ref"]
+        assert ref.endswith("/ErrorBody") and answers[code]["description"]
+    assert schema["components"]["schemas"]["ErrorBody"]["required"] == ["error"]
+
+
+def test_the_docs_and_the_icon_are_served_by_the_app_itself(app_url):
+    docs = requests.get(f"{app_url}/docs", timeout=30)
+    assert docs.status_code == 200 and "swagger-ui-bundle.js" in docs.text
+    assert "cdn." not in docs.text and "https://" not in docs.text.split("<body")[0], "no asset from outside"
+    icon = requests.get(f"{app_url}/favicon.ico", timeout=30)
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")

@@ -46,8 +46,14 @@ def test_a_person_checks_three_photos(browser, app_url, photos, model_file, tmp_
     assert face_card.find_element(By.CSS_SELECTOR, ".photo img").get_property("naturalWidth") > 0
     assert f"Answered by {model_file}" in face_card.text
 
-    assert "coffee.jpg: no face found" in cards["coffee.jpg"].find_element(By.CSS_SELECTOR, ".error").text
+    no_face = cards["coffee.jpg"].find_element(By.CSS_SELECTOR, ".error").text
+    assert "coffee.jpg: no face found" in no_face and "faces=off" not in no_face, "no API parameter on the page"
     assert "broken.jpg: not an image file" in cards["broken.jpg"].find_element(By.CSS_SELECTOR, ".error").text
+    assert not cards["broken.jpg"].find_elements(By.CSS_SELECTOR, "button.whole"), "only a photo without a face"
+    cards["coffee.jpg"].find_element(By.CSS_SELECTOR, "button.whole").click()
+    wait_for(browser, lambda d: cards["coffee.jpg"].get_attribute("data-state") == "done")
+    (whole,) = cards["coffee.jpg"].find_elements(By.CSS_SELECTOR, "li.face")
+    assert "Whole image: p_fake" in whole.text and not cards["coffee.jpg"].find_elements(By.CSS_SELECTOR, ".error")
 
     face_card.find_element(By.CSS_SELECTOR, "button.explain").click()
     cam = wait_for(browser, lambda d: face_card.find_elements(By.CSS_SELECTOR, ".cams img"))[0]
@@ -85,3 +91,11 @@ def test_a_face_too_soft_to_judge_reads_cant_tell_with_the_reason(browser, decid
         assert shown == ("CAN'T TELL" if api["verdict"] == "uncertain" else api["verdict"].upper())
     blurred = cards["blurred.png"].find_element(By.CSS_SELECTOR, "li.face")
     assert blurred.get_attribute("data-verdict") == "uncertain" and TOO_SOFT in blurred.text
+
+
+def test_the_api_docs_render_offline(browser, app_url):
+    # Swagger UI's script and style come from the app, so /docs shows the endpoint without the internet.
+    browser.get(f"{app_url}/docs")
+    wait_for(browser, lambda d: "/api/predict" in d.find_element("tag name", "body").text)
+    urls = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert urls and all(u.startswith(app_url) for u in urls), urls

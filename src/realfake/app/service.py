@@ -28,12 +28,17 @@ PREVIEW_SIDE = 640
 _ALIAS = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)$")
 
 
-class UploadError(RealfakeError):
-    """An upload cannot be scored; ``status`` is the HTTP status the API answers with."""
+#: The ``code`` of the API's answer when a photo has no face: the page then offers to score the whole image.
+NO_FACE = "no_face"
 
-    def __init__(self, message: str, status: int = 400):
+
+class UploadError(RealfakeError):
+    """An upload cannot be scored; ``status`` is the HTTP status the API answers with, ``code`` a name for the
+    case a client can act on (:data:`NO_FACE`), or None."""
+
+    def __init__(self, message: str, status: int = 400, code: str | None = None):
         super().__init__(message)
-        self.status = status
+        self.status, self.code = status, code
 
 
 @dataclass(frozen=True)
@@ -117,7 +122,7 @@ def analyse(data: bytes, name: str, holder: ModelHolder, limits: Limits, explain
             scored = score_image(img, name, detector, faces=faces, explain=explain)
     except NoFaceError:
         raise UploadError(f"{name}: no face found in this photo; only a visible face can be checked "
-                          "(the API scores the whole image with faces=off).", 422) from None
+                          "(the API scores the whole image with faces=off).", 422, NO_FACE) from None
     answers = []
     for row, overlay in scored:
         answers.append({

@@ -26,12 +26,16 @@ async function describeModel() {
   }
 }
 
-async function ask(file, explain) {
+async function ask(file, explain, faces = "auto") {
   const form = new FormData();
   form.append("file", file, file.name);
-  const r = await fetch(`/api/predict?explain=${explain}`, { method: "POST", body: form });
+  const r = await fetch(`/api/predict?explain=${explain}&faces=${faces}`, { method: "POST", body: form });
   const body = await r.json().catch(() => ({ error: `the server answered ${r.status}` }));
-  if (!r.ok) throw new Error(body.error || (body.detail && JSON.stringify(body.detail)) || `error ${r.status}`);
+  if (!r.ok) {
+    const e = new Error(body.error || (body.detail && JSON.stringify(body.detail)) || `error ${r.status}`);
+    e.code = body.code;
+    throw e;
+  }
   return body;
 }
 
@@ -85,15 +89,26 @@ function render(card, file, answer) {
   card.dataset.state = "done";
 }
 
-async function check(file) {
-  const card = el("article", { class: "result", "data-file": file.name, "data-state": "pending" },
-    el("h2", { text: file.name }), el("p", { class: "pending", text: "Looking for faces…" }));
-  results.prepend(card);
+async function check(file, card = null, faces = "auto") {
+  if (card === null) {
+    card = el("article", { class: "result", "data-file": file.name, "data-state": "pending" }, el("h2", { text: file.name }));
+    results.prepend(card);
+  }
+  card.append(el("p", { class: "pending", text: faces === "off" ? "Scoring the whole image…" : "Looking for faces…" }));
   try {
-    render(card, file, await ask(file, false));
+    render(card, file, await ask(file, false, faces));
   } catch (e) {
     card.querySelector(".pending")?.remove();
-    card.append(el("p", { class: "error", role: "alert", text: e.message }));
+    if (e.code === "no_face") {  // the page's own way out, not the API's parameter
+      const whole = el("button", { class: "secondary whole", type: "button", text: "Check the whole image" });
+      const note = el("div", { class: "error no-face", role: "alert" },
+        el("p", { text: `${file.name}: no face found in this photo. The detector can still score the whole image, ` +
+                        "which is reliable only when the face fills most of it." }), whole);
+      whole.addEventListener("click", () => { note.remove(); card.dataset.state = "pending"; check(file, card, "off"); });
+      card.append(note);
+    } else {
+      card.append(el("p", { class: "error", role: "alert", text: e.message }));
+    }
     card.dataset.state = "error";
   }
 }
