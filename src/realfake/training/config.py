@@ -225,7 +225,7 @@ class TrainConfig:
 
     def perturbs_on_device(self, device: torch.device) -> bool:
         """Whether the probe's and the mix's windows are perturbed on ``device`` (``perturb_on``; auto: on CUDA,
-        where the tensor steps are fast, while PIL in the loader is faster on a CPU)."""
+        where the tensor steps run on the GPU; on a CPU they take about PIL's time, with more memory)."""
         return self.perturb_on == "device" or (self.perturb_on == "auto" and device.type == "cuda")
 
     @property
