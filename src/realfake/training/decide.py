@@ -24,13 +24,12 @@ from realfake.data.manifest import Manifest
 from realfake.detector.decision import fit_decision
 from realfake.detector.modelfile import add_entries, load_model_file
 from realfake.detector.preprocess import Augment, InputSpec, Preprocessor, to_model_input
-from realfake.detector.scoring import autocast, batches, binary_metrics, image_detail, memory_format, resolve_device
+from realfake.detector.scoring import autocast, binary_metrics, image_detail, memory_format, resolve_device
 from realfake.detector.spectrum import Fused, fit_fusion, spectral_entry
-from realfake.heap import trimmed
 from realfake.training.config import TrainConfig
 from realfake.training.data import TrainImages, split_pixels, targets
 from realfake.training.phases import Phases
-from realfake.training.spectral import PerturbedWindows, fit_spectral, windows_on
+from realfake.training.spectral import PerturbedWindows, fit_spectral, perturbed_batches
 
 #: The random-number stream of the mix's passes: its own draws (the probe's start at 1,000).
 DECISION_STREAM = 2_000
@@ -100,9 +99,7 @@ def score_mix(model: nn.Module, spec: InputSpec, mix, device: torch.device, batc
     phases = phases if phases is not None else Phases(device)
     model = model.to(device, memory_format=memory_format(device, amp)).eval()
     scores, details, ys = [], [], []
-    for x, *draws, y in phases.timed(trimmed(batches(mix, batch_size, workers, device)), "mix_windows"):
-        with phases("mix_windows"):
-            x = windows_on(device, x, draws)
+    for x, y in perturbed_batches(mix, batch_size, workers, device, phases, "mix_windows"):
         with phases("mix_scoring"):
             details.append(image_detail(x).cpu())
             inputs = to_model_input(x, device, spec.representation, memory_format(device, amp))

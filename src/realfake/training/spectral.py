@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -82,6 +82,16 @@ def windows_on(device: torch.device, x: torch.Tensor, draws: list[torch.Tensor])
     return perturb_batch(x, draws[0]) if draws else x
 
 
+def perturbed_batches(windows, batch_size: int, workers: int, device: torch.device, phases: Phases,
+                      name: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(uint8 window batch on ``device``, targets) of ``windows``: made by the loader and, with draws, perturbed on
+    the device, both timed as phase ``name``; the heap trimmed every few batches (:func:`realfake.heap.trimmed`)."""
+    for x, *draws, y in phases.timed(trimmed(batches(windows, batch_size, workers, device)), name):
+        with phases(name):
+            x = windows_on(device, x, draws)
+        yield x, y
+
+
 @torch.no_grad()
 def score_windows(windows: PerturbedWindows, fn: Callable[[torch.Tensor], torch.Tensor], device: torch.device,
                   batch_size: int, workers: int, phases: Phases | None = None,
@@ -90,9 +100,7 @@ def score_windows(windows: PerturbedWindows, fn: Callable[[torch.Tensor], torch.
     making the windows (in the loader and on the device) and ``fn`` under ``names``."""
     phases = phases if phases is not None else Phases(device)
     outs, ys = [], []
-    for x, *draws, y in phases.timed(trimmed(batches(windows, batch_size, workers, device)), names[0]):
-        with phases(names[0]):
-            x = windows_on(device, x, draws)
+    for x, y in perturbed_batches(windows, batch_size, workers, device, phases, names[0]):
         with phases(names[1]):
             outs.append(fn(x).float().cpu())
         ys.append(y)
