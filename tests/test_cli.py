@@ -17,5 +17,18 @@ def test_version_prints_the_installed_version_and_exits_cleanly():
 def test_help_lists_the_commands_and_the_version_flag():
     res = CliRunner().invoke(app, ["--help"])
     assert res.exit_code == 0
-    for word in ("predict", "app", "sample", "validate", "--version"):
+    for word in ("predict", "app", "sample", "validate", "update", "--version"):
         assert word in res.output
+
+
+def test_update_before_the_pipeline_ran_says_what_to_run_first(tmp_path, monkeypatch):
+    """`realfake update` checks the folder before it touches the registry or trains anything."""
+    import shutil
+    from pathlib import Path
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copyfile(Path(__file__).resolve().parents[1] / "params.yaml", tmp_path / "params.yaml")
+    (tmp_path / "data").mkdir()
+    res = CliRunner().invoke(app, ["update", "data/new/nothing-here"])
+    assert res.exit_code == 2
+    assert "data/manifest.parquet not found: run validation first" in res.output

@@ -19,12 +19,15 @@ from realfake.evaluation.robustness import RobustnessConfig
 from realfake.mlops.registry import RegisterConfig
 from realfake.paths import PATHS
 from realfake.training.config import TrainConfig
+from realfake.training.update import UpdateConfig
 
 SECTIONS = {
     "data": DataConfig, "validate": ValidateConfig, "prepare": PrepareConfig, "train": TrainConfig,
-    "evaluate": EvaluateConfig, "register": RegisterConfig, "robustness": RobustnessConfig,
+    "evaluate": EvaluateConfig, "register": RegisterConfig, "robustness": RobustnessConfig, "update": UpdateConfig,
 }
 DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+#: The update pipeline (updates/dvc.yaml, paths relative to the repository root: wdir ..).
+UPDATES = yaml.safe_load((REPO / "updates" / "dvc.yaml").read_text())["stages"]
 
 
 def _entries(stage: str, kind: str) -> list[str]:
@@ -45,7 +48,7 @@ def test_params_yaml_has_a_section_per_stage_and_nothing_else():
 
 def test_every_path_the_stages_write_is_declared_in_dvc_yaml_and_nothing_else():
     paths = {str(p) for p in vars(PATHS).values()}
-    outs = [o for stage in DVC for o in _entries(stage, "outs")]
+    outs = [o for stage in DVC for o in _entries(stage, "outs")] + UPDATES["update"]["outs"]
     assert len(outs) == len(set(outs)), "one stage writes each output"
     assert set(outs) == paths
     data_deps = {d for stage in DVC for d in _entries(stage, "deps") if not d.startswith(("src/", "pipeline/"))}
@@ -68,6 +71,15 @@ def test_each_stage_script_reads_only_its_own_params_section():
         sections = {s for s in SECTIONS if f'read_section("{s}")' in text}
         declared = {p.split(".")[0] if isinstance(p, str) else next(iter(p)) for p in DVC[stage]["params"]}
         assert sections <= declared, (stage, sections, declared)
+
+
+def test_the_update_pipeline_runs_its_script_on_the_main_pipelines_outputs():
+    stage = UPDATES["update"]
+    assert stage["wdir"] == ".." and stage["cmd"] == "python pipeline/update.py"
+    assert {"pipeline/update.py", "src/realfake", "${update.fakes}", "data/manifest.parquet", "data/heldout",
+            "reports/register.json"} <= set(stage["deps"])
+    assert {next(iter(p)) for p in stage["params"]} == {"params.yaml"}
+    assert set(stage["params"][0]["params.yaml"]) == {"update", "train", "validate", "robustness", "register"}
 
 
 def test_mlproject_train_defaults_are_params_yaml_values():

@@ -90,6 +90,30 @@ class FaceMode(str, Enum):
 
 
 @app.command()
+def update(
+    fakes: Path = typer.Argument(..., help="Folder of the new generator's fakes (images directly inside it)."),
+    reals: Optional[Path] = typer.Option(None, help="Folder of new reals to learn beside them."),
+    count: Optional[int] = typer.Option(None, help="Images of each folder learned from (the first by name); the rest "
+                                                   "test the update. Default: params.yaml's update.count."),
+    start: Optional[str] = typer.Option(None, help="Registered version to update: an alias or a version number. "
+                                                   "Default: params.yaml's update.start (champion)."),
+    params: Path = typer.Option(Path("params.yaml"), help="params.yaml whose sections to use."),
+) -> None:
+    """Teach the champion a new generator from a few of its fakes (what `dvc repro updates/dvc.yaml` runs):
+    register the updated model, champion only if it catches more of them and nothing else got worse."""
+    from realfake.stages.update import run_from_params
+
+    overrides = {"fakes": str(fakes), **({"reals": str(reals)} if reals else {}),
+                 **({"count": count} if count is not None else {}), **({"start": start} if start else {})}
+    try:
+        record = run_from_params(params, **overrides)
+    except RealfakeError as exc:
+        _fail(exc)
+    typer.echo(f"registered version {record['version']} of {record['model_name']}: {record['reason']}")
+    typer.echo("accuracy matrix: reports/update/matrix.md")
+
+
+@app.command()
 def predict(
     inputs: list[str] = typer.Argument(
         ...,

@@ -30,6 +30,8 @@ class Paths:
     eval_plots: Path = Path("reports/eval/plots")
     register_report: Path = Path("reports/register.json")
     robustness_report: Path = Path("reports/robustness")
+    updated_model: Path = Path("models/updated.pt")
+    update_report: Path = Path("reports/update")
 
     def under(self, root: Path) -> "Paths":
         """The same layout below ``root`` (tests, a second checkout)."""

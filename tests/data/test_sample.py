@@ -302,8 +302,11 @@ def test_heldout_layout_and_ids(heldout, sample):
     assert list(index.columns) == ["id", "label", "label_str", "family", "path"]
     assert (index["label"] == "0").all() and (index["label_str"] == "fake").all()
     assert list(index["family"]) == [f for f in HELDOUT_FAMILIES for _ in range(40)]
-    assert (index["path"] == "fake/" + index["id"] + ".jpg").all() and index["id"].str.fullmatch(r"[A-Z0-9]{10}").all()
-    assert {p.name for p in (heldout / "fake").iterdir()} == set(index["id"] + ".jpg")
+    assert (index["path"] == index["family"] + "/" + index["id"] + ".jpg").all()
+    assert index["id"].str.fullmatch(r"[A-Z0-9]{10}").all()
+    for family in HELDOUT_FAMILIES:  # a folder per family
+        ids = index.loc[index["family"] == family, "id"]
+        assert {p.name for p in (heldout / family).iterdir()} == set(ids + ".jpg")
     main_ids = set()
     for split in SPLITS:
         main_ids |= set(pd.read_csv(csv_path(root, split), dtype=str)["id"])

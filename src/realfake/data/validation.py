@@ -77,7 +77,7 @@ class ValidationOutcome:
 # --------------------------------------------------------------------------- the suites
 
 
-def _named(exp, name: str):
+def named(exp, name: str):
     """``exp`` with a human name in ``meta['name']`` (used in failure messages and Data Docs)."""
     exp.meta = {"name": name}
     return exp
@@ -93,10 +93,10 @@ def _csv_suite() -> list:
     import great_expectations.expectations as gxe
 
     csv = [
-        _named(gxe.ExpectColumnValuesToBeInSet(column=f"has_{c}", value_set=[True]), f"CSV column '{c}' present")
+        named(gxe.ExpectColumnValuesToBeInSet(column=f"has_{c}", value_set=[True]), f"CSV column '{c}' present")
         for c in CSV_COLUMNS
     ]
-    csv.append(_named(gxe.ExpectColumnDistinctValuesToEqualSet(column="split", value_set=list(SPLITS)),
+    csv.append(named(gxe.ExpectColumnDistinctValuesToEqualSet(column="split", value_set=list(SPLITS)),
                       "a CSV for every split"))
     return csv
 
@@ -110,27 +110,27 @@ def _image_suite(cfg: ValidateConfig) -> list:
     in_csv = {"row_condition": Column("in_csv") == True}  # noqa: E712 - builds a GE condition
     in_set, pair = gxe.ExpectColumnValuesToBeInSet, gxe.ExpectColumnPairValuesToBeEqual
     return [
-        _named(gxe.ExpectColumnValuesToNotBeNull(column="id", **in_csv), "CSV id filled in"),
-        _named(gxe.ExpectColumnValuesToNotBeNull(column="label", **in_csv), "label present and numeric"),
-        _named(in_set(column="label", value_set=[0, 1]), "label in {0, 1}"),
-        _named(in_set(column="label_str", value_set=list(LABELS), **in_csv), "label_str in {real, fake}"),
-        _named(pair(column_A="label", column_B="label_from_str", ignore_row_if="either_value_is_missing"),
+        named(gxe.ExpectColumnValuesToNotBeNull(column="id", **in_csv), "CSV id filled in"),
+        named(gxe.ExpectColumnValuesToNotBeNull(column="label", **in_csv), "label present and numeric"),
+        named(in_set(column="label", value_set=[0, 1]), "label in {0, 1}"),
+        named(in_set(column="label_str", value_set=list(LABELS), **in_csv), "label_str in {real, fake}"),
+        named(pair(column_A="label", column_B="label_from_str", ignore_row_if="either_value_is_missing"),
                "label agrees with label_str (1 = real, 0 = fake)"),
-        _named(pair(column_A="label_str", column_B="folder_class", **in_csv),
+        named(pair(column_A="label_str", column_B="folder_class", **in_csv),
                "label_str agrees with the image's class folder"),
-        _named(pair(column_A="split", column_B="folder_split"), "image lies in its split's folder"),
-        _named(in_set(column="file_exists", value_set=[True]), "every CSV row's image file exists"),
-        _named(in_set(column="in_csv", value_set=[True]), "every image file is listed in its split's CSV"),
-        _named(gxe.ExpectCompoundColumnsToBeUnique(column_list=["split", "id"], **in_csv), "ids unique within a split"),
-        _named(in_set(column="readable", value_set=[True], mostly=keep), "every image decodes"),
-        _named(in_set(column="width", value_set=[cfg.image_width], mostly=keep), f"image width is {cfg.image_width}"),
-        _named(in_set(column="height", value_set=[cfg.image_height], mostly=keep),
+        named(pair(column_A="split", column_B="folder_split"), "image lies in its split's folder"),
+        named(in_set(column="file_exists", value_set=[True]), "every CSV row's image file exists"),
+        named(in_set(column="in_csv", value_set=[True]), "every image file is listed in its split's CSV"),
+        named(gxe.ExpectCompoundColumnsToBeUnique(column_list=["split", "id"], **in_csv), "ids unique within a split"),
+        named(in_set(column="readable", value_set=[True], mostly=keep), "every image decodes"),
+        named(in_set(column="width", value_set=[cfg.image_width], mostly=keep), f"image width is {cfg.image_width}"),
+        named(in_set(column="height", value_set=[cfg.image_height], mostly=keep),
                f"image height is {cfg.image_height}"),
-        _named(in_set(column="mode", value_set=[cfg.image_mode], mostly=keep), f"image mode is {cfg.image_mode}"),
-        _named(in_set(column="image_ok", value_set=[True], mostly=keep),
+        named(in_set(column="mode", value_set=[cfg.image_mode], mostly=keep), f"image mode is {cfg.image_mode}"),
+        named(in_set(column="image_ok", value_set=[True], mostly=keep),
                "images usable (decode, size, mode) within max_bad_fraction"),
-        _named(in_set(column="splits_with_hash", value_set=[1]), "no identical image in two splits (leakage)"),
-        _named(in_set(column="dup_in_split", value_set=[False], mostly=1.0 - cfg.max_duplicate_fraction),
+        named(in_set(column="splits_with_hash", value_set=[1]), "no identical image in two splits (leakage)"),
+        named(in_set(column="dup_in_split", value_set=[False], mostly=1.0 - cfg.max_duplicate_fraction),
                "no duplicated image within a split beyond max_duplicate_fraction"),
     ]
 
@@ -141,18 +141,18 @@ def _split_suite(cfg: ValidateConfig) -> list:
 
     between = gxe.ExpectColumnValuesToBeBetween
     return [
-        _named(gxe.ExpectColumnDistinctValuesToEqualSet(column="split", value_set=list(SPLITS)), "all splits present"),
-        _named(between(column="n_real", min_value=1), "each split has real images (class present)"),
-        _named(between(column="n_fake", min_value=1), "each split has fake images (class present)"),
-        _named(between(column="under_min", max_value=0), "each class meets min_images_per_class"),
-        _named(between(column="fake_fraction", min_value=0.5 - cfg.balance_tolerance,
+        named(gxe.ExpectColumnDistinctValuesToEqualSet(column="split", value_set=list(SPLITS)), "all splits present"),
+        named(between(column="n_real", min_value=1), "each split has real images (class present)"),
+        named(between(column="n_fake", min_value=1), "each split has fake images (class present)"),
+        named(between(column="under_min", max_value=0), "each class meets min_images_per_class"),
+        named(between(column="fake_fraction", min_value=0.5 - cfg.balance_tolerance,
                        max_value=0.5 + cfg.balance_tolerance),
                f"classes balanced within ±{cfg.balance_tolerance:g} per split"),
     ]
 
 
-def _run_suites(frames: dict[str, pd.DataFrame], cfg: ValidateConfig, docs_dir: Path | None) -> dict[str, Any]:
-    """Run each suite on its frame through one checkpoint; return GE's results by suite name."""
+def run_suites(frames: dict[str, pd.DataFrame], suites: dict[str, list], docs_dir: Path | None) -> dict[str, Any]:
+    """Run each suite (a list of expectations, by name) on its frame through one checkpoint; GE's results by name."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -175,7 +175,7 @@ def _run_suites(frames: dict[str, pd.DataFrame], cfg: ValidateConfig, docs_dir: 
         actions.append(gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["realfake"]))
     source = ctx.data_sources.add_pandas("realfake")
     results = {}
-    for name, expectations in _expectations(cfg).items():
+    for name, expectations in suites.items():
         suite = ctx.suites.add(gx.ExpectationSuite(name=name))
         for exp in expectations:
             suite.add_expectation(exp)
@@ -209,6 +209,11 @@ def csv_columns_table(root: Path) -> pd.DataFrame:
 # --------------------------------------------------------------------------- reading results
 
 
+def failure_lines(results: dict[str, Any]) -> list[str]:
+    """One line per failed expectation of :func:`run_suites`' results."""
+    return [_failure_line(name, r) for name, vr in results.items() for r in vr.results if not r.success]
+
+
 def _failure_line(suite: str, res) -> str:
     """One line for a failed expectation: suite, name, the count or value observed, failing examples."""
     result = res.to_json_dict()
@@ -239,8 +244,8 @@ def validate_dataset(root: Path, cfg: ValidateConfig, docs_dir: Path | None = No
     summary_df["under_min"] = [
         int(r.n_real < mins[r.split]) + int(r.n_fake < mins[r.split]) for r in summary_df.itertuples()
     ]
-    results = _run_suites({"csv": csv, "images": df, "splits": summary_df}, cfg, docs_dir)
-    failures = [_failure_line(name, r) for name, vr in results.items() for r in vr.results if not r.success]
+    results = run_suites({"csv": csv, "images": df, "splits": summary_df}, _expectations(cfg), docs_dir)
+    failures = failure_lines(results)
     success = all(vr.success for vr in results.values())
     manifest, dropped, bad_image = _keep_and_drop(df)
     summary = {

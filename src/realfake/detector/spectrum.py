@@ -28,10 +28,11 @@ families best and may leave the network almost no say.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import replace
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -162,18 +163,56 @@ def fit_probe(features: torch.Tensor, targets: torch.Tensor, l2: float, hidden: 
                 layer.bias.zero_()
         probe.mean.copy_(mean)
         probe.scale.copy_(scale)
+
+    def batch_loss() -> torch.Tensor:
+        idx = torch.randint(0, len(x), (batch_size,), generator=g).to(x.device)
+        return F.binary_cross_entropy_with_logits(probe.logit(x[idx]).squeeze(1), y[idx])
+
+    return _descend(probe, batch_loss, steps, PROBE_LR, l2)
+
+
+def _descend(probe: SpectralProbe, batch_loss: Callable[[], torch.Tensor], steps: int, lr: float,
+             l2: float) -> SpectralProbe:
+    """``steps`` steps of Adam on ``batch_loss()`` plus ``l2`` times the squared norm of the probe's weights, the
+    learning rate falling from ``lr`` to 0 as a cosine; the probe in eval mode."""
     weights = [layer.weight for layer in (probe.layer, probe.linear) if layer is not None]
-    opt = torch.optim.Adam(probe.parameters(), lr=PROBE_LR)
+    opt = torch.optim.Adam(probe.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1 + math.cos(math.pi * step / steps)))
     for _ in range(steps):
-        idx = torch.randint(0, len(x), (batch_size,), generator=g).to(x.device)
-        loss = F.binary_cross_entropy_with_logits(probe.logit(x[idx]).squeeze(1), y[idx])
-        loss = loss + l2 * sum(w.square().sum() for w in weights)
+        loss = batch_loss() + l2 * sum(w.square().sum() for w in weights)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         schedule.step()
     return probe.eval()
+
+
+def tune_probe(parent: SpectralProbe, replay: torch.Tensor, replay_targets: torch.Tensor, new: torch.Tensor,
+               new_targets: torch.Tensor, *, distill: float, new_share: float, l2: float, steps: int, seed: int = 0,
+               batch_size: int = PROBE_BATCH, lr: float = PROBE_LR / 3) -> SpectralProbe:
+    """``parent`` tuned to new images (an update): from its weights (and its standardisation), ``steps`` steps of
+    Adam on batches of ``batch_size`` windows, ``new_share`` of them drawn from the ``new`` features and the rest
+    from the ``replay`` features (the original training windows): the binary cross-entropy of all, plus ``distill``
+    times the mean squared difference of the replayed windows' logits from the parent's, plus ``l2``."""
+    probe = copy.deepcopy(parent).float().train()
+    for p in probe.parameters():
+        p.requires_grad_(True)
+    replay, new = replay.float().to(probe.mean.device), new.float().to(probe.mean.device)
+    yr, yn = replay_targets.float().to(replay.device), new_targets.float().to(replay.device)
+    with torch.no_grad():
+        taught = parent.logit(replay).float().squeeze(1)
+    g = torch.Generator().manual_seed(seed)
+    n_new = max(1, int(round(new_share * batch_size)))
+
+    def batch_loss() -> torch.Tensor:
+        i = torch.randint(0, len(replay), (batch_size - n_new,), generator=g).to(replay.device)
+        j = torch.randint(0, len(new), (n_new,), generator=g).to(replay.device)
+        old = probe.logit(replay[i]).squeeze(1)
+        loss = F.binary_cross_entropy_with_logits(torch.cat([old, probe.logit(new[j]).squeeze(1)]),
+                                                  torch.cat([yr[i], yn[j]]))
+        return loss + distill * (old - taught[i]).square().mean() if distill else loss
+
+    return _descend(probe, batch_loss, steps, lr, l2)
 
 
 def _rows(gate: Any) -> torch.Tensor:

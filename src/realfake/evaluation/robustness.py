@@ -30,7 +30,7 @@ import json
 import time
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -231,10 +231,12 @@ def run_robustness(
     cfg: RobustnessConfig,
     log: Callable[[str], None] = print,
     threshold: float | None = None,
+    families: Families | None = None,
 ) -> Robustness:
     """Score the test split clean and under every perturbation, and each held-out family against its reals,
     with the decision in the model file (a single model's or an ensemble's; ``threshold`` replaces its
-    threshold where given)."""
+    threshold where given). ``families``: held-out images an update learned from, left out, and the new
+    families' test images, as families of their own (an update's accuracy matrix)."""
     import pandas as pd
 
     t0 = time.perf_counter()
@@ -256,7 +258,7 @@ def run_robustness(
         log(f"robustness: {name}: reals called fake {r['reals_called_fake']}, fakes caught {r['fakes_caught']}, "
             f"uncertain {r['uncertain']}, auc {r['auc']}")
     real = _subset(clean, y == 0)
-    cross = cross_generator(heldout_dir, real, lambda paths: scorer(ImageFiles(paths), None))
+    cross = cross_generator(heldout_dir, real, lambda paths: scorer(ImageFiles(paths), None), families)
     for family, m in cross["families"].items():
         log(f"robustness: held-out {family}: fakes caught {m['fakes_caught']}, uncertain {m['uncertain']}, "
             f"auc {m['auc']}")
@@ -313,9 +315,27 @@ class _Perturb:
         return self.perturbation.apply(img, index, self.seed)
 
 
+@dataclass(frozen=True)
+class Families:
+    """Changes to the held-out families for an update's evaluation: ``exclude``, images (resolved paths) that are
+    not held out any more (an update learned them), and ``extra``, more families by name (a new generator's test
+    images; a name a held-out family has replaces that family)."""
+
+    exclude: frozenset[Path] = frozenset()
+    extra: dict[str, list[Path]] = field(default_factory=dict)
+
+    def apply(self, paths: list[Path], families: list[str]) -> tuple[list[Path], list[str]]:
+        """The held-out ``paths`` and their ``families``, changed."""
+        kept = [(p, f) for p, f in zip(paths, families) if Path(p).resolve() not in self.exclude
+                and f not in self.extra]
+        kept += [(p, name) for name, extra in self.extra.items() for p in extra]
+        return [p for p, _ in kept], [f for _, f in kept]
+
+
 def cross_generator(heldout_dir: Path | None, real: Verdicts,
-                    score: Callable[[list[Path]], Verdicts]) -> dict[str, Any]:
-    """The test split's reals (their verdicts ``real``) against each held-out family's fakes, clean.
+                    score: Callable[[list[Path]], Verdicts], changes: Families | None = None) -> dict[str, Any]:
+    """The test split's reals (their verdicts ``real``) against each held-out family's fakes, clean (with
+    ``changes``: :class:`Families`).
 
     Per family: :func:`verdict_metrics` (the reals called fake are the test reals'); over the families: the mean
     and the worst AUC (None when there are none).
@@ -324,10 +344,12 @@ def cross_generator(heldout_dir: Path | None, real: Verdicts,
 
     cross: dict[str, Any] = {"families": {}, "auc_mean": None, "auc_min": None, "n_real": int(len(real.p_fake)),
                              "note": ""}
-    if heldout_dir is None:
+    if heldout_dir is None and changes is None:
         cross["note"] = "no held-out folder was given"
         return cross
-    paths, families, info = read_heldout(Path(heldout_dir))
+    paths, families, info = read_heldout(Path(heldout_dir)) if heldout_dir is not None else ([], [], {})
+    if changes is not None:
+        paths, families = changes.apply(paths, families)
     if not paths:
         cross["note"] = info.get("note") or "the held-out folder lists no images"
         return cross

@@ -101,7 +101,7 @@ def log_pyfunc(model_path: Path, example_image: bytes | None) -> Any:
 
     example = pd.DataFrame({"image": [example_image]}) if example_image is not None else None
     with tempfile.TemporaryDirectory() as tmp:
-        weights = Path(tmp) / Path(model_path).name
+        weights = Path(tmp) / "model.pt"  # the name model_artifacts finds, whatever the source file is called
         shutil.copyfile(model_path, weights)
         return mlflow.pyfunc.log_model(
             name=MODEL_NAME,
@@ -235,6 +235,10 @@ def version_description(new: Candidate, cfg: RegisterConfig, reason: str, promot
 MAX_DECISIONS = 5
 
 
+def _int(value: str | None) -> int | None:
+    return None if value is None else int(value)
+
+
 def _version(model_version) -> str | None:
     return None if model_version is None else str(model_version.version)
 
@@ -261,3 +265,69 @@ def model_artifacts(model_uri: str) -> Iterator[Path]:
                 f"{model_uri} holds no realfake weights (artifacts/model.pt); it was not logged by realfake."
             )
         yield weights[0]
+
+
+# --------------------------------------------------------------------------- updates (realfake.stages.update)
+
+
+def version_of(cfg: RegisterConfig, start: str | int):
+    """The registered version that ``start`` names: an alias (``champion``) or a version number."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    try:
+        if str(start).isdigit():
+            return client.get_model_version(cfg.model_name, str(start))
+        return client.get_model_version_by_alias(cfg.model_name, str(start))
+    except Exception as exc:  # noqa: BLE001 - MlflowException for a missing model, alias or version
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RealfakeError(
+            f"update.start is {start!r}, but {cfg.model_name} has no such alias or version in the MLflow store at "
+            f"{mlflow.get_tracking_uri()} ({first}). Run `dvc repro` first to train and register a champion, or "
+            "name an existing version (`mlflow ui` > Models)."
+        ) from None
+
+
+def lineage(cfg: RegisterConfig, version) -> list:
+    """``version`` and the versions it was updated from (tag ``parent_version``), oldest first."""
+    import mlflow
+
+    client, chain = mlflow.MlflowClient(), [version]
+    while (parent := (chain[0].tags or {}).get("parent_version")) and len(chain) < MAX_LINEAGE:
+        chain.insert(0, client.get_model_version(cfg.model_name, parent))
+    return chain
+
+
+#: The most versions an update's accuracy matrix goes back.
+MAX_LINEAGE = 8
+
+
+def register_update(model_uri: str, run_id: str, cfg: RegisterConfig, parent, promote: bool, reason: str,
+                    tags: dict[str, str], description: str) -> dict[str, Any]:
+    """Register an updated model (logged at ``model_uri`` in run ``run_id``) as a version of ``cfg.model_name``,
+    tagged with its ``parent`` version and ``tags``; move the alias to it when ``promote`` and the alias still
+    names the parent (another run may have moved it meanwhile: then it stays, and the record says so)."""
+    import mlflow
+
+    from realfake.mlops import tracking
+
+    client = mlflow.MlflowClient()
+    version = mlflow.register_model(model_uri, cfg.model_name, tags={**tags, "parent_version": str(parent.version),
+                                                                     "run_id": run_id})
+    moved = False
+    if promote:
+        with tracking.store_lock():
+            current = champion(cfg)
+            if _version(current) == str(parent.version):
+                client.set_registered_model_alias(cfg.model_name, cfg.alias, version.version)
+                moved = True
+            else:
+                reason += (f"; but the {cfg.alias!r} alias moved to version {_version(current)} during the update, so "
+                           "it stays there (run the update again from it)")
+    client.set_model_version_tag(cfg.model_name, version.version, "promotion", reason)
+    verdict = f"Took the {cfg.alias!r} alias" if moved else f"Did not take the {cfg.alias!r} alias"
+    client.update_model_version(cfg.model_name, version.version, description=f"{description} {verdict}: {reason}.")
+    return {"model_name": cfg.model_name, "version": int(version.version), "parent_version": int(parent.version),
+            "alias": cfg.alias, "alias_moved": moved, "reason": reason,
+            "champion": int(version.version) if moved else _int(_version(champion(cfg))),
+            "model_uri": f"models:/{cfg.model_name}/{version.version}", "run_id": run_id}

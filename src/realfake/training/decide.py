@@ -36,17 +36,22 @@ DECISION_STREAM = 2_000
 
 
 def fit_model_decision(model_file: Path, train_cfg: TrainConfig, data: Manifest, *, packed_dir: Path | None = None,
-                       log: Callable[[str], None] = print, phases: Phases | None = None) -> dict[str, float]:
+                       log: Callable[[str], None] = print, phases: Phases | None = None,
+                       keep_probe: bool = False) -> dict[str, float]:
     """Fit the spectral probe (with ``train.spectral``), the fusion and the decision for the network in
     ``model_file``, and write them into it; the fits' figures (``spectral/...`` and ``decision/...`` metrics).
-    ``phases`` times each step (:class:`~realfake.training.phases.Phases`)."""
+    ``phases`` times each step (:class:`~realfake.training.phases.Phases`). ``keep_probe``: the probe, its gate
+    and its window stay as the file has them (an update), and only the fusion and the decision are fitted."""
     cfg, dev = train_cfg.decision, resolve_device(train_cfg.device)
     phases = phases if phases is not None else Phases(dev)
-    if train_cfg.spectral.enabled:
+    probe_window = train_cfg.probe_window
+    if train_cfg.spectral.enabled and not keep_probe:
         model, spec, spectral_facts = fit_spectral(model_file, train_cfg, data, packed_dir=packed_dir, log=log,
                                                    phases=phases)
     else:
-        model, spec, _ = load_model_file(model_file)
+        model, spec, extra = load_model_file(model_file)
+        kept = extra.get("spectral") or {}
+        spectral_facts, probe_window = {"n_train": kept.get("n_train", 0)}, kept.get("window")
     images = TrainImages(split_pixels(data, "valid", packed_dir), targets(data, "valid"), Preprocessor(spec),
                          train_cfg.seed)
     on_device = train_cfg.perturbs_on_device(dev)
@@ -65,7 +70,7 @@ def fit_model_decision(model_file: Path, train_cfg: TrainConfig, data: Manifest,
         facts = {**spectral_facts, "n_valid": len(y), "network_share": float(scored[:, 2].mean()),
                  **{f"{name}_auc": binary_metrics(v, y)["auc"]
                     for name, v in (("network", scored[:, 0]), ("probe", scored[:, 1]), ("fused", logit))}}
-        entries["spectral"] = spectral_entry(model.probe, weights, bias, model.gate, train_cfg.probe_window,
+        entries["spectral"] = spectral_entry(model.probe, weights, bias, model.gate, probe_window,
                                              cfg.fusion, **facts)
         figures = {f"spectral/{k}": float(v) for k, v in {**facts, "weight_network": weights[0],
                                                            "weight_probe": weights[1]}.items()}

@@ -227,7 +227,8 @@ def generate_heldout(
 ) -> int:
     """Write ``cfg.heldout.size`` held-out fakes of each family into ``out_dir`` (new or empty); return how many.
 
-    Layout: ``fake/<id>.jpg``, ``heldout.csv`` (``id,label,label_str,family,path``
+    Layout: ``<family>/<id>.jpg`` (a folder per family, so one can be named as a new generator's folder:
+    ``update.fakes``), ``heldout.csv`` (``id,label,label_str,family,path``
     with ``path`` relative to ``out_dir``; label 0 = fake as in the Kaggle CSVs)
     and ``info.json`` (what generated them). Byte-identical for the same
     ``cfg`` whatever the number of workers; size 0 writes the index only.
@@ -239,10 +240,11 @@ def generate_heldout(
     ids, size = _heldout_ids(cfg), cfg.heldout.size
     rows = [
         {"id": iid, "label": LABELS["fake"], "label_str": "fake", "family": cfg.heldout.families[k // size],
-         "path": f"fake/{iid}.jpg"}
+         "path": f"{cfg.heldout.families[k // size]}/{iid}.jpg"}
         for k, iid in enumerate(ids)
     ]
-    (out_dir / "fake").mkdir(parents=True, exist_ok=True)
+    for family in dict.fromkeys(r["family"] for r in rows):
+        (out_dir / family).mkdir(parents=True, exist_ok=True)
     tasks = [(r["family"], k % size, r["path"]) for k, r in enumerate(rows)]
     if tasks:
         _run_tasks(partial(_write_heldout, cfg=cfg, out_dir=str(out_dir)), tasks, workers, progress, "held-out fakes")

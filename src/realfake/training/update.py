@@ -1,0 +1,152 @@
+"""Teaching a trained detector a new generator from a few of its fakes (``update`` in params.yaml), without
+forgetting what it knew: :func:`update_model`.
+
+The update starts from a model file (the champion's), not from scratch, and changes the part of the detector that
+reads a generator's trace from a few examples: the spectral probe (:mod:`realfake.detector.spectrum`). Its
+windows are made as the train stage makes them (the same perturbations, ``train.spectral.augment``): ``passes``
+perturbed passes over the original train split (the replay) and ``new_passes`` over the new images
+(:class:`~realfake.data.newimages.NewImages`: what it learns from; the rest test it). The probe is then tuned from
+the parent's weights (:func:`~realfake.detector.spectrum.tune_probe`): each batch draws ``new_share`` of its
+windows from the new images and the rest from the replay, and the loss adds ``distill`` times the squared
+difference of the replayed windows' logits from the parent probe's (replay plus distillation: the simple, strong
+baseline of continual deepfake detection, CDDB and DFIL). The network, and the gate that gives it its say, keep the
+parent's weights: on the sample, tuning the network with replay and distillation did not raise the share of a new
+family it catches (docs/method.md).
+
+What the method fits after the probe (the fusion weights, the calibration, the threshold and the "uncertain" level)
+stays the parent's, so the verdicts on everything the probe still scores as before stay put; with ``refit`` they are
+fitted again on the validation mix (:func:`realfake.training.decide.fit_model_decision`).
+
+Nothing here knows MLflow or DVC: the update stage (:mod:`realfake.stages.update`) fetches the parent, evaluates
+before and after, and registers.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from realfake.config import build_config, is_int, require
+from realfake.data.manifest import Manifest
+from realfake.data.newimages import NewImages
+from realfake.detector.modelfile import load_model_file, save_torch
+from realfake.detector.network import load_state_dict
+from realfake.detector.preprocess import Augment, InputSpec, Preprocessor
+from realfake.detector.scoring import resolve_device
+from realfake.detector.spectrum import Fused, pixel_features, tune_probe
+from realfake.errors import RealfakeError
+from realfake.images import ImageFiles
+from realfake.training.config import TrainConfig
+from realfake.training.data import TrainImages, split_pixels, targets
+from realfake.training.decide import fit_model_decision
+from realfake.training.phases import Phases
+from realfake.training.spectral import PerturbedWindows, score_windows
+
+#: The random-number streams of an update's windows: the replay's, and the new images' (the train stage's probe
+#: starts at 1,000, its mix at 2,000).
+REPLAY_STREAM, NEW_STREAM = 3_000, 3_500
+
+
+@dataclass(frozen=True)
+class UpdateConfig:
+    """The ``update`` section of params.yaml."""
+
+    fakes: str = "data/heldout/bicubic"
+    reals: str | None = None
+    count: int = 100
+    start: str = "champion"
+    passes: int = 2
+    new_passes: int = 8
+    new_share: float = 0.25
+    steps: int = 1000
+    distill: float = 1.0
+    refit: bool = False
+    tolerance: float = 0.01
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        require(isinstance(self.fakes, str) and self.fakes, "update.fakes must name a folder of the new fakes.")
+        require(self.reals is None or (isinstance(self.reals, str) and self.reals),
+                f"update.reals must be a folder or null, got {self.reals!r}.")
+        for name in ("count", "passes", "new_passes", "steps"):
+            value = getattr(self, name)
+            require(is_int(value) and value >= 1, f"update.{name} must be a positive integer, got {value!r}.")
+        require(isinstance(self.start, (str, int)) and not isinstance(self.start, bool) and str(self.start) != "",
+                f"update.start must be a registry alias (champion) or a version number, got {self.start!r}.")
+        for name in ("distill", "tolerance"):
+            value = getattr(self, name)
+            require(isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0,
+                    f"update.{name} must be a number >= 0, got {value!r}.")
+        require(isinstance(self.new_share, (int, float)) and 0 < self.new_share < 1,
+                f"update.new_share must be a share in (0, 1), got {self.new_share!r}.")
+        require(isinstance(self.refit, bool), f"update.refit must be true or false, got {self.refit!r}.")
+        require(is_int(self.seed), f"update.seed must be an integer, got {self.seed!r}.")
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> "UpdateConfig":
+        """The config from the ``update`` section of params.yaml."""
+        return build_config(cls, params, "update")
+
+
+def read_parent(model_file: Path) -> dict[str, Any]:
+    """The parent's model file as a dict; a clear error for a file an update cannot start from."""
+    blob = load_state_dict(Path(model_file), what="the model file to update")
+    if "spectral" not in blob:
+        raise RealfakeError(f"{model_file} has no spectral probe, the part of the detector an update tunes: train "
+                            "the model with train.spectral.enabled: true (the default), then update it.")
+    return blob
+
+
+@torch.no_grad()
+def features(pixels, y: np.ndarray, spec: InputSpec, augment: Augment, passes: int, first: int,
+             train_cfg: TrainConfig, phases: Phases, synthetic=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The probe's features of ``passes`` perturbed passes over ``pixels`` (targets ``y``), made as the train
+    stage makes the probe's windows, on its device; and their targets."""
+    device = resolve_device(train_cfg.device)
+    images = TrainImages(pixels, y.astype(np.float32), Preprocessor(spec), train_cfg.seed, synthetic)
+    windows = PerturbedWindows(images, augment, passes, first=first, on_device=train_cfg.perturbs_on_device(device))
+    x, t = score_windows(windows, pixel_features, device, 2 * train_cfg.batch_size, train_cfg.workers, phases,
+                         ("update_windows", "update_features"))
+    return torch.from_numpy(x), torch.from_numpy(t)
+
+
+def update_model(parent: Path, out: Path, new: list[NewImages], data: Manifest, cfg: UpdateConfig,
+                 train_cfg: TrainConfig, *, lineage: dict[str, Any], packed_dir: Path | None = None,
+                 log: Callable[[str], None] = print) -> dict[str, float]:
+    """Write ``out``: the model file of ``parent`` with its probe tuned on ``new`` (see the module's docstring),
+    its fusion and decision fitted again on the validation mix, and its ``updates`` list (the parent's, plus
+    ``lineage``: what this update was for). The figures of the update (``update/...``, ``decision/...``,
+    ``phase/...``)."""
+    blob = read_parent(parent)
+    model, spec, _ = load_model_file(parent)
+    assert isinstance(model, Fused)  # read_parent checked the spectral entry
+    device = resolve_device(train_cfg.device)
+    phases = Phases(device)
+    t0 = time.perf_counter()
+    augment = train_cfg.spectral.augment
+    replay = features(split_pixels(data, "train", packed_dir), targets(data, "train"), spec, augment, cfg.passes,
+                      REPLAY_STREAM, train_cfg, phases, train_cfg.synthetic)
+    paths = [p for n in new for p in n.learn]
+    fresh = features(ImageFiles(paths, cache=True), np.concatenate([np.full(len(n.learn), n.target) for n in new]),
+                     spec, augment, cfg.new_passes, NEW_STREAM, train_cfg, phases)
+    with phases("update_probe"):
+        probe = tune_probe(model.probe.to(device), *replay, *fresh, distill=cfg.distill, new_share=cfg.new_share,
+                           l2=train_cfg.spectral.l2, steps=cfg.steps, seed=cfg.seed)
+    entry = {**blob["spectral"], "state_dict": {k: v.detach().cpu() for k, v in probe.state_dict().items()}}
+    kept = {k: v for k, v in blob.items() if k not in ("spectral",) + (("decision",) if cfg.refit else ())}
+    save_torch({**kept, "spectral": entry, "updates": [*blob.get("updates", []), lineage]}, out)
+    learned = {"learn_seconds": time.perf_counter() - t0, "n_new": len(paths), "n_new_windows": len(fresh[0]),
+               "n_replay_windows": len(replay[0])}
+    log(f"update: probe tuned on {len(fresh[0])} windows of {len(paths)} new images and {len(replay[0])} replayed "
+        f"({learned['learn_seconds']:.0f} s)")
+    figures = {}
+    if cfg.refit:
+        figures = fit_model_decision(out, train_cfg, data, packed_dir=packed_dir, log=log, phases=phases,
+                                     keep_probe=True)
+    phases.report(log)
+    return {**{f"update/{k}": float(v) for k, v in learned.items()}, **figures, **phases.metrics()}

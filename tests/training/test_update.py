@@ -1,0 +1,237 @@
+"""Updating a trained detector on a new generator: the probe tuned with replay and distillation, the model file
+it writes, and clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from helpers.samples import TINY, with_heldout
+from helpers.training import TINY_TRAIN, run_train
+from realfake.data.newimages import check_new_images
+from realfake.data.sample.generate import generate_heldout
+from realfake.data.validation import ValidateConfig
+from realfake.detector.modelfile import load_model_file, save_torch
+from realfake.detector.network import load_state_dict
+from realfake.detector.spectrum import SpectralProbe, fit_probe, pixel_features, tune_probe
+from realfake.errors import ConfigError, RealfakeError
+from realfake.images import ImageFiles
+from realfake.training.config import TrainConfig
+from realfake.training.update import UpdateConfig, update_model
+
+#: The tiny run's settings: the network and a small probe.
+TINY_FUSED = {**TINY_TRAIN, "epochs": 1, "spectral": {"enabled": True, "passes": 1, "hidden": 8}}
+
+
+def _clusters(n: int, centre: float, seed: int, dims: int = 40) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, dims, generator=g)
+    x[:, 0] += centre
+    return x
+
+
+def _features(n_per: int = 300):
+    """Reals at -2 and fakes at +2 along one feature; the new generator's fakes at -2 too, but off along another."""
+    reals, fakes = _clusters(n_per, -2.0, 0), _clusters(n_per, 2.0, 1)
+    new = _clusters(60, -2.0, 2)
+    new[:, 1] += 8.0
+    x = torch.cat([reals, fakes])
+    y = torch.cat([torch.zeros(n_per), torch.ones(n_per)])
+    return x, y, new
+
+
+def _padded(x: torch.Tensor) -> torch.Tensor:
+    from realfake.detector.spectrum import N_FEATURES
+
+    return torch.nn.functional.pad(x, (0, N_FEATURES - x.shape[1]))
+
+
+def test_the_tuned_probe_catches_the_new_fakes_and_distillation_holds_the_old_logits():
+    x, y, new = (_padded(t) if t.dim() == 2 else t for t in _features())
+    parent = fit_probe(x, y, l2=1e-3, hidden=8, steps=500)
+
+    def accuracy(probe) -> float:
+        return float(((probe.logit(x).squeeze(1) > 0).float() == y).float().mean())
+
+    def caught(probe) -> float:
+        return float((probe.logit(new) > 0).float().mean())
+
+    kw = dict(new_share=0.25, l2=1e-3, steps=400, seed=0)
+    original = {k: v.clone() for k, v in parent.state_dict().items()}
+    free = tune_probe(parent, x, y, new, torch.ones(len(new)), distill=0.0, **kw)
+    held = tune_probe(parent, x, y, new, torch.ones(len(new)), distill=0.3, **kw)
+    with torch.no_grad():
+        assert caught(parent) < 0.1, "the parent calls the new fakes real"
+        assert caught(free) > 0.9 and caught(held) > 0.8, "the new fakes are caught"
+        assert accuracy(held) >= accuracy(free) and accuracy(held) > accuracy(parent) - 0.01, "the old task holds"
+        drift = {name: float((p.logit(x) - parent.logit(x)).abs().mean()) for name, p in (("free", free),
+                                                                                           ("held", held))}
+    assert drift["held"] < drift["free"] / 1.5, drift
+    assert isinstance(free, SpectralProbe) and torch.equal(free.mean, parent.mean), "the standardisation is kept"
+    assert all(torch.equal(v, parent.state_dict()[k]) for k, v in original.items()), "the parent is left as it was"
+
+
+@pytest.fixture(scope="module")
+def parent_model(tiny_manifest, tiny_sample, module_tmp):
+    """A tiny fused model, and a held-out folder of 40 fakes of each of two generator families it never saw."""
+    run_train(TrainConfig(**TINY_FUSED), tiny_manifest, tiny_sample, module_tmp / "run")
+    held = module_tmp / "heldout"
+    generate_heldout(held, with_heldout(TINY, 40, ("bicubic", "nearest")), workers=1)
+    return module_tmp / "run" / "model.pt", held / "bicubic"
+
+
+def test_an_update_tunes_the_probe_keeps_the_network_and_refits_the_decision(parent_model, tiny_data, tmp_path):
+    parent, folder = parent_model
+    new = [check_new_images(folder, "fakes", ValidateConfig(), tiny_data, count=20)]
+    cfg = UpdateConfig(fakes=str(folder), count=20, passes=1, new_passes=2, steps=200, refit=True)
+    out = tmp_path / "updated.pt"
+    lines = []
+    figures = update_model(parent, out, new, tiny_data, cfg, TrainConfig(**TINY_FUSED),
+                           lineage={"parent_version": 1, "family": "bicubic"}, log=lines.append)
+    before, after = load_state_dict(parent), load_state_dict(out)
+    for k, v in before["state_dict"].items():
+        assert torch.equal(v, after["state_dict"][k]), f"the network changed at {k}"
+    changed = [k for k, v in before["spectral"]["state_dict"].items()
+               if not torch.equal(v, after["spectral"]["state_dict"][k])]
+    assert changed, "the probe was not tuned"
+    assert after["updates"] == [{"parent_version": 1, "family": "bicubic"}]
+    assert after["decision"] != before["decision"] and "threshold" in after["decision"]
+    assert figures["update/n_new"] == 20 and figures["update/n_new_windows"] == 40
+    assert figures["update/n_replay_windows"] == len(tiny_data.rows("train"))
+    assert any("probe tuned on 40 windows of 20 new images" in line for line in lines)
+    kept = tmp_path / "kept.pt"  # the default: the parent's fusion and decision stay as they were
+    update_model(parent, kept, new, tiny_data, UpdateConfig(fakes=str(folder), count=20, passes=1, new_passes=2,
+                                                            steps=200), TrainConfig(**TINY_FUSED), lineage={},
+                 log=lambda s: None)
+    same = load_state_dict(kept)
+    assert same["decision"] == before["decision"]
+    assert {k: same["spectral"][k] for k in ("weights", "bias", "gate")} == {
+        k: before["spectral"][k] for k in ("weights", "bias", "gate")}
+    model, spec, _ = load_model_file(out)  # a model file every user of it reads
+    with torch.no_grad():
+        def probe_logits(path):
+            m, s, _ = load_model_file(path)
+            x = torch.from_numpy(np.stack([ImageFiles(new[0].learn)[i] for i in range(20)]))
+            return m.probe.logit(pixel_features(x)).squeeze(1)
+        assert probe_logits(out).mean() > probe_logits(parent).mean(), "the new fakes score higher"
+
+
+def test_an_update_from_a_model_without_a_probe_says_how_to_get_one(tiny_data, tmp_path, parent_model):
+    parent, folder = parent_model
+    blob = load_state_dict(parent)
+    save_torch({k: v for k, v in blob.items() if k != "spectral"}, tmp_path / "net.pt")
+    new = [check_new_images(folder, "fakes", ValidateConfig(), tiny_data, count=20)]
+    with pytest.raises(RealfakeError, match="no spectral probe.*train.spectral.enabled"):
+        update_model(tmp_path / "net.pt", tmp_path / "out.pt", new, tiny_data, UpdateConfig(count=20),
+                     TrainConfig(**TINY_FUSED), lineage={})
+    assert not (tmp_path / "out.pt").exists()
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"count": 0}, "update.count must be a positive integer"),
+    ({"fakes": ""}, "update.fakes must name a folder"),
+    ({"new_share": 1.0}, "update.new_share must be a share in"),
+    ({"distill": -1}, "update.distill must be a number >= 0"),
+    ({"start": True}, "update.start must be a registry alias"),
+    ({"epochs": 3}, "epochs"),
+])
+def test_update_settings_errors_are_clear(params, message):
+    with pytest.raises(ConfigError, match=message):
+        UpdateConfig.from_params({**params})
+
+
+def test_too_few_images_to_learn_from_is_refused(parent_model, tiny_data):
+    _, folder = parent_model
+    with pytest.raises(RealfakeError, match="learns from at least 20"):
+        check_new_images(Path(folder), "fakes", ValidateConfig(), tiny_data, count=10)
+
+
+# --------------------------------------------------------------------------- the stage, with a real MLflow registry
+
+
+@pytest.fixture
+def champion(tmp_path, monkeypatch, parent_model, tiny_manifest, tiny_sample):
+    """A store whose champion, version 1, is the tiny fused model; the paths of a project on the tiny sample."""
+    from dataclasses import replace
+
+    from realfake.mlops import registry, tracking
+    from realfake.paths import PATHS
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow = tracking.setup(tmp_path)
+    parent, folder = parent_model
+    register_cfg = registry.RegisterConfig()
+    with mlflow.start_run():
+        info = registry.log_pyfunc(parent, None)
+    v1 = mlflow.register_model(info.model_uri, register_cfg.model_name)
+    mlflow.MlflowClient().set_registered_model_alias(register_cfg.model_name, "champion", v1.version)
+    paths = replace(PATHS.under(tmp_path), manifest=tiny_manifest, raw_dir=tiny_sample, heldout_dir=folder.parent)
+    return mlflow, register_cfg, paths, folder
+
+
+def test_two_updates_in_a_row_are_registered_with_their_lineage_and_measured(champion):
+    from realfake.evaluation.robustness import RobustnessConfig
+    from realfake.stages import update
+
+    mlflow, register_cfg, paths, folder = champion
+    robust = RobustnessConfig.from_params({"perturbations": [{"kind": "blur", "strength": 1.0}], "device": "cpu",
+                                           "batch_size": 16})
+    common = dict(count=20, passes=1, new_passes=2, steps=200, tolerance=1.0)
+    args = (TrainConfig(**TINY_FUSED), ValidateConfig(), robust, register_cfg, paths)
+    first = update.run(UpdateConfig(fakes=str(folder), **common), *args, log=lambda s: None)
+    second = update.run(UpdateConfig(fakes=str(folder.parent / "nearest"), start=str(first["version"]), **common),
+                        *args, log=lambda s: None)
+
+    client = mlflow.MlflowClient()
+    assert (first["version"], first["parent_version"]) == (2, 1)
+    assert (second["version"], second["parent_version"]) == (3, 2)
+    v3 = client.get_model_version(register_cfg.model_name, "3")
+    assert v3.tags["parent_version"] == "2" and v3.tags["update_for"] == "nearest"
+    assert "updated from version 2 for a new generator, 'nearest' (20 of its fakes" in v3.description
+    champion = str(client.get_model_version_by_alias(register_cfg.model_name, "champion").version)
+    assert champion == ("3" if second["alias_moved"] else "2" if first["alias_moved"] else "1")
+    run = mlflow.get_run(second["run_id"])
+    inputs = [(d.dataset.name, [t.value for t in d.tags]) for d in run.inputs.dataset_inputs]
+    assert inputs == [("update-fakes-nearest", ["update"])]
+    assert run.data.params["update.fakes"] == str(folder.parent / "nearest")
+
+    # the second report's matrix: the model before any update, after the first, after the second
+    matrix = (paths.update_report / "matrix.md").read_text()
+    assert "| v1 | v2 +bicubic | v3 +nearest |" in matrix
+    for row in ("| clean |", "| blur_s1 |", "| family bicubic |", "| family nearest |", "Average forgetting"):
+        assert row in matrix
+    records = pd.read_csv(paths.update_report / "matrix.csv")
+    assert sorted(records["model"].unique()) == ["v1", "v2 +bicubic", "v3 +nearest"]
+    metrics = json.loads((paths.update_report / "metrics.json").read_text())
+    assert metrics["family"] == "nearest" and metrics["average_forgetting"] is not None
+    assert len(records[records["column"] == "family bicubic"]) == 3, "every model is measured on every column"
+
+
+def test_an_update_that_regresses_names_the_rows_and_keeps_the_champion(champion, monkeypatch):
+    from realfake.evaluation import continual
+    from realfake.evaluation.robustness import RobustnessConfig
+    from realfake.stages import update
+
+    mlflow, register_cfg, paths, folder = champion
+    robust = RobustnessConfig.from_params({"perturbations": [], "device": "cpu", "batch_size": 16})
+    real_gate = continual.gate
+
+    def strict(before, after, new, tolerance):  # as if the clean row had lost 5 points of fakes caught
+        worse = {**after, "clean": {**after["clean"], "fakes_caught": before["clean"]["fakes_caught"] - 0.05}}
+        return real_gate(before, worse, new, tolerance)
+
+    monkeypatch.setattr(continual, "gate", strict)
+    lines = []
+    record = update.run(UpdateConfig(fakes=str(folder), count=20, passes=1, new_passes=2, steps=200),
+                        TrainConfig(**TINY_FUSED), ValidateConfig(), robust, register_cfg, paths, log=lines.append)
+    assert not record["alias_moved"] and record["champion"] == 1
+    assert any(r.startswith("clean: fakes caught") and "(-5.0 points)" in r for r in record["regressions"])
+    assert any("gate not promoted: clean: fakes caught" in line for line in lines)
+    client = mlflow.MlflowClient()
+    assert str(client.get_model_version_by_alias(register_cfg.model_name, "champion").version) == "1"
+    assert "Did not take the 'champion' alias" in client.get_model_version(register_cfg.model_name, "2").description
