@@ -149,3 +149,16 @@ def test_an_alias_that_keeps_moving_is_reported_not_overwritten(mlflow_store, mo
     with pytest.raises(RealfakeError, match="moved 5 times while this run decided whether to take it; version 1"):
         _new_version(mlflow_store, 0.99, "fp")
     assert not mlflow_store.MlflowClient().get_registered_model("realfake").aliases
+
+
+def test_the_experiment_opens_on_its_runs_in_the_mlflow_ui(mlflow_store, tmp_path):
+    """MLflow 3's UI opens an experiment without a kind on its GenAI traces; realfake's experiment names the model
+    training kind, also in a store made before it did."""
+    from realfake.mlops import tracking
+
+    client = mlflow_store.MlflowClient()
+    experiment = client.get_experiment_by_name(tracking.EXPERIMENT)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    client.delete_experiment_tag(experiment.experiment_id, "mlflow.experimentKind")
+    tracking.setup(tmp_path)
+    assert client.get_experiment(experiment.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"

@@ -31,6 +31,9 @@ from realfake.atomic import write_text
 from realfake.errors import RealfakeError
 
 EXPERIMENT = "realfake"
+#: The experiment tag that MLflow 3's UI reads to open an experiment on its model-training view (runs, charts) rather
+#: than on GenAI traces, and the value it names that view by (MLflow's ``ExperimentKind.CUSTOM_MODEL_DEVELOPMENT``).
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 
 
 def project_root() -> Path:
@@ -130,13 +133,16 @@ def setup(root: Path | None = None):
             # (pass --experiment-name realfake to keep it beside the others).
             mlflow.set_experiment(experiment_id=client.get_run(os.environ["MLFLOW_RUN_ID"]).info.experiment_id)
             return mlflow
-        if client.get_experiment_by_name(EXPERIMENT) is None:
+        experiment = client.get_experiment_by_name(EXPERIMENT)
+        if experiment is None:
             location = (root / "mlruns").as_uri() if db is not None else None
             try:
-                client.create_experiment(EXPERIMENT, artifact_location=location)
+                client.create_experiment(EXPERIMENT, artifact_location=location, tags={KIND_TAG: KIND})
             except Exception:  # noqa: BLE001 - a process on another machine sharing the server created it first
                 if client.get_experiment_by_name(EXPERIMENT) is None:
                     raise
+        elif KIND_TAG not in experiment.tags:  # a store made before the tag: open it on its runs too
+            client.set_experiment_tag(experiment.experiment_id, KIND_TAG, KIND)
     mlflow.set_experiment(EXPERIMENT)
     return mlflow
 
