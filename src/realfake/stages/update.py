@@ -20,7 +20,6 @@ import json
 import shutil
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -98,8 +97,7 @@ def run(cfg: UpdateConfig, train_cfg: TrainConfig, validate_cfg: ValidateConfig,
                                         "fakes": str(cfg.fakes), "reals": cfg.reals,
                                         "learned": [str(p) for n in new for p in n.learn]})
         figures["update/seconds"] = time.perf_counter() - t0
-        log(f"update: learned and refitted in {figures['update/seconds']:.0f} s")
-        robust_cfg = replace(robust_cfg, device=train_cfg.device)
+        log(f"update: updated in {figures['update/seconds']:.0f} s")
         rows = []
         for label, f in [*zip([f"v{v.version}" for v in chain], files), ("updated", paths.updated_model)]:
             log(f"update: scoring {label} on the robustness table and every family")
