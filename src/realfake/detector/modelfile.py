@@ -78,7 +78,11 @@ def load_model_file(path: Path) -> tuple[nn.Module, InputSpec, dict[str, Any]]:
     their weights; a file with a spectral probe gives the :class:`~realfake.detector.spectrum.Fused` model
     (which takes RGB), and its ``spectral`` field keeps the fit's facts without the probe's weights.
     """
-    blob = load_state_dict(Path(path), what="a realfake model file")
+    return model_from_blob(load_state_dict(Path(path), what="a realfake model file"), path)
+
+
+def model_from_blob(blob: dict[str, Any], path: Path) -> tuple[nn.Module, InputSpec, dict[str, Any]]:
+    """:func:`load_model_file` of a model file's dict already read (``path``: where it came from, for errors)."""
     model, spec, extra = _network(blob, path)
     if "spectral" in blob:
         model, spec = fuse(model, spec, blob["spectral"], source=str(path))

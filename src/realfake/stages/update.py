@@ -103,8 +103,9 @@ def run(cfg: UpdateConfig, train_cfg: TrainConfig, validate_cfg: ValidateConfig,
             log(f"update: scoring {label} on the robustness table and every family")
             rows.append(continual.columns(run_robustness(f, data, paths.heldout_dir, robust_cfg, log=lambda s: None,
                                                          families=changes).metrics))
-    learned = [[continual.FAMILY + v.tags["update_for"]] if "update_for" in (v.tags or {}) else [] for v in chain]
-    names = [f"v{v.version}" + (f" +{v.tags['update_for']}" if "update_for" in (v.tags or {}) else "") for v in chain]
+    taught = [(v.tags or {}).get("update_for") for v in chain]  # what each version of the lineage was updated for
+    learned = [[continual.FAMILY + t] if t else [] for t in taught]
+    names = [f"v{v.version}" + (f" +{t}" if t else "") for v, t in zip(chain, taught)]
     matrix = continual.Matrix([*names, f"+{name}"], rows, [*learned, new_columns])
     check = continual.gate(rows[-2], rows[-1], new_columns, cfg.tolerance)
     log(f"update: gate {check.reason}")

@@ -34,7 +34,7 @@ import torch
 from realfake.config import build_config, is_int, require
 from realfake.data.manifest import Manifest
 from realfake.data.newimages import NewImages
-from realfake.detector.modelfile import load_model_file, save_torch
+from realfake.detector.modelfile import model_from_blob, save_torch
 from realfake.detector.network import load_state_dict
 from realfake.detector.preprocess import Augment, InputSpec, Preprocessor
 from realfake.detector.scoring import resolve_device
@@ -123,7 +123,7 @@ def update_model(parent: Path, out: Path, new: list[NewImages], data: Manifest, 
     ``lineage``: what this update was for). The figures of the update (``update/...``, ``decision/...``,
     ``phase/...``)."""
     blob = read_parent(parent)
-    model, spec, _ = load_model_file(parent)
+    model, spec, _ = model_from_blob(blob, parent)  # the file is read once
     assert isinstance(model, Fused)  # read_parent checked the spectral entry
     device = resolve_device(train_cfg.device)
     phases = Phases(device)
