@@ -57,6 +57,16 @@ def decided(model_file, faces, tmp_path_factory):
 
 
 @pytest.fixture(scope="package")
+def stricter_when_soft(model_file, faces, tmp_path_factory):
+    """The app's model file with a decision that judges every image, the blurred face against a higher threshold
+    (0.97) than the sharp one (0.3)."""
+    pre = Preprocessor(Detector(model_file).spec)
+    detail = {k: float(image_detail(torch.from_numpy(pre.load(p))[None])[0, 1]) for k, p in faces.items()}
+    level = (detail["blurred"] + detail["sharp"]) / 2
+    return with_decision(model_file, 0.3, None, folder=tmp_path_factory.mktemp("soft"), soft=[(level, 0.97)])
+
+
+@pytest.fixture(scope="package")
 def decided_url(decided) -> str:
     """A running app answering with :func:`decided`."""
     with ThreadedServer(create_app(ModelHolder(str(decided)))) as url:

@@ -1,5 +1,6 @@
 """One image, one verdict: predict, the API (what the page shows), and the served MLflow model give the same
-p_fake, label and reason for the same image, "uncertain" included, from the decision in the model file."""
+p_fake, label, threshold and reason for the same image, "uncertain" and a soft image's higher threshold included,
+from the decision in the model file."""
 
 from __future__ import annotations
 
@@ -19,19 +20,26 @@ from realfake.detector.decision import TOO_SOFT
 from realfake.detector.scoring import Detector
 
 
-def test_predict_the_api_and_the_served_model_agree(decided, faces, tmp_path, monkeypatch):
+@pytest.mark.parametrize("which", ["decided", "stricter_when_soft"])
+def test_predict_the_api_and_the_served_model_agree(which, faces, tmp_path, monkeypatch, request):
     import mlflow
 
     from realfake.mlops import registry, tracking
 
+    decided = request.getfixturevalue(which)
     files = faces
     order = ["sharp", "blurred"]
     # realfake predict --json
     res = CliRunner().invoke(cli, ["predict", *(str(files[k]) for k in order), "--model", str(decided), "--json"])
     assert res.exit_code == 0, res.output
     by_predict = [json.loads(line) for line in res.stdout.splitlines()]
-    assert [r["label"] for r in by_predict][1] == "uncertain" and by_predict[1]["reason"] == TOO_SOFT
     assert by_predict[0]["label"] in ("real", "fake") and by_predict[0]["reason"] is None
+    assert by_predict[0]["threshold"] == 0.3
+    if which == "decided":
+        assert [r["label"] for r in by_predict][1] == "uncertain" and by_predict[1]["reason"] == TOO_SOFT
+    else:  # judged, against the soft images' threshold
+        assert by_predict[1]["threshold"] == 0.97 and by_predict[1]["reason"] is None
+        assert by_predict[1]["label"] == ("fake" if by_predict[1]["p_fake"] >= 0.97 else "real")
     # the API behind the page
     with ThreadedServer(create_app(ModelHolder(str(decided)))) as url:
         by_api = []
@@ -53,6 +61,7 @@ def test_predict_the_api_and_the_served_model_agree(decided, faces, tmp_path, mo
         assert by_api[i]["verdict"] == label == served["label"][i]
         assert by_api[i]["p_fake"] == pytest.approx(p, abs=1e-6) and served["p_fake"][i] == pytest.approx(p, abs=1e-6)
         assert (by_api[i]["reason"] or "") == (by_predict[i]["reason"] or "") == served["reason"][i]
+        assert by_api[i]["threshold"] == by_predict[i]["threshold"] == served["threshold"][i]
 
 
 def test_a_threshold_given_on_the_command_line_keeps_the_uncertain_rule(decided, faces):

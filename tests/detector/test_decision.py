@@ -48,6 +48,33 @@ def test_the_fit_keeps_its_false_alarm_budget_and_says_uncertain_where_the_trace
     assert never.min_detail is None and not (never.verdicts(logit, detail).label == "uncertain").any()
 
 
+def test_the_false_alarm_budget_holds_at_every_level_of_detail():
+    # sharp images separate well; a band of softer ones (enlarged photos) has reals that score higher
+    rng = np.random.default_rng(2)
+    n = 6000
+    y = rng.integers(0, 2, n)
+    mid = rng.uniform(-6, -4, n)
+    softer = mid < -5.2
+    logit = np.where(y == 1, 3.0, -3.0) + rng.normal(0, 1, n) + np.where(softer & (y == 0), 2.5, 0.0)
+    detail = np.column_stack([mid - 2, mid])
+    cfg = DecisionConfig(max_false_alarm=0.02, uncertain=False)
+    one = fit_decision(logit, detail, y, np.ones(n, bool), DecisionConfig(max_false_alarm=0.02, uncertain=False,
+                                                                            strata=1))
+    held = fit_decision(logit, detail, y, np.ones(n, bool), cfg)
+
+    def false_alarms(d, where):
+        return np.mean(d.verdicts(logit, detail).label[where & (y == 0)] == "fake")
+
+    assert one.soft_thresholds == () and false_alarms(one, softer) > 0.04  # one threshold: the soft band pays
+    assert held.soft_thresholds and all(t > held.threshold for _, t in held.soft_thresholds)
+    assert false_alarms(held, softer) <= 0.03 and false_alarms(held, ~softer) <= 0.03
+    assert held.facts["mix_worst_bin_false_alarm"] <= 0.035 < 0.04 < one.facts["mix_worst_bin_false_alarm"]
+    v = held.verdicts(logit, detail)  # each image says which threshold it was judged against
+    assert np.all(v.threshold[mid > -5.0] == held.threshold) and np.all(v.threshold[mid < -5.4] > held.threshold)
+    assert np.array_equal(v.label == "fake", v.p_fake >= v.threshold)
+    assert np.all(held.with_threshold(0.9).verdicts(logit, detail).threshold == 0.9)  # a user's: everywhere
+
+
 def test_calibrated_p_fake_means_a_probability():
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, 20000)
@@ -77,7 +104,7 @@ def test_the_threshold_allows_exactly_its_share_of_false_alarms():
 
 
 def test_a_decision_travels_as_plain_numbers_and_a_bad_one_is_a_clear_error():
-    d = Decision(0.7, (1.2, 0.1, -0.2), 0.3, -6.0, {"n_mix": 10})
+    d = Decision(0.7, (1.2, 0.1, -0.2), 0.3, -6.0, {"n_mix": 10}, ((-5.0, 0.8), (-5.5, 0.9)))
     assert Decision.from_entry(d.to_entry(), "m.pt") == d
     assert Decision.from_entry(None, "m.pt") == Decision()  # a model file from before the decision: p >= 0.5
     assert Decision().verdicts(np.array([0.1, -0.1])).label.tolist() == ["fake", "real"]
@@ -85,7 +112,9 @@ def test_a_decision_travels_as_plain_numbers_and_a_bad_one_is_a_clear_error():
     with pytest.raises(ConfigError, match="threshold must be in"):
         d.with_threshold(1.5)
     for broken in ({"threshold": 0.5}, {**d.to_entry(), "threshold": "high"}, {**d.to_entry(), "coef": []},
-                   {**d.to_entry(), "intercept": float("nan")}):
+                   {**d.to_entry(), "intercept": float("nan")}, {**d.to_entry(), "soft_thresholds": [[-5.0, 0.6]]},
+                   {**d.to_entry(), "soft_thresholds": [[float("nan"), 0.8]]},
+                   {**d.to_entry(), "soft_thresholds": [1]}):
         with pytest.raises(RealfakeError, match="m.pt: its decision entry is malformed.*train the model again"):
             Decision.from_entry(broken, "m.pt")
 
@@ -100,6 +129,7 @@ def test_one_class_is_a_clear_error():
     ({"max_false_alarm": 0}, "max_false_alarm must be a share in"),
     ({"min_auc": 1.5}, "min_auc must be in"),
     ({"passes": 0}, "passes must be a positive integer"),
+    ({"strata": 0}, "strata must be a positive integer"),
     ({"fusion": "average"}, "fusion is 'average'; use either"),
     ({"uncertain": "yes"}, "uncertain must be true or false"),
 ])

@@ -14,17 +14,18 @@ def log_dummy_model(mlflow) -> str:
     return mlflow.pyfunc.log_model(name="model", python_model=Constant()).model_uri
 
 
-def with_decision(model_file, threshold: float, min_detail: float | None = None, folder=None):
+def with_decision(model_file, threshold: float, min_detail: float | None = None, folder=None, soft=()):
     """A copy of ``model_file`` (beside it, or in ``folder``) carrying a decision of ``threshold`` (and
-    "uncertain" below ``min_detail``): what the train stage writes, with chosen figures."""
+    "uncertain" below ``min_detail``; ``soft``: its (detail, threshold) pairs for soft images): what the train stage
+    writes, with chosen figures."""
     import shutil
     from pathlib import Path
 
     from realfake.detector.decision import Decision
     from realfake.detector.modelfile import add_entry
 
-    out = Path(folder or Path(model_file).parent) / f"decision-{threshold}-{min_detail}" / "model.pt"
+    out = Path(folder or Path(model_file).parent) / f"decision-{threshold}-{min_detail}-{len(soft)}" / "model.pt"
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(model_file, out)
-    add_entry(out, "decision", Decision(threshold, min_detail=min_detail).to_entry())
+    add_entry(out, "decision", Decision(threshold, min_detail=min_detail, soft_thresholds=tuple(soft)).to_entry())
     return out

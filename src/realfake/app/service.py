@@ -130,6 +130,7 @@ def analyse(data: bytes, name: str, holder: ModelHolder, limits: Limits, explain
             "box": row.box,
             "p_fake": round(row.p_fake, 6),
             "verdict": row.label,
+            "threshold": round(row.threshold, 6),
             "reason": row.reason,
             "explanation": _data_url(overlay, "PNG") if overlay is not None else None,
         })

@@ -12,7 +12,11 @@ resized, noisy) and kept in the model file under ``decision``:
   down-scaling move every logit, a real's and a fake's alike; knowing how blurred the image is,
   the calibration moves it back, so one threshold holds on sharp and soft images.
 - **Threshold.** The lowest threshold on p_fake that calls at most ``max_false_alarm`` of the
-  mix's judged reals fake.
+  mix's judged reals fake; and, so that the rate holds at every level of detail and not only on
+  average, the mix is cut into ``strata`` equal-count bins of detail (the middle band's), each held to
+  ``max_false_alarm`` on its own: where a softer bin's reals score higher (a real photo enlarged from a
+  smaller one looks up-sampled), images that soft get that bin's higher threshold (``soft_thresholds``).
+  p_fake itself stays calibrated; only the bar it must clear rises.
 - **Can't tell.** Below a level of detail, no trace survives: the mix is cut into bins of detail
   (the middle band's), and where p_fake no longer ranks the fakes of the softest bins above their
   reals (ROC-AUC under ``min_auc``), images that soft are answered ``uncertain`` ("too little fine
@@ -47,6 +51,7 @@ class Verdicts:
     p_fake: np.ndarray
     label: np.ndarray
     reason: np.ndarray
+    threshold: np.ndarray | None = None  # the threshold each image was judged against (None: not known)
 
 
 @dataclass(frozen=True)
@@ -59,28 +64,42 @@ class Decision:
     intercept: float = 0.0
     min_detail: float | None = None  # below this middle-band detail: uncertain (None: never)
     facts: dict[str, Any] = field(default_factory=dict)  # what the fit measured on the mix
+    # (detail, threshold) pairs: on images whose middle-band detail is under detail, at least that threshold
+    soft_thresholds: tuple[tuple[float, float], ...] = ()
 
     def with_threshold(self, threshold: float | None) -> "Decision":
-        """This decision with another threshold (``--threshold``), or itself where None."""
+        """This decision with another threshold (``--threshold``), the same at every level of detail; or itself
+        where None."""
         if threshold is None:
             return self
         require(is_number(threshold) and 0 <= threshold <= 1, f"the threshold must be in [0, 1], got {threshold!r}.")
         return Decision(float(threshold), self.coef, self.intercept, self.min_detail, self.facts)
+
+    def thresholds(self, detail: np.ndarray | None, n: int) -> np.ndarray:
+        """The threshold (n,) each of ``n`` images with ``detail`` (N, K) is judged against: :attr:`threshold`,
+        raised by :attr:`soft_thresholds` on soft images."""
+        t = np.full(n, self.threshold, dtype=np.float64)
+        if detail is not None and n:
+            mid = np.asarray(detail, dtype=np.float64)[:, 1]
+            for below, stricter in self.soft_thresholds:
+                t = np.where(mid < below, np.maximum(t, stricter), t)
+        return t
 
     def p_fake(self, logit: np.ndarray, detail: np.ndarray | None = None) -> np.ndarray:
         """Calibrated p_fake (N,) in float64 of logits (N,) and detail (N, K)."""
         z = calibrated_logit(np.asarray(logit, dtype=np.float64), detail, self.coef, self.intercept)
         return 1.0 / (1.0 + np.exp(-z))
 
-    def label(self, p: np.ndarray, detail: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(labels, reasons) of calibrated ``p`` with the images' ``detail``."""
+    def label(self, p: np.ndarray, detail: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(labels, reasons, thresholds) of calibrated ``p`` with the images' ``detail``."""
         p = np.asarray(p, dtype=np.float64)
-        labels = np.where(p >= self.threshold, FAKE, REAL).astype(object)
+        thresholds = self.thresholds(detail, len(p))
+        labels = np.where(p >= thresholds, FAKE, REAL).astype(object)
         reasons = np.full(len(p), "", dtype=object)
         if self.min_detail is not None and detail is not None and len(p):
             soft = np.asarray(detail, dtype=np.float64)[:, 1] < self.min_detail
             labels[soft], reasons[soft] = UNCERTAIN, TOO_SOFT
-        return labels, reasons
+        return labels, reasons, thresholds
 
     def verdicts(self, logit: np.ndarray, detail: np.ndarray | None = None) -> Verdicts:
         """:class:`Verdicts` of logits (N,) and detail (N, K)."""
@@ -91,6 +110,7 @@ class Decision:
         """What a model file keeps (plain numbers: data, never code)."""
         d = asdict(self)
         d["coef"] = list(self.coef)
+        d["soft_thresholds"] = [list(pair) for pair in self.soft_thresholds]
         return d
 
     @classmethod
@@ -103,12 +123,15 @@ class Decision:
             threshold, intercept = float(entry["threshold"]), float(entry["intercept"])
             min_detail = entry.get("min_detail")
             min_detail = None if min_detail is None else float(min_detail)
+            soft = tuple((float(below), float(t)) for below, t in entry.get("soft_thresholds") or ())
             if not coef or not 0 <= threshold <= 1 or not all(np.isfinite([*coef, intercept])):
                 raise ValueError(f"coef {coef}, threshold {threshold}, intercept {intercept}")
+            if not all(np.isfinite(below) and threshold <= t <= 1 for below, t in soft):
+                raise ValueError(f"soft_thresholds {soft} (each a finite detail and a threshold in [{threshold}, 1])")
         except (TypeError, KeyError, ValueError, AttributeError) as exc:
             raise RealfakeError(f"{source}: its decision entry is malformed ({type(exc).__name__}: {exc}); "
                                 "train the model again (dvc repro).") from None
-        return cls(threshold, coef, intercept, min_detail, dict(entry.get("facts") or {}))
+        return cls(threshold, coef, intercept, min_detail, dict(entry.get("facts") or {}), soft)
 
 
 def calibrated_logit(logit: np.ndarray, detail: np.ndarray | None, coef: tuple[float, ...],
@@ -160,7 +183,8 @@ def fit_decision(logit: np.ndarray, detail: np.ndarray, y_fake: np.ndarray, clea
                  cfg: Any) -> Decision:
     """The :class:`Decision` for a validation mix: logits (N,), detail (N, K), 0/1 ``y_fake``, and which
     items are the clean split (``clean``, for the facts); ``cfg`` a
-    :class:`realfake.training.config.DecisionConfig` (its max_false_alarm, min_auc, bins, detail, uncertain)."""
+    :class:`realfake.training.config.DecisionConfig` (its max_false_alarm, min_auc, bins, strata, detail,
+    uncertain)."""
     logit, detail = np.asarray(logit, dtype=np.float64), np.asarray(detail, dtype=np.float64)
     y = np.asarray(y_fake).astype(int)
     if len(np.unique(y)) != 2:
@@ -169,10 +193,11 @@ def fit_decision(logit: np.ndarray, detail: np.ndarray, y_fake: np.ndarray, clea
     p = 1.0 / (1.0 + np.exp(-calibrated_logit(logit, detail, coef, intercept)))
     threshold = false_alarm_threshold(p[y == 0], cfg.max_false_alarm)
     level = soft_level(detail[:, 1], y, p, cfg.bins, cfg.min_auc) if cfg.uncertain else None
+    judged = np.ones(len(y), bool) if level is None else detail[:, 1] >= level
     if level is not None:  # the threshold again, on the images that get a verdict
-        judged = detail[:, 1] >= level
         threshold = false_alarm_threshold(p[judged & (y == 0)], cfg.max_false_alarm)
-    decision = Decision(threshold, coef, intercept, level)
+    soft = soft_thresholds(detail[judged, 1], y[judged], p[judged], threshold, cfg.strata, cfg.max_false_alarm)
+    decision = Decision(threshold, coef, intercept, level, soft_thresholds=soft)
     v = decision.label(p, detail)[0]
     judged = v != UNCERTAIN
     facts = {
@@ -182,8 +207,32 @@ def fit_decision(logit: np.ndarray, detail: np.ndarray, y_fake: np.ndarray, clea
         "mix_false_alarm": float(np.mean(v[judged & (y == 0)] == FAKE)) if (judged & (y == 0)).any() else None,
         "mix_fakes_caught": float(np.mean(v[judged & (y == 1)] == FAKE)) if (judged & (y == 1)).any() else None,
         "mix_ece": expected_calibration_error(y, p),
+        "mix_worst_bin_false_alarm": _worst_bin(detail[judged, 1], y[judged], v[judged], cfg.bins),
     }
-    return Decision(threshold, coef, intercept, level, facts)
+    return Decision(threshold, coef, intercept, level, facts, soft)
+
+
+def _strata(detail: np.ndarray, parts: int) -> list[np.ndarray]:
+    """``parts`` equal-count bins of ``detail`` (indices), the softest first."""
+    return [part for part in np.array_split(np.argsort(detail, kind="stable"), parts) if len(part)]
+
+
+def soft_thresholds(detail: np.ndarray, y: np.ndarray, p: np.ndarray, threshold: float, strata: int,
+                    max_false_alarm: float) -> tuple[tuple[float, float], ...]:
+    """The (detail, threshold) pairs that hold each of ``strata`` equal-count bins of middle-band ``detail`` to
+    ``max_false_alarm`` of its reals called fake: a bin whose reals need a threshold above ``threshold`` gets it,
+    for images softer than the next sharper bin; a softer bin never gets a lower one than a sharper bin."""
+    parts = _strata(detail, strata)
+    needed = [max(threshold, false_alarm_threshold(p[part][y[part] == 0], max_false_alarm)) for part in parts]
+    needed = np.maximum.accumulate(needed[::-1])[::-1]  # softest first: never below a sharper bin's
+    return tuple((float(detail[sharper].min()), float(t))
+                 for t, sharper in zip(needed[:-1], parts[1:]) if t > threshold)
+
+
+def _worst_bin(detail: np.ndarray, y: np.ndarray, v: np.ndarray, bins: int) -> float | None:
+    """The highest share of reals called fake in any of ``bins`` equal-count bins of ``detail``."""
+    shares = [np.mean(v[part][y[part] == 0] == FAKE) for part in _strata(detail, bins) if (y[part] == 0).any()]
+    return float(max(shares)) if shares else None
 
 
 def expected_calibration_error(y_fake: np.ndarray, p: np.ndarray, bins: int = 15) -> float:

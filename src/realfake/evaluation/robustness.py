@@ -285,7 +285,7 @@ def run_robustness(
 
 
 def _subset(v: Verdicts, mask: np.ndarray) -> Verdicts:
-    return Verdicts(v.p_fake[mask], v.label[mask], v.reason[mask])
+    return Verdicts(v.p_fake[mask], v.label[mask], v.reason[mask], None if v.threshold is None else v.threshold[mask])
 
 
 def robust_mean(rows: list[dict[str, Any]], cross: dict[str, Any], key: str) -> float | None:

@@ -35,7 +35,7 @@ class Row:
     p_fake: float | None = None
     label: str | None = None  # fake | real at the model's threshold, or uncertain (too little detail to judge)
     reason: str | None = None  # why the label is uncertain
-    threshold: float | None = None
+    threshold: float | None = None  # the threshold this image was judged against (higher on soft images)
     error: str | None = None
     explanation: str | None = None  # Grad-CAM PNG, with --explain
 
@@ -156,8 +156,8 @@ def score_image(img: Image.Image, name: str, detector: Detector, faces: str = "a
 def _score(units: list[_Unit], detector: Detector, explain_dir: Path | None) -> list:
     fitted = [detector.preprocessor.pixels(u.crop) for u in units]
     v = detector.verdicts(fitted)
-    for u, score, label, reason in zip(units, v.p_fake, v.label, v.reason):
-        u.row.p_fake, u.row.label, u.row.threshold = float(score), str(label), detector.threshold
+    for u, score, label, reason, threshold in zip(units, v.p_fake, v.label, v.reason, v.threshold):
+        u.row.p_fake, u.row.label, u.row.threshold = float(score), str(label), float(threshold)
         u.row.reason = str(reason) or None
     if explain_dir is not None:
         from realfake.inference.explain import save_explanations

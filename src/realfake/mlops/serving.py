@@ -6,7 +6,8 @@ off unless the process sets ``REALFAKE_PYFUNC_PATHS=1``: over REST it would let
 any client make the server read any file it can.
 Output: ``p_fake`` (the calibrated probability that the image is generated), ``label`` (``fake``
 when p_fake reaches the model's threshold, else ``real``; ``uncertain`` where too little fine detail
-is left to judge) and ``reason`` (why it is uncertain; empty otherwise): the decision the model file
+is left to judge), ``threshold`` (the one the image was judged against: higher on soft images) and ``reason``
+(why it is uncertain; empty otherwise): the decision the model file
 carries (:mod:`realfake.detector.decision`), as predict and the page give it.
 The weights are a state dict loaded with ``weights_only=True``; nobody can
 serve them with the wrong normalisation, since the model applies
@@ -31,12 +32,14 @@ WEIGHTS = "weights"
 
 
 def signature():
-    """The pyfunc's signature: an ``image`` (bytes) or ``path`` column in, ``p_fake``, ``label`` and ``reason`` out."""
+    """The pyfunc's signature: an ``image`` (bytes) or ``path`` column in, ``p_fake``, ``label``, ``threshold`` and
+    ``reason`` out."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ColSpec, Schema
 
     inputs = Schema([ColSpec("binary", "image", required=False), ColSpec("string", "path", required=False)])
-    outputs = Schema([ColSpec("double", "p_fake"), ColSpec("string", "label"), ColSpec("string", "reason")])
+    outputs = Schema([ColSpec("double", "p_fake"), ColSpec("string", "label"), ColSpec("double", "threshold"),
+                      ColSpec("string", "reason")])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
@@ -54,7 +57,7 @@ class RealfakePyfunc(PythonModel):
         self.detector = Detector(Path(context.artifacts[WEIGHTS]))
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        """p_fake, label and reason for each row's image."""
+        """p_fake, label, threshold and reason for each row's image."""
         df = pd.DataFrame(model_input)
         if "image" in df.columns and df["image"].notna().any():
             sources = [(v, f"row {i} (image bytes)") for i, v in enumerate(df["image"])]
@@ -69,4 +72,5 @@ class RealfakePyfunc(PythonModel):
         else:
             raise RealfakeError("Input needs an 'image' column (image bytes) or a 'path' column (image files).")
         v = self.detector.verdicts([load_rgb(v, name) for v, name in sources])
-        return pd.DataFrame({"p_fake": v.p_fake, "label": v.label.astype(str), "reason": v.reason.astype(str)})
+        return pd.DataFrame({"p_fake": v.p_fake, "label": v.label.astype(str), "threshold": v.threshold,
+                             "reason": v.reason.astype(str)})

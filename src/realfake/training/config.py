@@ -92,6 +92,7 @@ class DecisionConfig:
     max_false_alarm: float = 0.02  # share of the mix's reals the threshold may call fake
     min_auc: float = 0.9  # ROC-AUC below which a level of detail is answered "uncertain"
     bins: int = 10  # detail bins of the mix the "uncertain" level is read from
+    strata: int = 5  # detail bins of the mix each held to max_false_alarm (1: one threshold for every image)
     fusion: str = "either"  # how the network and the probe are joined (realfake.detector.spectrum.RULES)
     detail: bool = False  # calibrate on the image's detail as well as the logit (false: the logit alone)
     uncertain: bool = True  # answer "uncertain" below the fitted level of detail (false: always a verdict)
@@ -105,7 +106,7 @@ class DecisionConfig:
                 f"train.decision.min_auc must be in [0.5, 1], got {self.min_auc!r}.")
         require(self.fusion in RULES, f"train.decision.fusion is {self.fusion!r}; use either (fake when the more "
                 "confident of the network and the probe says so) or sum (their logits added, weighed on the mix).")
-        for name in ("bins", "passes"):
+        for name in ("bins", "strata", "passes"):
             value = getattr(self, name)
             require(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
                     f"train.decision.{name} must be a positive integer, got {value!r}.")

@@ -62,6 +62,8 @@ function render(card, file, answer) {
     const item = el("li", { class: "face", "data-verdict": f.verdict },
       el("strong", { text: `${faceLabel(f)}: ` }),
       el("span", { class: "p-fake", text: `p_fake ${f.p_fake.toFixed(3)} (${percent(f.p_fake)} fake) ` }),
+      f.threshold > answer.model.threshold
+        ? el("span", { class: "threshold", text: `(threshold ${f.threshold.toFixed(3)} on a soft image) ` }) : null,
       el("span", { class: `verdict ${f.verdict}`, text: f.verdict === "uncertain" ? "CAN'T TELL" : f.verdict.toUpperCase() }),
       f.reason ? el("span", { class: "tag-uncertain", text: f.reason }) : null);
     list.append(item);
