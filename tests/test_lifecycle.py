@@ -118,7 +118,9 @@ def test_champion_loads_and_predicts(repo, monkeypatch):
         model.predict(pd.DataFrame({"path": [str(p) for p in paths]}))  # no file reads unless asked for
     monkeypatch.setenv("REALFAKE_PYFUNC_PATHS", "1")
     by_path = model.predict(pd.DataFrame({"path": [str(p) for p in paths]}))
-    assert list(by_bytes.columns) == ["p_fake", "label", "reason"]
+    assert list(by_bytes.columns) == ["p_fake", "label", "threshold", "reason", "trained_on"]
+    assert set(by_bytes["trained_on"]) == {"sample"}  # the train stage recorded its data in the model file
+    assert by_bytes["threshold"].between(0, 1).all()
     assert by_bytes["p_fake"].between(0, 1).all() and set(by_bytes["label"]) <= {"real", "fake", "uncertain"}
     pd.testing.assert_frame_equal(by_bytes, by_path)
     preds = pd.read_csv(repo / "reports/eval/plots/predictions.csv").set_index("path")

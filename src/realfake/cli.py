@@ -166,6 +166,7 @@ def predict(
     except RealfakeError as exc:
         _fail(exc)
     _print_rows(rows, "json" if json_out else "csv" if csv_out else "table", described)
+    typer.echo(detector.trained_on_note, err=True)
     for r in rows:  # after the results, once each
         if r.error:
             typer.echo(f"error: {r.error}", err=True)

@@ -15,6 +15,7 @@ from helpers.models import with_decision
 from helpers.servers import ThreadedServer
 from realfake.app.server import create_app
 from realfake.app.service import Limits, ModelHolder
+from realfake.data.config import DataConfig
 from realfake.detector.modelfile import save_model_file
 from realfake.detector.network import build_model
 from realfake.detector.preprocess import InputSpec, Preprocessor
@@ -59,11 +60,13 @@ def decided(model_file, faces, tmp_path_factory):
 @pytest.fixture(scope="package")
 def stricter_when_soft(model_file, faces, tmp_path_factory):
     """The app's model file with a decision that judges every image, the blurred face against a higher threshold
-    (0.97) than the sharp one (0.3)."""
+    (0.97) than the sharp one (0.3); trained, it says, on the embedded sample."""
     pre = Preprocessor(Detector(model_file).spec)
     detail = {k: float(image_detail(torch.from_numpy(pre.load(p))[None])[0, 1]) for k, p in faces.items()}
     level = (detail["blurred"] + detail["sharp"]) / 2
-    return with_decision(model_file, 0.3, None, folder=tmp_path_factory.mktemp("soft"), soft=[(level, 0.97)])
+    sample = DataConfig().trained_on("0123456789abcdef", 2000)
+    return with_decision(model_file, 0.3, None, folder=tmp_path_factory.mktemp("soft"), soft=[(level, 0.97)],
+                         trained_on=sample)
 
 
 @pytest.fixture(scope="package")

@@ -33,6 +33,8 @@ def test_a_person_checks_three_photos(browser, app_url, photos, model_file, tmp_
     model_line = wait_for(browser, lambda d: "threshold" in d.find_element(By.ID, "model").text and
                           d.find_element(By.ID, "model"))
     assert str(model_file) in model_line.text and "threshold 0.500" in model_line.text
+    note = browser.find_element(By.ID, "trained-on")  # this test model's file does not say what it learned from
+    assert "does not say which data" in note.text and "warn" in note.get_attribute("class")
     chosen = [photos["face"], photos["no_face"], photos["broken"]]
     browser.find_element(By.ID, "files").send_keys("\n".join(str(p) for p in chosen))
     cards = {c.get_attribute("data-file"): c for c in wait_for(browser, lambda d: cards_done(d, 3))}
@@ -61,6 +63,41 @@ def test_a_person_checks_three_photos(browser, app_url, photos, model_file, tmp_
     shot = Path(os.environ.get("REALFAKE_SCREENSHOT", tmp_path / "page.png"))
     browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_box_sits_on_the_face_at_every_width_and_photo_size(browser, app_url, photos, width, tmp_path):
+    """The drawn rectangle is the API's box scaled to the image as displayed (within 3 px), on a wide window and a
+    phone's, for the 512-pixel astronaut and the same photo at 2,000 pixels."""
+    import requests
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+
+    big = tmp_path / "astronaut-2000.jpg"  # under the test app's 2 MiB upload limit
+    Image.open(photos["face"]).convert("RGB").resize((2000, 2000), Image.LANCZOS).save(big, quality=85)
+    browser.set_window_size(width, 1000)
+    try:
+        for photo in (photos["face"], big):
+            r = requests.post(f"{app_url}/api/predict", files={"file": (photo.name, photo.read_bytes())}, timeout=120)
+            assert r.status_code == 200, r.text
+            answer = r.json()
+            (face,) = answer["faces"]
+            browser.get(app_url)
+            browser.find_element(By.ID, "files").send_keys(str(photo))
+            (card,) = wait_for(browser, lambda d: cards_done(d, 1))
+            img = card.find_element(By.CSS_SELECTOR, ".photo img")
+            wait_for(browser, lambda d, img=img: img.get_property("complete") and img.size["width"] > 0)
+            box = card.find_element(By.CSS_SELECTOR, ".photo .box")
+            shown, drawn = img.rect, box.rect
+            scale = shown["width"] / answer["width"]
+            x1, y1, x2, y2 = face["box"]
+            want = {"x": shown["x"] + x1 * scale, "y": shown["y"] + y1 * scale,
+                    "width": (x2 - x1) * scale, "height": (y2 - y1) * scale}
+            for key in want:
+                assert abs(drawn[key] - want[key]) <= 3, (photo.name, width, key, drawn, want)
+            assert shown["height"] / answer["height"] == pytest.approx(scale, rel=0.01)
+    finally:
+        browser.set_window_size(1280, 1000)
 
 
 def test_the_page_loads_nothing_from_outside(browser, app_url):

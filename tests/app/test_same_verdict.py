@@ -34,6 +34,9 @@ def test_predict_the_api_and_the_served_model_agree(which, faces, tmp_path, monk
     assert res.exit_code == 0, res.output
     by_predict = [json.loads(line) for line in res.stdout.splitlines()]
     assert by_predict[0]["label"] in ("real", "fake") and by_predict[0]["reason"] is None
+    trained_on = "unknown" if which == "decided" else "sample"  # and the note says so, with what to run instead
+    assert {r["trained_on"] for r in by_predict} == {trained_on}
+    assert ("dvc exp run -S data.source=kaggle" in res.stderr) == (trained_on == "sample")
     assert by_predict[0]["threshold"] == 0.3
     if which == "decided":
         assert [r["label"] for r in by_predict][1] == "uncertain" and by_predict[1]["reason"] == TOO_SOFT
@@ -48,6 +51,7 @@ def test_predict_the_api_and_the_served_model_agree(which, faces, tmp_path, monk
             assert r.status_code == 200, r.text
             (face,) = r.json()["faces"]
             by_api.append(face)
+            assert r.json()["model"]["trained_on"] == trained_on
     # the served model: the pyfunc MLflow loads (and `mlflow models serve` runs)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -62,6 +66,7 @@ def test_predict_the_api_and_the_served_model_agree(which, faces, tmp_path, monk
         assert by_api[i]["p_fake"] == pytest.approx(p, abs=1e-6) and served["p_fake"][i] == pytest.approx(p, abs=1e-6)
         assert (by_api[i]["reason"] or "") == (by_predict[i]["reason"] or "") == served["reason"][i]
         assert by_api[i]["threshold"] == by_predict[i]["threshold"] == served["threshold"][i]
+        assert served["trained_on"][i] == trained_on
 
 
 def test_a_threshold_given_on_the_command_line_keeps_the_uncertain_rule(decided, faces):

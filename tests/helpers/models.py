@@ -14,10 +14,11 @@ def log_dummy_model(mlflow) -> str:
     return mlflow.pyfunc.log_model(name="model", python_model=Constant()).model_uri
 
 
-def with_decision(model_file, threshold: float, min_detail: float | None = None, folder=None, soft=()):
+def with_decision(model_file, threshold: float, min_detail: float | None = None, folder=None, soft=(),
+                  trained_on=None):
     """A copy of ``model_file`` (beside it, or in ``folder``) carrying a decision of ``threshold`` (and
-    "uncertain" below ``min_detail``; ``soft``: its (detail, threshold) pairs for soft images): what the train stage
-    writes, with chosen figures."""
+    "uncertain" below ``min_detail``; ``soft``: its (detail, threshold) pairs for soft images; ``trained_on``: the
+    entry naming its data): what the train stage writes, with chosen figures."""
     import shutil
     from pathlib import Path
 
@@ -28,4 +29,6 @@ def with_decision(model_file, threshold: float, min_detail: float | None = None,
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(model_file, out)
     add_entry(out, "decision", Decision(threshold, min_detail=min_detail, soft_thresholds=tuple(soft)).to_entry())
+    if trained_on is not None:
+        add_entry(out, "trained_on", trained_on)
     return out

@@ -213,3 +213,21 @@ def test_the_table_comes_first_and_each_error_once_after_it(bad_inputs, model_fi
     assert out.count("no face found") == 1, out  # once, not in the table as well
     assert out.index("model:") < out.rindex("┘") < out.index("error: ") < out.index("1 face(s) scored"), out
     assert "error (below)" in res.stdout
+
+
+def test_every_verdict_says_which_data_the_model_learned_from():
+    from realfake.data.config import DataConfig
+    from realfake.detector.modelfile import trained_on_label, trained_on_note
+
+    sample = DataConfig().trained_on("0123456789abcdef0123", 2000)
+    assert trained_on_label(sample) == "sample"
+    note = trained_on_note(sample)
+    assert "embedded sample" in note and "2,000 training images" in note and "0123456789ab" in note
+    assert "never a real photograph" in note and "dvc exp run -S data.source=kaggle" in note
+    kaggle = DataConfig(source="kaggle").trained_on("f" * 40, 100_000)
+    assert trained_on_label(kaggle) == "kaggle:xhlulu/140k-real-and-fake-faces"
+    assert trained_on_note(kaggle).startswith("Trained on Kaggle's xhlulu/140k-real-and-fake-faces (100,000 training")
+    assert "data.source" not in trained_on_note(kaggle)
+    assert trained_on_label(DataConfig(source="dir", dir="/data/faces").trained_on("a", 10)) == "dir:/data/faces"
+    for old in (None, {}, {"source": "elsewhere"}):  # a model file from before the entry
+        assert trained_on_label(old) == "unknown" and "does not say" in trained_on_note(old)

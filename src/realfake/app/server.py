@@ -98,5 +98,6 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, threshold: floa
     info = holder.get()[1]
     version = f" v{info['version']}" if info["version"] else ""
     log(f"model: {model}{version} (threshold {info['threshold']:.3f})")
+    log(info["trained_on_note"])
     log(f"page: http://{host}:{port}/   API docs: http://{host}:{port}/docs")
     uvicorn.run(create_app(holder, limits), host=host, port=port, log_level="warning")

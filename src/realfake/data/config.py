@@ -33,6 +33,13 @@ class DataConfig:
         """The config from the ``data`` section of params.yaml."""
         return build_config(cls, params, "data")
 
+    def trained_on(self, fingerprint: str, train_images: int) -> dict[str, Any]:
+        """The model file's ``trained_on`` entry for a model trained on this source's data
+        (:func:`realfake.detector.modelfile.trained_on_note` reads it)."""
+        dataset = {"sample": "embedded sample", "kaggle": self.kaggle_dataset, "dir": self.dir}[self.source]
+        return {"source": self.source, "dataset": dataset, "fingerprint": fingerprint,
+                "train_images": int(train_images)}
+
     @classmethod
     def shaping_raw(cls, params: dict[str, Any]) -> "DataConfig":
         """The config from the ``data`` keys that shape data/raw, the ones the train stage declares:

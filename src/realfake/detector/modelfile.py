@@ -14,6 +14,10 @@ Either may carry a ``spectral`` entry: the spectral probe the train stage fitted
 network and the weights that fuse their logits (:mod:`realfake.detector.spectrum`). Its
 model then takes RGB too, in the probe's window where the entry names one (the network reads the
 centre of it), and scores as :class:`realfake.detector.spectrum.Fused`.
+
+A ``trained_on`` entry says which data the model learned from (the train stage writes it:
+:meth:`realfake.data.config.DataConfig.trained_on`); every verdict is shown with it
+(:func:`trained_on_note`), since a model trained on the embedded sample means nothing for real photos.
 """
 
 from __future__ import annotations
@@ -111,6 +115,34 @@ def _network(blob: dict[str, Any], path: Path) -> tuple[nn.Module, InputSpec, di
     model = load_model(blob["state_dict"], source=str(path), in_channels=spec.channels)
     extra = {k: v for k, v in blob.items() if k not in ("format", "input", "state_dict", "spectral")}
     return model, spec, extra
+
+
+#: What to run for a model that means something for real photos (the note of a sample-trained model says it).
+REAL_DATA_COMMAND = "dvc exp run -S data.source=kaggle (or -S data.source=dir -S data.dir=PATH)"
+
+
+def trained_on_label(entry: Any) -> str:
+    """A short name of the data a model file's ``trained_on`` entry names: ``sample``, ``kaggle:<dataset>``,
+    ``dir:<path>``, or ``unknown`` (a model file from before the entry)."""
+    if not isinstance(entry, dict) or entry.get("source") not in ("sample", "kaggle", "dir"):
+        return "unknown"
+    return "sample" if entry["source"] == "sample" else f"{entry['source']}:{entry.get('dataset', '')}"
+
+
+def trained_on_note(entry: Any) -> str:
+    """One sentence for a person: which data the model learned from, and, for the embedded sample, that its verdicts
+    mean something only for the sample's own kind of image, and the command that trains on the real dataset."""
+    label = trained_on_label(entry)
+    if label == "unknown":
+        return "The model file does not say which data it was trained on (it predates the record); retrain to know."
+    count = f"{entry['train_images']:,} training images, " if entry.get("train_images") else ""
+    fingerprint = f"data fingerprint {str(entry.get('fingerprint', ''))[:12]}"
+    if label == "sample":
+        return (f"Trained on the embedded sample ({count}{fingerprint}): drawn cartoon faces and one synthetic "
+                "up-sampler, never a real photograph or a real generator, so its verdicts mean something only for "
+                f"images like the sample's. To check real photos, train on the real dataset: {REAL_DATA_COMMAND}.")
+    where = "Kaggle's" if entry["source"] == "kaggle" else "the dataset at"
+    return f"Trained on {where} {entry.get('dataset', '')} ({count}{fingerprint})."
 
 
 def add_entries(path: Path, entries: dict[str, dict[str, Any]]) -> None:

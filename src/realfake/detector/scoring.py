@@ -174,6 +174,20 @@ class Detector:
         return self.preprocessor.spec
 
     @property
+    def trained_on(self) -> str:
+        """The short name of the data the model learned from (:func:`~realfake.detector.modelfile.trained_on_label`)."""
+        from realfake.detector.modelfile import trained_on_label
+
+        return trained_on_label(self.info.get("trained_on"))
+
+    @property
+    def trained_on_note(self) -> str:
+        """A sentence on the data the model was trained on (:func:`~realfake.detector.modelfile.trained_on_note`)."""
+        from realfake.detector.modelfile import trained_on_note
+
+        return trained_on_note(self.info.get("trained_on"))
+
+    @property
     def threshold(self) -> float:
         """The decision threshold on calibrated p_fake."""
         return self.decision.threshold

@@ -22,7 +22,7 @@ from realfake.inference.faces import NoFaceError, detect_faces, is_face_crop
 
 FACE_MODES = ("auto", "on", "off")
 #: Keys of every output row, in order (JSON and CSV).
-ROW_KEYS = ("file", "face", "box", "p_fake", "label", "reason", "threshold", "error", "explanation")
+ROW_KEYS = ("file", "face", "box", "p_fake", "label", "reason", "threshold", "trained_on", "error", "explanation")
 
 
 @dataclass
@@ -36,6 +36,7 @@ class Row:
     label: str | None = None  # fake | real at the model's threshold, or uncertain (too little detail to judge)
     reason: str | None = None  # why the label is uncertain
     threshold: float | None = None  # the threshold this image was judged against (higher on soft images)
+    trained_on: str | None = None  # the data the model learned from: sample, kaggle:<dataset>, dir:<path>, unknown
     error: str | None = None
     explanation: str | None = None  # Grad-CAM PNG, with --explain
 
@@ -158,6 +159,7 @@ def _score(units: list[_Unit], detector: Detector, explain_dir: Path | None) -> 
     v = detector.verdicts(fitted)
     for u, score, label, reason, threshold in zip(units, v.p_fake, v.label, v.reason, v.threshold):
         u.row.p_fake, u.row.label, u.row.threshold = float(score), str(label), float(threshold)
+        u.row.trained_on = detector.trained_on
         u.row.reason = str(reason) or None
     if explain_dir is not None:
         from realfake.inference.explain import save_explanations

@@ -7,7 +7,8 @@ any client make the server read any file it can.
 Output: ``p_fake`` (the calibrated probability that the image is generated), ``label`` (``fake``
 when p_fake reaches the model's threshold, else ``real``; ``uncertain`` where too little fine detail
 is left to judge), ``threshold`` (the one the image was judged against: higher on soft images) and ``reason``
-(why it is uncertain; empty otherwise): the decision the model file
+(why it is uncertain; empty otherwise), and ``trained_on`` (the data the model learned from: ``sample`` for the
+embedded sample, whose verdicts mean nothing for real photos): the decision the model file
 carries (:mod:`realfake.detector.decision`), as predict and the page give it.
 The weights are a state dict loaded with ``weights_only=True``; nobody can
 serve them with the wrong normalisation, since the model applies
@@ -32,14 +33,14 @@ WEIGHTS = "weights"
 
 
 def signature():
-    """The pyfunc's signature: an ``image`` (bytes) or ``path`` column in, ``p_fake``, ``label``, ``threshold`` and
-    ``reason`` out."""
+    """The pyfunc's signature: an ``image`` (bytes) or ``path`` column in, ``p_fake``, ``label``, ``threshold``,
+    ``reason`` and ``trained_on`` out."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ColSpec, Schema
 
     inputs = Schema([ColSpec("binary", "image", required=False), ColSpec("string", "path", required=False)])
     outputs = Schema([ColSpec("double", "p_fake"), ColSpec("string", "label"), ColSpec("double", "threshold"),
-                      ColSpec("string", "reason")])
+                      ColSpec("string", "reason"), ColSpec("string", "trained_on")])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
@@ -57,7 +58,7 @@ class RealfakePyfunc(PythonModel):
         self.detector = Detector(Path(context.artifacts[WEIGHTS]))
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        """p_fake, label, threshold and reason for each row's image."""
+        """p_fake, label, threshold, reason and trained_on for each row's image."""
         df = pd.DataFrame(model_input)
         if "image" in df.columns and df["image"].notna().any():
             sources = [(v, f"row {i} (image bytes)") for i, v in enumerate(df["image"])]
@@ -73,4 +74,4 @@ class RealfakePyfunc(PythonModel):
             raise RealfakeError("Input needs an 'image' column (image bytes) or a 'path' column (image files).")
         v = self.detector.verdicts([load_rgb(v, name) for v, name in sources])
         return pd.DataFrame({"p_fake": v.p_fake, "label": v.label.astype(str), "threshold": v.threshold,
-                             "reason": v.reason.astype(str)})
+                             "reason": v.reason.astype(str), "trained_on": self.detector.trained_on})

@@ -21,6 +21,9 @@ async function describeModel() {
     const m = await r.json();
     const version = m.version ? ` version ${m.version}` : "";
     line.textContent = `Model: ${m.model}${version}, threshold ${m.threshold.toFixed(3)}`;
+    const note = document.getElementById("trained-on");
+    note.textContent = m.trained_on_note;
+    note.classList.toggle("warn", m.trained_on === "sample" || m.trained_on === "unknown");
   } catch (e) {
     line.textContent = "The model could not be reached.";
   }
@@ -77,7 +80,7 @@ function render(card, file, answer) {
       const withCam = await ask(file, true);
       cams.replaceChildren(...withCam.faces.map((f) => el("figure", {},
         el("img", { src: f.explanation, alt: `Grad-CAM for ${faceLabel(f)}` }),
-        el("figcaption", { text: `${faceLabel(f)}: red is evidence for fake` }))));
+        el("figcaption", { text: `${faceLabel(f)}: red is evidence for fake. A dimmed border is outside the centre the network reads (the spectral probe reads it all; it has no map)` }))));
       camButton.remove();
     } catch (e) {
       cams.replaceChildren(el("p", { class: "error", text: e.message }));
@@ -86,7 +89,7 @@ function render(card, file, answer) {
     }
   });
   const side = el("div", { class: "side" }, list, camButton, cams,
-    el("p", { class: "meta", text: `Answered by ${answer.model.model}${answer.model.version ? " v" + answer.model.version : ""}, threshold ${answer.model.threshold.toFixed(3)}` }));
+    el("p", { class: "meta", text: `Answered by ${answer.model.model}${answer.model.version ? " v" + answer.model.version : ""}, threshold ${answer.model.threshold.toFixed(3)}, trained on ${answer.model.trained_on === "sample" ? "the embedded sample only (not meaningful for real photos)" : answer.model.trained_on}` }));
   card.append(el("div", { class: "body" }, photo, side));
   card.dataset.state = "done";
 }
