@@ -66,7 +66,9 @@ def sample(
 def validate(
     root: Path = typer.Argument(..., help="Dataset folder in the Kaggle layout (train.csv, real_vs_fake/...)."),
     params: Path = typer.Option(Path("params.yaml"), help="params.yaml whose 'validate' section to use."),
-    report: Path = typer.Option(Path("validation-report"), help="Folder for results.json, dropped.csv and Data Docs."),
+    report: Path = typer.Option(Path("validation-report"), metavar="DIR",
+                                help="Folder for report.html (every expectation, readable offline), results.json, "
+                                "dropped.csv and GE's Data Docs (online only)."),
     manifest: Path = typer.Option(Path("manifest.parquet"), help="Where to write the manifest of validated images."),
 ) -> None:
     """Validate a dataset folder with the project's Great Expectations suites."""

@@ -10,6 +10,8 @@ import pytest
 import requests
 from PIL import Image
 
+from realfake.detector.modelfile import trained_on_note
+
 
 def upload(url: str, name: str, data: bytes, **params) -> requests.Response:
     return requests.post(f"{url}/api/predict", files={"file": (name, data)}, params=params, timeout=120)
@@ -20,7 +22,8 @@ def test_a_photo_gets_every_face_boxed_and_scored(app_url, photos, model_file):
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["file"] == "astronaut.png" and (body["width"], body["height"]) == (512, 512)
-    assert body["model"] == {"model": str(model_file), "version": None, "threshold": 0.5}
+    assert body["model"] == {"model": str(model_file), "version": None, "threshold": 0.5, "trained_on": "unknown",
+                             "trained_on_note": trained_on_note(None)}
     (face,) = body["faces"]
     x1, y1, x2, y2 = face["box"]
     assert 150 < x1 < 220 and 30 < y1 < 100 and 240 < x2 < 300 and 140 < y2 < 210  # her face, as predict finds

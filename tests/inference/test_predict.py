@@ -61,7 +61,8 @@ def test_predict_scores_the_astronaut(astronaut, model_file, tmp_path):
     res = invoke(str(astronaut), "--model", str(model_file), "--json", "--explain", str(tmp_path / "cam"))
     assert res.exit_code == 0, res.output
     (row,) = json_rows(res.stdout)
-    assert list(row) == ["file", "face", "box", "p_fake", "label", "reason", "threshold", "error", "explanation"]
+    assert list(row) == ["file", "face", "box", "p_fake", "label", "reason", "threshold", "trained_on", "error",
+                         "explanation"]
     assert row["face"] == 0 and len(row["box"]) == 4 and 0 <= row["p_fake"] <= 1
     assert row["label"] in ("real", "fake") and row["threshold"] == 0.5 and row["error"] is None
     cam = Image.open(row["explanation"])
@@ -91,7 +92,7 @@ def test_folder_of_sample_images_is_scored_whole(tiny_sample, model_file):
     res = invoke(str(folder), "--model", str(model_file), "--csv")
     assert res.exit_code == 0, res.output
     lines = res.stdout.strip().splitlines()
-    assert lines[0] == "file,face,box,p_fake,label,reason,threshold,error,explanation"
+    assert lines[0] == "file,face,box,p_fake,label,reason,threshold,trained_on,error,explanation"
     assert len(lines) == 1 + 12  # 6 real + 6 fake, each a 256x256 face crop scored whole
     assert all(",," in line for line in lines[1:])  # no face index, no box: the whole crop
 

@@ -457,8 +457,13 @@ def _plot(result: Robustness, path: Path) -> None:
     clean = result.metrics["clean"]
     kinds = [k for k in KINDS if (table["kind"] == k).any()]
     n = len(kinds) + 1
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.4), squeeze=False, sharey=True)
-    for ax, kind in zip(axes[0], kinds):
+    cols = min(n, 3)  # a grid that reads at MLflow's preview size, not a strip
+    rows_ = -(-n // cols)
+    fig, grid = plt.subplots(rows_, cols, figsize=(3.6 * cols, 3.3 * rows_), squeeze=False, sharey=True)
+    axes = grid.flatten()
+    for spare in axes[n:]:
+        spare.axis("off")
+    for ax, kind in zip(axes, kinds):
         rows = table[table["kind"] == kind].sort_values("strength")
         ax.plot(rows["strength"], rows["fakes_caught"], "o-", color="tab:red", label="fakes caught")
         ax.plot(rows["strength"], rows["reals_called_fake"], "v-", color="tab:blue", label="reals called fake")
@@ -467,7 +472,7 @@ def _plot(result: Robustness, path: Path) -> None:
         if kind in _REVERSED:
             ax.invert_xaxis()
         ax.set(xlabel=_LABELS[kind], title=kind, ylim=(0, 1.02))
-    ax = axes[0][-1]
+    ax = axes[n - 1]
     if len(families):
         ax.bar(families["family"], families["fakes_caught"].astype(float), color="tab:red", label="fakes caught")
         ax.plot(families["family"], families["auc"].astype(float), "k_", markersize=14, label="ROC-AUC")
@@ -475,13 +480,18 @@ def _plot(result: Robustness, path: Path) -> None:
     else:
         ax.text(0.5, 0.5, "no held-out families", ha="center", va="center", transform=ax.transAxes)
     ax.set(title="held-out generators", xlabel="family (test reals vs its fakes)", ylim=(0, 1.02))
-    axes[0][0].set_ylabel("test split")
-    axes[0][0].legend(loc="lower left", fontsize=7)
+    for row in grid:
+        row[0].set_ylabel("share of the test split")
+    handles, labels = axes[0].get_legend_handles_labels()
+    if n < len(axes):  # the legend in the spare panel, else over the first
+        axes[n].legend(handles, labels, loc="center", fontsize=10, frameon=False)
+    else:
+        axes[0].legend(loc="lower left", fontsize=8)
     cross = result.metrics["cross_generator"]
     cg = f"mean {cross['auc_mean']:.3f}, worst {cross['auc_min']:.3f}" if cross["auc_mean"] is not None else "n/a"
     fig.suptitle(f"Verdicts at threshold {result.metrics['threshold']:.3f}: clean, fakes caught "
-                 f"{_percent(clean['fakes_caught'])}, reals called fake {_percent(clean['reals_called_fake'])}; "
-                 f"held-out generators AUC {cg}", fontsize=10)
+                 f"{_percent(clean['fakes_caught'])}, reals called fake {_percent(clean['reals_called_fake'])}\n"
+                 f"held-out generators AUC {cg}", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
