@@ -167,7 +167,7 @@ def predict(
         rows = missing + run_predict(paths, detector, faces.value, explain)
     except RealfakeError as exc:
         _fail(exc)
-    _print_rows(rows, "json" if json_out else "csv" if csv_out else "table", described)
+    _print_rows(rows, "json" if json_out else "csv" if csv_out else "table", described, detector.threshold)
     typer.echo(detector.trained_on_note, err=True)
     for r in rows:  # after the results, once each
         if r.error:
@@ -213,8 +213,9 @@ def web_app(
         _fail(exc)
 
 
-def _print_rows(rows: list, fmt: str, described: str) -> None:
-    """The rows on stdout: JSON Lines, CSV with a header, or a table titled with the model."""
+def _print_rows(rows: list, fmt: str, described: str, threshold: float) -> None:
+    """The rows on stdout: JSON Lines, CSV with a header, or a table titled with the model (whose ``threshold`` a
+    soft image's verdict may be judged above)."""
     import csv
     import json
     import sys
@@ -239,9 +240,12 @@ def _print_rows(rows: list, fmt: str, described: str) -> None:
     table.add_column("face", min_width=11, ratio=1)
     table.add_column("p_fake", justify="right", min_width=6, no_wrap=True)
     table.add_column("verdict", min_width=7, no_wrap=True)
-    for cells in as_table(rows):
+    for cells in as_table(rows, threshold):
         table.add_row(*cells)
     Console(width=max(100, Console().width)).print(table)
+    if any(r.threshold is not None and r.threshold > threshold for r in rows):
+        typer.echo(f"t=: judged against a soft image's threshold, above {threshold:.3f} (the reals of images that "
+                   "soft, blurred or enlarged, look more up-sampled)", err=True)
 
 
 if __name__ == "__main__":

@@ -90,3 +90,13 @@ def test_a_malformed_decision_is_a_clear_error(model_file, tmp_path):
         Detector(broken)
     res = CliRunner().invoke(cli, ["predict", str(io.__file__), "--model", str(broken)])
     assert res.exit_code == 2 and "decision entry is malformed" in res.stderr
+
+
+def test_the_table_says_when_a_soft_image_was_judged_against_a_higher_threshold(stricter_when_soft, faces):
+    res = CliRunner().invoke(cli, ["predict", str(faces["sharp"]), str(faces["blurred"]), "--model",
+                                   str(stricter_when_soft)])
+    assert res.exit_code == 0, res.output
+    (blurred,) = [line for line in res.stdout.splitlines() if faces["blurred"].name in line]
+    (sharp,) = [line for line in res.stdout.splitlines() if faces["sharp"].name in line]
+    assert "(t=0.970)" in blurred and "(t=" not in sharp
+    assert "t=: judged against a soft image's threshold, above 0.300" in res.stderr
