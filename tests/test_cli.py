@@ -21,6 +21,17 @@ def test_help_lists_the_commands_and_the_version_flag():
         assert word in res.output
 
 
+def test_plain_flags_read_as_flags_in_the_help():
+    import re
+
+    res = CliRunner().invoke(app, ["predict", "--help"], terminal_width=120)
+    assert res.exit_code == 0
+    for flag in ("--json", "--csv"):
+        (line,) = [line for line in res.output.splitlines() if re.search(rf"{flag}\b", line)]
+        assert "<bool>" not in line, line
+    assert re.search(r"--threshold\s+P\s", res.output)  # and an option's value has a name
+
+
 def test_update_before_the_pipeline_ran_says_what_to_run_first(tmp_path, monkeypatch):
     """`realfake update` checks the folder before it touches the registry or trains anything."""
     import shutil

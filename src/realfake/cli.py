@@ -28,7 +28,7 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+    version: bool = typer.Option(False, "--version", metavar="", callback=_print_version, is_eager=True,
                                  help="Print the installed version and exit."),
 ) -> None:
     """Real-vs-fake face detection."""
@@ -136,8 +136,8 @@ def predict(
         help="auto: 256x256 images are taken as aligned face crops (the training format), any other image "
         "goes through MTCNN face detection; on: always detect faces; off: score the whole image.",
     ),
-    json_out: bool = typer.Option(False, "--json", help="One JSON object per face (JSON Lines) on stdout."),
-    csv_out: bool = typer.Option(False, "--csv", help="CSV with a header row on stdout."),
+    json_out: bool = typer.Option(False, "--json", metavar="", help="One JSON object per face (JSON Lines) on stdout."),
+    csv_out: bool = typer.Option(False, "--csv", metavar="", help="CSV with a header row on stdout."),
     explain: Optional[Path] = typer.Option(
         None, "--explain", metavar="DIR", help="Folder for one Grad-CAM PNG per scored face."
     ),
