@@ -162,3 +162,18 @@ def test_the_experiment_opens_on_its_runs_in_the_mlflow_ui(mlflow_store, tmp_pat
     client.delete_experiment_tag(experiment.experiment_id, "mlflow.experimentKind")
     tracking.setup(tmp_path)
     assert client.get_experiment(experiment.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_an_update_from_a_version_the_alias_is_not_on_keeps_the_alias_and_says_why(mlflow_store):
+    from types import SimpleNamespace
+
+    mlflow = mlflow_store
+    cfg = RegisterConfig(min_auc=0.8)
+    assert _new_version(mlflow, 0.90, "fp")["alias_moved"]  # v1, the champion
+    refused = _new_version(mlflow, 0.85, "fp")  # v2, not the champion: an update's refused first step
+    with mlflow.start_run() as run:
+        rec = registry.register_update(log_dummy_model(mlflow), run.info.run_id, cfg,
+                                       SimpleNamespace(version=refused["version"]), True, "gate passed", {}, "Updated.")
+    assert not rec["alias_moved"] and rec["champion"] == 1 and rec["parent_version"] == 2
+    assert "alias is on version 1, not on the parent 2" in rec["reason"] and "moved to version" not in rec["reason"]
+    assert str(mlflow.MlflowClient().get_model_version_by_alias("realfake", "champion").version) == "1"

@@ -322,8 +322,9 @@ def register_update(model_uri: str, run_id: str, cfg: RegisterConfig, parent, pr
                 client.set_registered_model_alias(cfg.model_name, cfg.alias, version.version)
                 moved = True
             else:
-                reason += (f"; but the {cfg.alias!r} alias moved to version {_version(current)} during the update, so "
-                           "it stays there (run the update again from it)")
+                reason += (f"; but the {cfg.alias!r} alias is on version {_version(current)}, not on the parent "
+                           f"{parent.version} (it was never there, or another run moved it meanwhile), so it stays "
+                           "there: an update is judged against its parent, so run it again from the alias")
     client.set_model_version_tag(cfg.model_name, version.version, "promotion", reason)
     verdict = f"Took the {cfg.alias!r} alias" if moved else f"Did not take the {cfg.alias!r} alias"
     client.update_model_version(cfg.model_name, version.version, description=f"{description} {verdict}: {reason}.")
