@@ -12,11 +12,13 @@ import pytest
 import requests
 from typer.testing import CliRunner
 
+from helpers.models import with_decision
 from helpers.servers import ThreadedServer
 from realfake.app.server import create_app
 from realfake.app.service import ModelHolder
 from realfake.cli import app as cli
-from realfake.detector.decision import TOO_SOFT
+from realfake.detector.decision import TOO_SOFT, Decision
+from realfake.detector.modelfile import load_model_file
 from realfake.detector.scoring import Detector
 
 
@@ -92,7 +94,7 @@ def test_a_malformed_decision_is_a_clear_error(model_file, tmp_path):
     assert res.exit_code == 2 and "decision entry is malformed" in res.stderr
 
 
-def test_the_table_says_when_a_soft_image_was_judged_against_a_higher_threshold(stricter_when_soft, faces):
+def test_the_table_says_when_a_soft_image_was_judged_against_a_higher_threshold(stricter_when_soft, faces, tmp_path):
     res = CliRunner().invoke(cli, ["predict", str(faces["sharp"]), str(faces["blurred"]), "--model",
                                    str(stricter_when_soft)])
     assert res.exit_code == 0, res.output
@@ -100,3 +102,8 @@ def test_the_table_says_when_a_soft_image_was_judged_against_a_higher_threshold(
     (sharp,) = [line for line in res.stdout.splitlines() if faces["sharp"].name in line]
     assert "(t=0.970)" in blurred and "(t=" not in sharp
     assert "t=: judged against a soft image's threshold, above 0.300" in res.stderr
+    # an uncertain answer was judged against no threshold: nothing to mark
+    soft_level = Decision.from_entry(load_model_file(stricter_when_soft)[2]["decision"], "m").soft_thresholds[0][0]
+    unsure = with_decision(stricter_when_soft, 0.3, soft_level, folder=tmp_path, soft=[(soft_level, 0.97)])
+    res = CliRunner().invoke(cli, ["predict", str(faces["blurred"]), "--model", str(unsure)])
+    assert res.exit_code == 0 and "UNCERTAIN" in res.stdout and "(t=" not in res.stdout and "t=:" not in res.stderr

@@ -177,8 +177,8 @@ def summary_counts(rows: list[Row]) -> tuple[int, int]:
 
 def as_table(rows: list[Row], threshold: float | None = None) -> list[list[str]]:
     """The rows as table cells: file, face, p_fake, verdict (the errors, and why a verdict is uncertain, are listed
-    after the table); a verdict judged against a threshold above the model's ``threshold`` (a soft image's) says
-    which."""
+    after the table); a fake or real verdict judged against a threshold above the model's ``threshold`` (a soft
+    image's) says which."""
     out = []
     for r in rows:
         face = "" if r.face is None else f"#{r.face} {tuple(r.box)}"
@@ -187,7 +187,7 @@ def as_table(rows: list[Row], threshold: float | None = None) -> list[list[str]]
         if r.error:
             out.append([r.file, face, "", "error (below)"])
         else:
-            raised = threshold is not None and r.threshold is not None and r.threshold > threshold
+            raised = threshold is not None and r.threshold is not None and r.threshold > threshold and r.reason is None
             verdict = r.label.upper() + (f" (t={r.threshold:.3f})" if raised else "")
             out.append([r.file, face, f"{r.p_fake:.4f}", verdict])
     return out
