@@ -14,6 +14,7 @@ from realfake.detector.decision import (
     false_alarm_threshold,
     fit_decision,
     reliability,
+    soft_thresholds,
 )
 from realfake.detector.spectrum import Fused, SpectralProbe, fit_fusion
 from realfake.errors import ConfigError, RealfakeError
@@ -73,6 +74,10 @@ def test_the_false_alarm_budget_holds_at_every_level_of_detail():
     assert np.all(v.threshold[mid > -5.0] == held.threshold) and np.all(v.threshold[mid < -5.4] > held.threshold)
     assert np.array_equal(v.label == "fake", v.p_fake >= v.threshold)
     assert np.all(held.with_threshold(0.9).verdicts(logit, detail).threshold == 0.9)  # a user's: everywhere
+    # a bin of detail with no reals in it raises nothing
+    y_soft_fakes_sharp_reals = np.r_[np.ones(5), np.zeros(5)].astype(int)
+    assert soft_thresholds(np.arange(10.0), y_soft_fakes_sharp_reals, np.r_[np.full(5, 0.9), np.full(5, 0.1)], 0.3,
+                           2, 0.02) == ()
 
 
 def test_calibrated_p_fake_means_a_probability():

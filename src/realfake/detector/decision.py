@@ -223,7 +223,8 @@ def soft_thresholds(detail: np.ndarray, y: np.ndarray, p: np.ndarray, threshold:
     ``max_false_alarm`` of its reals called fake: a bin whose reals need a threshold above ``threshold`` gets it,
     for images softer than the next sharper bin; a softer bin never gets a lower one than a sharper bin."""
     parts = _strata(detail, strata)
-    needed = [max(threshold, false_alarm_threshold(p[part][y[part] == 0], max_false_alarm)) for part in parts]
+    reals = [p[part][y[part] == 0] for part in parts]  # a bin without reals raises nothing
+    needed = [max(threshold, false_alarm_threshold(r, max_false_alarm)) if len(r) else threshold for r in reals]
     needed = np.maximum.accumulate(needed[::-1])[::-1]  # softest first: never below a sharper bin's
     return tuple((float(detail[sharper].min()), float(t))
                  for t, sharper in zip(needed[:-1], parts[1:]) if t > threshold)
