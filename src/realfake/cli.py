@@ -243,7 +243,7 @@ def _print_rows(rows: list, fmt: str, described: str, threshold: float) -> None:
     for cells in as_table(rows, threshold):
         table.add_row(*cells)
     Console(width=max(100, Console().width)).print(table)
-    if any(r.threshold is not None and r.threshold > threshold and r.reason is None for r in rows):
+    if any(r.judged_above(threshold) for r in rows):
         typer.echo(f"t=: judged against a soft image's threshold, above {threshold:.3f} (the reals of images that "
                    "soft, blurred or enlarged, look more up-sampled)", err=True)
 

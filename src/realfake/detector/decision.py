@@ -164,15 +164,19 @@ def false_alarm_threshold(p_real: np.ndarray, max_false_alarm: float) -> float:
     return float(np.nextafter(p[allowed], 1.0)) if allowed < len(p) else float(p[-1])
 
 
+def _strata(detail: np.ndarray, parts: int) -> list[np.ndarray]:
+    """``parts`` equal-count bins of ``detail`` (indices), the softest first."""
+    return [part for part in np.array_split(np.argsort(detail, kind="stable"), parts) if len(part)]
+
+
 def soft_level(detail: np.ndarray, y: np.ndarray, p: np.ndarray, bins: int, min_auc: float) -> float | None:
     """The middle-band detail below which no trace survives: the mix cut into ``bins`` equal-count bins of
     detail, the upper edge of the softest run of bins in which p_fake ranks fakes above reals with a ROC-AUC
     under ``min_auc`` (None if the softest bin already passes)."""
     from sklearn.metrics import roc_auc_score
 
-    order = np.argsort(detail, kind="stable")
     level = None
-    for part in np.array_split(order, bins):
+    for part in _strata(detail, bins):
         if len(np.unique(y[part])) < 2 or not roc_auc_score(y[part], p[part]) < min_auc:
             break
         level = float(np.nextafter(detail[part].max(), np.inf))
@@ -210,11 +214,6 @@ def fit_decision(logit: np.ndarray, detail: np.ndarray, y_fake: np.ndarray, clea
         "mix_worst_bin_false_alarm": _worst_bin(detail[judged, 1], y[judged], v[judged], cfg.bins),
     }
     return Decision(threshold, coef, intercept, level, facts, soft)
-
-
-def _strata(detail: np.ndarray, parts: int) -> list[np.ndarray]:
-    """``parts`` equal-count bins of ``detail`` (indices), the softest first."""
-    return [part for part in np.array_split(np.argsort(detail, kind="stable"), parts) if len(part)]
 
 
 def soft_thresholds(detail: np.ndarray, y: np.ndarray, p: np.ndarray, threshold: float, strata: int,

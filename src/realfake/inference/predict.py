@@ -40,6 +40,11 @@ class Row:
     error: str | None = None
     explanation: str | None = None  # Grad-CAM PNG, with --explain
 
+    def judged_above(self, threshold: float) -> bool:
+        """Whether this fake or real verdict was judged against a higher threshold than ``threshold`` (a soft
+        image's); an uncertain answer or an error was judged against none."""
+        return self.label in ("fake", "real") and self.threshold is not None and self.threshold > threshold
+
     def to_dict(self) -> dict:
         """The row as a mapping in :data:`ROW_KEYS` order (JSON and CSV output)."""
         return {k: asdict(self)[k] for k in ROW_KEYS}
@@ -187,7 +192,7 @@ def as_table(rows: list[Row], threshold: float | None = None) -> list[list[str]]
         if r.error:
             out.append([r.file, face, "", "error (below)"])
         else:
-            raised = threshold is not None and r.threshold is not None and r.threshold > threshold and r.reason is None
+            raised = threshold is not None and r.judged_above(threshold)
             verdict = r.label.upper() + (f" (t={r.threshold:.3f})" if raised else "")
             out.append([r.file, face, f"{r.p_fake:.4f}", verdict])
     return out
