@@ -174,7 +174,11 @@ def fit_probe(features: torch.Tensor, targets: torch.Tensor, l2: float, hidden: 
 def _descend(probe: SpectralProbe, batch_loss: Callable[[], torch.Tensor], steps: int, lr: float,
              l2: float) -> SpectralProbe:
     """``steps`` steps of Adam on ``batch_loss()`` plus ``l2`` times the squared norm of the probe's weights, the
-    learning rate falling from ``lr`` to 0 as a cosine; the probe in eval mode."""
+    learning rate falling from ``lr`` to 0 as a cosine; the probe in eval mode.
+
+    The penalty shrinks the weights of uninformative features towards 0, into float32's subnormal range, where
+    a CPU without fast subnormals (Intel's) multiplies many times slower: a 4,000-step fit took 120 s instead
+    of 12 on a 2-core Xeon. Those weights are set to 0 after each step (a change below 1e-38)."""
     weights = [layer.weight for layer in (probe.layer, probe.linear) if layer is not None]
     opt = torch.optim.Adam(probe.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1 + math.cos(math.pi * step / steps)))
@@ -184,6 +188,9 @@ def _descend(probe: SpectralProbe, batch_loss: Callable[[], torch.Tensor], steps
         loss.backward()
         opt.step()
         schedule.step()
+        with torch.no_grad():
+            for w in weights:
+                w.masked_fill_(w.abs() < torch.finfo(w.dtype).tiny, 0.0)
     return probe.eval()
 
 
