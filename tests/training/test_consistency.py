@@ -64,10 +64,25 @@ def test_the_loss_adds_the_squared_gap_and_pulls_only_the_perturbed_copy():
     assert training_loss(bce, out, y, perturbed[:0], 0.5).item() == pytest.approx(bce(out, y).item()), "no pairs"
 
 
+def test_real_pairs_hold_only_the_reals_to_their_clean_logit():
+    out = torch.tensor([2.0, -1.0, -3.0], requires_grad=True)
+    perturbed = torch.tensor([0.0, 1.0, -3.0], requires_grad=True)
+    y = torch.tensor([1.0, 0.0, 0.0])
+    bce = torch.nn.BCEWithLogitsLoss()
+    loss = training_loss(bce, out, y, perturbed, 0.5, pairs="real")
+    assert loss.item() == pytest.approx(bce(out, y).item() + 0.5 * (0 + 4 + 0) / 3), "the fake's gap of 4 left out"
+    loss.backward()
+    assert perturbed.grad.tolist() == pytest.approx([0.0, 0.5 * 2 * (1 - -1) / 3, 0.0])
+    everything = training_loss(bce, out, y, perturbed, 0.5, pairs="all").item()
+    assert everything == pytest.approx(loss.item() + 0.5 * 4 / 3)
+
+
 def test_consistency_settings_are_checked():
     with pytest.raises(ConfigError, match=r"train.consistency.weight must be a number of at least 0 \(0 = off\)"):
         TrainConfig.from_params({"consistency": {"weight": -1}})
     with pytest.raises(ConfigError, match="Unknown keys"):
         TrainConfig.from_params({"consistency": {"lambda": 1}})
+    with pytest.raises(ConfigError, match="train.consistency.pairs must be one of all, real"):
+        TrainConfig.from_params({"consistency": {"weight": 0.1, "pairs": "fake"}})
     assert not Consistency().enabled and Consistency(weight=0.5).enabled
     assert TrainConfig().digest() != TrainConfig(consistency={"weight": 0.5}).digest(), "checkpoints resume their own"

@@ -23,6 +23,8 @@ SCHEDULES = ("onecycle", "cosine", "constant")
 KEEP = ("best", "last")
 #: Where the probe's and the mix's perturbed windows are made (``train.perturb_on``).
 PERTURB_ON = ("auto", "device", "loader")
+#: Whose consistency pairs are held to one logit (``train.consistency.pairs``).
+PAIRS = ("all", "real")
 
 
 def wild() -> Augment:
@@ -74,10 +76,13 @@ class Consistency:
 
     weight: float = 0.0  # the consistency term's weight beside the cross-entropy; 0 = off (one view per image)
     augment: Augment = field(default_factory=degrade)  # the perturbations of the second view
+    pairs: str = "all"  # whose pairs the term holds: all | real (a perturbed real kept real; fakes' pairs not held)
 
     def __post_init__(self) -> None:
         require(is_number(self.weight) and self.weight >= 0, "train.consistency.weight must be a number of at least "
                 f"0 (0 = off), got {self.weight!r}.")
+        require(self.pairs in PAIRS, f"train.consistency.pairs must be one of {', '.join(PAIRS)} (whose clean and "
+                f"perturbed copies are held to one logit), got {self.pairs!r}.")
 
     @property
     def enabled(self) -> bool:

@@ -335,7 +335,7 @@ def train_one_epoch(s: Session, epoch: int, progress: bool) -> dict[str, float]:
             x = torch.cat(views) if len(views) > 1 else views[0]
             out = s.net(to_model_input(x, s.device, s.cfg.representation, s.memory_format)).squeeze(1).float()
             out, perturbed = out[: len(y)], out[len(y):]
-            loss = training_loss(s.loss_fn, out, y, perturbed, s.cfg.consistency.weight)
+            loss = training_loss(s.loss_fn, out, y, perturbed, s.cfg.consistency.weight, s.cfg.consistency.pairs)
         # backward and step
         s.opt.zero_grad(set_to_none=True)
         s.scaler.scale(loss).backward()
@@ -357,13 +357,17 @@ def train_one_epoch(s: Session, epoch: int, progress: bool) -> dict[str, float]:
 
 
 def training_loss(loss_fn: nn.Module, out: torch.Tensor, y: torch.Tensor, perturbed: torch.Tensor,
-                  weight: float) -> torch.Tensor:
+                  weight: float, pairs: str = "all") -> torch.Tensor:
     """The cross-entropy of the clean logits ``out``, plus, for consistency pairs, ``weight`` times the mean squared
-    difference of the perturbed copies' logits from them. The clean side is held fixed in that term: the perturbed
-    copy is pulled to the clean verdict, not the clean one to the perturbed."""
+    difference of the perturbed copies' logits from them (``pairs="real"``: the reals' pairs only, averaged over
+    the batch). The clean side is held fixed in that term: the perturbed copy is pulled to the clean verdict, not
+    the clean one to the perturbed."""
     loss = loss_fn(out, y)
     if len(perturbed):
-        loss = loss + weight * (perturbed - out.detach()).square().mean()
+        gap = (perturbed - out.detach()).square()
+        if pairs == "real":
+            gap = gap * (y == 0)
+        loss = loss + weight * gap.mean()
     return loss
 
 
