@@ -8,6 +8,9 @@ export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export GX_ANALYTICS_ENABLED := False
 PYTEST_ARGS ?=
+# pytest processes (pytest-xdist), one test file each at a time: 0 = one process, no xdist
+TEST_WORKERS ?= 2
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 .DEFAULT_GOAL := help
 
@@ -35,13 +38,13 @@ app: env ## Serve the page for checking photos with the champion (http://127.0.0
 	$(BIN)/realfake app
 
 test: env browser ## Create the environment and run the whole test suite (as CI does)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 lint: env ## Check the code with ruff (pyflakes, import order, 120 columns, docstrings on public names)
 	$(BIN)/ruff check src tests pipeline benchmarks tools
 
 test-fast: env browser ## Run the tests without the slow end-to-end ones
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 bench: env ## Run the benchmarks (prints images/s)
 	$(BIN)/python benchmarks/bench_sample.py
