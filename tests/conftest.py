@@ -17,6 +17,19 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
 
+def pytest_configure(config) -> None:
+    """Under pytest-xdist, each worker gets its share of the cores, for itself and the processes it starts
+    (dvc, the stages): two workers each running torch on every core oversubscribe the machine."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        threads = str(max(1, len(os.sched_getaffinity(0)) // int(workers)))
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(name, threads)
+        import torch
+
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
 @pytest.fixture(scope="session")
 def tiny_sample(tmp_path_factory) -> Path:
     """A read-only-by-convention tiny sample; copy it (``sample_copy``) before changing it."""

@@ -95,8 +95,9 @@ def test_a_malformed_decision_is_a_clear_error(model_file, tmp_path):
 
 
 def test_the_table_says_when_a_soft_image_was_judged_against_a_higher_threshold(stricter_when_soft, faces, tmp_path):
-    res = CliRunner().invoke(cli, ["predict", str(faces["sharp"]), str(faces["blurred"]), "--model",
-                                   str(stricter_when_soft)])
+    # a table wide enough for the temporary paths (under pytest-xdist, .../popen-gw1/...) on one line each
+    res = CliRunner(env={"COLUMNS": "300"}).invoke(cli, ["predict", str(faces["sharp"]), str(faces["blurred"]),
+                                                         "--model", str(stricter_when_soft)])
     assert res.exit_code == 0, res.output
     (blurred,) = [line for line in res.stdout.splitlines() if faces["blurred"].name in line]
     (sharp,) = [line for line in res.stdout.splitlines() if faces["sharp"].name in line]
