@@ -11,7 +11,11 @@ export PATH="$PWD/$bin:$PATH" DVC_NO_ANALYTICS=1 MLFLOW_DISABLE_TELEMETRY=true C
 [ -f reports/register.json ] || { echo "no registered champion here: run make run first" >&2; exit 1; }
 
 echo '$ python tools/make_demo.py && realfake predict demo'
-python tools/make_demo.py && realfake predict demo || true  # one input fails on purpose (no face)
+python tools/make_demo.py
+status=0
+realfake predict demo || status=$?
+# exit 1: an input failed, as one does on purpose (coffee.jpg, no face); anything else is a real failure
+[ "$status" -le 1 ] || { echo "realfake predict failed (exit $status)" >&2; exit "$status"; }
 
 log=$(mktemp)
 realfake app --port "$port" >"$log" 2>&1 &

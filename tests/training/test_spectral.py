@@ -138,8 +138,8 @@ def test_the_probe_fit_shrinks_with_its_penalty_and_needs_both_classes():
 
 
 def test_the_fit_leaves_no_subnormal_weight_to_slow_the_cpu():
-    # The penalty drives unused weights into float32's subnormal range, where an Intel CPU multiplies ~10x
-    # slower (a 4,000-step fit: 116 s against 8); the fit sets them to 0.
+    # The penalty drives unused weights into float32's subnormal range, where an Intel CPU multiplies many
+    # times slower (a 4,000-step fit: 116 s against 8); the fit sets them to 0.
     probe = SpectralProbe(hidden=4)
     with torch.no_grad():
         probe.layer.weight[:, :10] = 1e-40  # subnormal, with no gradient below: Adam alone would keep them
