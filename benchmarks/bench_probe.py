@@ -70,6 +70,7 @@ def main() -> None:
     settings = [s.split("@") for s in args.settings]
     most = max(int(s[0]) for s in settings)
     dev = resolve_device(cfg.device)
+    workers = cfg.loader_workers(dev, windows=True)
     pre = Preprocessor(probe_spec(cfg.input_spec, cfg.probe_window))  # the window the probe reads
     t0 = time.perf_counter()
 
@@ -78,14 +79,14 @@ def main() -> None:
     draws = []  # each draw's features for `most` passes; a setting of p passes takes the first p
     for d in range(args.draws):
         windows = PerturbedWindows(train, cfg.spectral.augment, most, first=PROBE_STREAM + d * DRAW_GAP)
-        draws.append(score_windows(windows, pixel_features, dev, 2 * cfg.batch_size, cfg.workers))
+        draws.append(score_windows(windows, pixel_features, dev, 2 * cfg.batch_size, workers))
     print(f"features of {args.draws} draws of {most} passes ({most * len(train)} windows each): "
           f"{time.perf_counter() - t0:.0f} s", flush=True)
 
     def features(files, perturbation=None) -> np.ndarray:  # scored as the robustness stage scores them
         images = ScoringImages(ImageFiles(files), pre, None if perturbation is None else perturbation.apply)
         return torch.cat([pixel_features(x.to(dev)).cpu()
-                          for x in batches(images, 2 * cfg.batch_size, cfg.workers, dev)]).numpy()
+                          for x in batches(images, 2 * cfg.batch_size, workers, dev)]).numpy()
 
     rows = {split: data.rows(split) for split in ("valid", "test")}
     files = [f for split in rows for f in data.files(rows[split])]

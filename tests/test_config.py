@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -92,8 +93,10 @@ def test_mlproject_train_defaults_are_params_yaml_values():
 def test_unknown_and_bad_keys_are_named():
     with pytest.raises(ConfigError, match=r"Unknown keys in params.yaml 'train.augment': \['flip'\]"):
         TrainConfig.from_params({"augment": {"flip": True}})
-    with pytest.raises(ConfigError, match="train.workers must be a non-negative integer"):
+    with pytest.raises(ConfigError, match="train.workers must be auto or a non-negative integer"):
         TrainConfig(workers=-1)
+    with pytest.raises(ConfigError, match="train.workers must be auto or a non-negative integer .*got 'all'"):
+        TrainConfig(workers="all")
     with pytest.raises(ConfigError, match="evaluate.batch_size must be a positive integer"):
         EvaluateConfig(batch_size=0)
     with pytest.raises(ConfigError, match="evaluate.amp must be true or false, got 'yes'"):
@@ -129,3 +132,19 @@ def test_paths_move_together_under_another_root(tmp_path):
     moved = PATHS.under(tmp_path)
     assert moved.model == tmp_path / "models/model.pt" and moved.raw_dir == tmp_path / "data/raw"
     assert all(Path(p).is_relative_to(tmp_path) for p in vars(moved).values())
+
+
+def test_auto_loader_workers_follow_the_cores_torch_computes_on(monkeypatch):
+    import torch
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    for windows in (False, True):
+        assert TrainConfig(workers=3).loader_workers(cpu, windows) == 3
+        assert TrainConfig(workers=3).loader_workers(cuda, windows) == 3
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert TrainConfig().loader_workers(cpu) == 0  # the training crops: the step keeps both cores
+    assert TrainConfig().loader_workers(cpu, windows=True) == 2  # PIL's windows in two processes
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert TrainConfig().loader_workers(cpu, windows=True) == 0  # one core (a share of a busy machine)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert TrainConfig().loader_workers(cuda) == TrainConfig().loader_workers(cuda, windows=True) == 15

@@ -102,6 +102,21 @@ def test_training_from_the_packed_store_equals_training_from_the_files(manifest,
     pd.testing.assert_frame_equal(files.history[cols], packed.history[cols], check_exact=False, rtol=1e-6)
 
 
+@pytest.mark.slow
+def test_loader_processes_train_the_same_model_as_the_stage_process(manifest, tiny_sample, tmp_path):
+    # train.workers is left out of a run's identity (a checkpoint resumes under another count): it must not
+    # change the model. Every item draws from its own seeds; the loaders must not draw from torch's global
+    # generator, which the dropout masks come from (a persistent loader would draw once, an in-process one
+    # every epoch).
+    cfg = TrainConfig.from_params({**TINY_TRAIN, "dropout": 0.5})
+    run_train(cfg, manifest, tiny_sample, tmp_path / "in-process")
+    run_train(TrainConfig.from_params({**TINY_TRAIN, "dropout": 0.5, "workers": 1}), manifest, tiny_sample,
+              tmp_path / "one-process")
+    in_process, _, _ = load_model_file(tmp_path / "in-process" / "model.pt")
+    loader, _, _ = load_model_file(tmp_path / "one-process" / "model.pt")
+    assert_same_weights(in_process, loader.state_dict())
+
+
 def test_lr_follows_the_batch_size_by_the_chosen_rule():
     base = dict(lr=1e-3, lr_reference_batch=32)
     assert TrainConfig(**base, batch_size=32).effective_lr == pytest.approx(1e-3)

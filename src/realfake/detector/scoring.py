@@ -87,7 +87,15 @@ def batches(ds: Dataset, batch_size: int, workers: int, device: torch.device, pe
     """In-order batches of ``ds`` for scoring, pinned for CUDA; ``persistent`` keeps the loader
     processes for the next pass (validation every epoch)."""
     return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=device.type == "cuda",
-                      persistent_workers=persistent and workers > 0)
+                      persistent_workers=persistent and workers > 0, generator=own_generator())
+
+
+def own_generator() -> torch.Generator:
+    """A loader's own random-number generator. Each iteration of a loader draws a seed for its processes, from
+    torch's global generator unless it has its own; a persistent loader draws once, an in-process one every
+    pass, so with the global one the loader processes' count would shift the dropout masks that follow (and
+    the model). The items draw from their own seeds, not from this one."""
+    return torch.Generator()
 
 
 @torch.no_grad()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import typing
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
@@ -146,7 +147,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # bf16 autocast on CUDA (fp16 without bf16) and on CPUs with native bf16; else float32
-    workers: int = 0  # DataLoader worker processes
+    workers: int | str = "auto"  # DataLoader worker processes; auto: see loader_workers
     perturb_on: str = "auto"  # where the probe's and the mix's windows are perturbed: auto | device | loader
     compile: bool = False  # torch.compile the model (pays a compile time once per run)
     early_stopping_patience: int = 0  # epochs without val AUC gain before stopping; 0 = off
@@ -185,8 +186,9 @@ class TrainConfig:
         require(self.perturb_on in PERTURB_ON, f"train.perturb_on is {self.perturb_on!r}; use auto (on the device "
                 "on CUDA, in the loader on a CPU), device (batched tensor operations where the model runs) or loader "
                 "(PIL, one image at a time in the loader).")
-        require(is_int(self.workers) and self.workers >= 0,
-                f"train.workers must be a non-negative integer, got {self.workers!r}.")
+        require(self.workers == "auto" or (is_int(self.workers) and self.workers >= 0),
+                f"train.workers must be auto or a non-negative integer (0 = in the stage's process), got "
+                f"{self.workers!r}.")
 
     @classmethod
     def from_params(cls, params: dict[str, Any] | None) -> "TrainConfig":
@@ -228,6 +230,20 @@ class TrainConfig:
         rep = "rgb" if self.is_ensemble else self.representation
         return InputSpec(image_size=self.image_size, policy=self.input_policy, representation=rep,
                          score_size=self.score_size)
+
+    def loader_workers(self, device: torch.device, windows: bool = False) -> int:
+        """The loader processes (``workers``) of the training crops and validation, or with ``windows`` of the
+        probe's and the mix's perturbed windows. ``auto``: on CUDA, every core but the one that feeds the GPU; on a
+        CPU, the crops in the stage's process (loader processes would take cores from the training step) and the
+        windows, each one a PIL perturbation, in one process per core torch computes on (none on one core)."""
+        if self.workers != "auto":
+            return int(self.workers)
+        if device.type == "cuda":
+            return max(1, len(os.sched_getaffinity(0)) - 1)
+        import torch
+
+        threads = torch.get_num_threads()
+        return threads if windows and threads > 1 else 0
 
     def perturbs_on_device(self, device: torch.device) -> bool:
         """Whether the probe's and the mix's windows are perturbed on ``device`` (``perturb_on``; auto: on CUDA,

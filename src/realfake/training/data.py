@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from realfake.data.layout import is_fake
 from realfake.data.manifest import Manifest
 from realfake.detector.preprocess import Augment, Preprocessor
+from realfake.detector.scoring import own_generator
 from realfake.images import ImageFiles
 from realfake.training import distributed
 from realfake.training.synthetic import Synthetic, synthesise
@@ -118,5 +119,5 @@ def train_loader(ds: TrainImages, sampler: EpochBatches, workers: int, device: t
     """The training loader, built once: with workers, the processes persist across epochs."""
     return DataLoader(
         ds, batch_sampler=sampler, num_workers=workers, pin_memory=device.type == "cuda",
-        persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
+        persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None, generator=own_generator(),
     )

@@ -59,8 +59,8 @@ def fit_model_decision(model_file: Path, train_cfg: TrainConfig, data: Manifest,
                              on_device=on_device)
     mix = ConcatDataset([clean, PerturbedWindows(images, cfg.augment, cfg.passes, first=DECISION_STREAM + 1,
                                                  on_device=on_device)])
-    scored, detail, y = score_mix(model, spec, mix, dev, 2 * train_cfg.batch_size, train_cfg.workers, train_cfg.amp,
-                                  phases)
+    workers = train_cfg.loader_workers(dev, windows=True)
+    scored, detail, y = score_mix(model, spec, mix, dev, 2 * train_cfg.batch_size, workers, train_cfg.amp, phases)
     entries, figures = {}, {}
     if isinstance(model, Fused):
         with phases("fusion_fit"):

@@ -114,7 +114,7 @@ def fit_spectral(model_file: Path, train_cfg: TrainConfig, data: Manifest, *, pa
     synthetic fakes, seed, device and loader processes: the :class:`Fused` model (its fusion weights still
     1, 1 and bias 0: :func:`realfake.training.decide.fit_model_decision` fits them on the validation mix, with
     the decision), the input spec it takes, and the fit's facts. Nothing is written."""
-    cfg, seed, workers = train_cfg.spectral, train_cfg.seed, train_cfg.workers
+    cfg, seed = train_cfg.spectral, train_cfg.seed
     batch_size = 2 * train_cfg.batch_size  # as validation scores
     network, spec, _ = load_model_file(model_file)
     representation, network_window = spec.representation, spec.window
@@ -127,7 +127,7 @@ def fit_spectral(model_file: Path, train_cfg: TrainConfig, data: Manifest, *, pa
     pre = Preprocessor(fused_spec)
     train_pixels, train_targets = split_pixels(data, "train", packed_dir), targets(data, "train")
 
-    on_device = train_cfg.perturbs_on_device(dev)
+    on_device, workers = train_cfg.perturbs_on_device(dev), train_cfg.loader_workers(dev, windows=True)
 
     def windows(augment: Augment, passes: int, synth: Synthetic | None = None) -> PerturbedWindows:
         return PerturbedWindows(TrainImages(train_pixels, train_targets, pre, seed, synth), augment, passes,

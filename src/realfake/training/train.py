@@ -277,8 +277,8 @@ def set_up(cfg: TrainConfig, data: Manifest, packed_dir: Path | None, dist: dist
     opt = make_optimizer(model, cfg.effective_lr, cfg.weight_decay, device)
     return Session(
         cfg=cfg, device=device, dist=dist, sampler=sampler,
-        train_dl=train_loader(train_ds, sampler, cfg.workers, device),
-        val_dl=batches(val_ds, cfg.batch_size * 2, cfg.workers, device, persistent=True),
+        train_dl=train_loader(train_ds, sampler, cfg.loader_workers(device), device),
+        val_dl=batches(val_ds, cfg.batch_size * 2, cfg.loader_workers(device), device, persistent=True),
         val_targets=targets(data, "valid"),
         n_train=len(train_ds), model=model, net=net, opt=opt, sched=make_scheduler(opt, cfg, len(sampler)),
         scaler=torch.amp.GradScaler("cuda", enabled=amp_dtype(device, cfg.amp) == torch.float16),

@@ -110,7 +110,8 @@ def features(pixels, y: np.ndarray, spec: InputSpec, augment: Augment, passes: i
     device = resolve_device(train_cfg.device)
     images = TrainImages(pixels, y.astype(np.float32), Preprocessor(spec), train_cfg.seed, synthetic)
     windows = PerturbedWindows(images, augment, passes, first=first, on_device=train_cfg.perturbs_on_device(device))
-    x, t = score_windows(windows, pixel_features, device, 2 * train_cfg.batch_size, train_cfg.workers, phases,
+    workers = train_cfg.loader_workers(device, windows=True)
+    x, t = score_windows(windows, pixel_features, device, 2 * train_cfg.batch_size, workers, phases,
                          ("update_windows", "update_features"))
     return torch.from_numpy(x), torch.from_numpy(t)
 
