@@ -26,10 +26,15 @@ def test_plain_flags_read_as_flags_in_the_help():
 
     res = CliRunner().invoke(app, ["predict", "--help"], terminal_width=120)
     assert res.exit_code == 0
-    for flag in ("--json", "--csv"):
+    for flag in ("--json", "--csv", "--help"):
         (line,) = [line for line in res.output.splitlines() if re.search(rf"{flag}\b", line)]
         assert "<bool>" not in line, line
     assert re.search(r"--threshold\s+P\s", res.output)  # and an option's value has a name
+    (line,) = [line for line in res.output.splitlines() if "IMAGE" in line and "Image files" in line]
+    assert "<list" not in line, line  # the argument reads by its name, not its Python type
+    top = CliRunner().invoke(app, ["--help"], terminal_width=120)
+    (line,) = [line for line in top.output.splitlines() if re.search(r"--help\b", line)]
+    assert top.exit_code == 0 and "<bool>" not in line, line
 
 
 def test_update_before_the_pipeline_ran_says_what_to_run_first(tmp_path, monkeypatch):

@@ -7,14 +7,44 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from realfake.errors import RealfakeError
+
+
+class _PlainHelp:
+    """Help panels without Python type labels where they say nothing to a user: typer 0.29 labels ``--help``
+    ``<bool>`` (this project's own flags hide theirs with an empty metavar) and an argument with a metavar by its
+    annotation (``IMAGE <list[str]>``)."""
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if isinstance(param, TyperArgument) and param.metavar:
+                param.display_type_rich = lambda ctx: None  # the metavar names it already
+        return params
+
+
+class _Command(_PlainHelp, TyperCommand):
+    pass
+
+
+class _Group(_PlainHelp, TyperGroup):
+    pass
+
 
 app = typer.Typer(
     help="Real-vs-fake face detection: make or validate a dataset, score photos with the registered champion "
     "(predict) or on a web page (app). The pipeline itself runs with `dvc repro`.",
     no_args_is_help=True,
     add_completion=False,
+    cls=_Group,
 )
 
 
@@ -39,7 +69,7 @@ def _fail(exc: RealfakeError) -> None:
     raise typer.Exit(exc.exit_code)
 
 
-@app.command()
+@app.command(cls=_Command)
 def sample(
     out: Path = typer.Argument(..., help="Folder to create; it must not exist or be empty."),
     train: int = typer.Option(1000, help="Images per class in the train split."),
@@ -62,7 +92,7 @@ def sample(
     typer.echo(f"wrote {total} images to {out}")
 
 
-@app.command()
+@app.command(cls=_Command)
 def validate(
     root: Path = typer.Argument(..., help="Dataset folder in the Kaggle layout (train.csv, real_vs_fake/...)."),
     params: Path = typer.Option(Path("params.yaml"), help="params.yaml whose 'validate' section to use."),
@@ -91,7 +121,7 @@ class FaceMode(str, Enum):
     off = "off"
 
 
-@app.command()
+@app.command(cls=_Command)
 def update(
     fakes: Path = typer.Argument(..., help="Folder of the new generator's fakes (images directly inside it)."),
     reals: Optional[Path] = typer.Option(None, help="Folder of new reals to learn beside them."),
@@ -115,7 +145,7 @@ def update(
     typer.echo("accuracy matrix: reports/update/matrix.md")
 
 
-@app.command()
+@app.command(cls=_Command)
 def predict(
     inputs: list[str] = typer.Argument(
         ...,
@@ -182,7 +212,7 @@ def predict(
         raise typer.Exit(1)
 
 
-@app.command("app")
+@app.command("app", cls=_Command)
 def web_app(
     model: str = typer.Option(
         "models:/realfake@champion",
