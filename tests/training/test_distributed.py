@@ -32,10 +32,20 @@ def recording(*args, **kwargs):
     seen.append(batches)
     return batches
 D.shard_batches = recording
+import realfake.training.train as T
+models = []
+real_build = T.build_model
+def building(*args, **kwargs):
+    models.append(real_build(*args, **kwargs))
+    return models[-1]
+T.build_model = building
 cfg = TrainConfig.from_params(json.loads(sys.argv[4]))
 train(cfg, Manifest(Path(sys.argv[1]), Path(sys.argv[2])),
       TrainOutputs(out / "model.pt", out / "checkpoints", out / "history.csv"), progress=False)
 (out / f"batches-rank{rank}.json").write_text(json.dumps(seen))
+weights = [p.detach().double().flatten().tolist()[:64] + [p.detach().double().abs().sum().item()]
+           for p in models[-1].parameters()]
+(out / f"weights-rank{rank}.json").write_text(json.dumps(weights))
 """
 
 
@@ -54,11 +64,11 @@ def _run(cmd: list[str], env: dict) -> None:
 
 @pytest.mark.slow
 def test_two_process_gloo_run_matches_one_process(tiny_manifest, tiny_sample, tmp_path):
-    # Without JPEG re-compression: the tolerances below were measured on this tiny run, and with it (the
+    # Without JPEG re-compression or dropout: the tolerances below were measured on this tiny run, and with JPEG (the
     # default, p = 0.1) both runs diverge (train loss rising to 1.1-1.7), where per-process batch-norm
     # statistics alone move the val loss by 0.3. The augmentation itself is keyed by (seed, epoch, image),
     # the same on every rank.
-    cfg = json.dumps({**TINY_TRAIN, "epochs": 2, "batch_size": 8, "augment": {"jpeg_prob": 0.0}})
+    cfg = json.dumps({**TINY_TRAIN, "epochs": 2, "batch_size": 8, "augment": {"jpeg_prob": 0.0}, "dropout": 0.0})
     env = dict(os.environ, OMP_NUM_THREADS="1")
     _run([sys.executable, "-c", SCRIPT, str(tiny_manifest), str(tiny_sample), str(tmp_path / "single"), cfg], env)
     script = tmp_path / "ddp_train.py"
@@ -74,16 +84,22 @@ def test_two_process_gloo_run_matches_one_process(tiny_manifest, tiny_sample, tm
         seen1 = {i for b in r1[epoch] for i in b}
         assert not seen0 & seen1, "ranks must see disjoint images"
         assert seen0 | seen1 == {i for b in single[epoch] for i in b} == set(range(24))
+    # Gradients are averaged over the ranks, so both hold the same weights after every step.
+    w0 = json.loads((tmp_path / "ddp" / "weights-rank0.json").read_text())
+    assert w0 == json.loads((tmp_path / "ddp" / "weights-rank1.json").read_text())
+    assert w0 != json.loads((tmp_path / "single" / "weights-rank0.json").read_text())  # the weights were read
     # Only rank 0 writes outputs; its history is the whole run's.
     ddp = pd.read_csv(tmp_path / "ddp" / "history.csv")
     one = pd.read_csv(tmp_path / "single" / "history.csv")
     assert list(ddp["epoch"]) == [1, 2]
-    # Same images, same global batches, gradients averaged over the ranks. Batch-norm
-    # statistics are per process (4 images instead of 8 here), so the runs are close, not
-    # equal. Measured: val loss 0.6995 vs 0.6991 after 2 epochs, epoch-1 train loss 0.93 vs 0.78.
-    # Stated tolerance: final val loss within 0.05, epoch-1 train loss within 0.3.
-    assert abs(ddp["val_loss"].iloc[-1] - one["val_loss"].iloc[-1]) < 0.05
-    assert abs(ddp["train_loss"].iloc[0] - one["train_loss"].iloc[0]) < 0.3
+    # Same images, same global batches, gradients averaged over the ranks, no dropout. Batch-norm statistics
+    # are per process (4 images instead of 8 here), so the runs are close, not equal, and drift apart as this
+    # 24-image model overfits. Measured: val loss 0.6932 vs 0.6945 after epoch 1, 0.740 vs 0.791 after epoch 2;
+    # epoch-1 train loss 0.912 vs 0.881. Stated tolerance: epoch-1 val loss within 0.02, epoch-1 train loss
+    # within 0.1, final val loss within 0.1.
+    assert abs(ddp["val_loss"].iloc[0] - one["val_loss"].iloc[0]) < 0.02
+    assert abs(ddp["train_loss"].iloc[0] - one["train_loss"].iloc[0]) < 0.1
+    assert abs(ddp["val_loss"].iloc[-1] - one["val_loss"].iloc[-1]) < 0.1
     assert (tmp_path / "ddp" / "model.pt").is_file()
 
 
