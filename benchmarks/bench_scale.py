@@ -36,7 +36,8 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=None, help="override train.batch_size")
     p.add_argument("--no-robustness", action="store_true", help="the phases only: skip the robustness table")
     p.add_argument("--device", default="auto")
-    p.add_argument("--workers", type=int, default=0, help="loader and scoring processes (0: in-process)")
+    p.add_argument("--workers", default=None, help="override train.workers (auto, or a count: 0 = in-process); a "
+                   "count also sets the robustness table's scoring processes")
     p.add_argument("--perturb-on", default=None, choices=("auto", "device", "loader"),
                    help="override train.perturb_on: where the probe's and the mix's windows are perturbed")
     p.add_argument("--workdir", type=Path, default=None, help="keep the sample here and reuse it")
@@ -54,7 +55,10 @@ def main() -> None:
 
     data_params = read_section("data", args.params)["sample"]
     base = read_section("train", args.params)
-    robust = {**read_section("robustness", args.params), "device": args.device, "workers": args.workers}
+    workers = None if args.workers is None else args.workers if args.workers == "auto" else int(args.workers)
+    robust = {**read_section("robustness", args.params), "device": args.device}
+    if isinstance(workers, int):
+        robust["workers"] = workers
     runs: dict[str, dict] = {}  # column name -> the robustness stage's metrics
     phases: dict[str, dict] = {}  # column name -> the train stage's phase metrics
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,9 +82,10 @@ def main() -> None:
             print(f"sample: {n_train} train / {args.valid} valid / {args.test} test images per class, "
                   f"{args.heldout} per held-out family; ready in {time.perf_counter() - t0:.0f} s", flush=True)
             for epochs in dict.fromkeys(args.epochs):  # a repeated value would train the same run again
-                params = {**base, "epochs": epochs, "device": args.device, "workers": args.workers}
+                params = {**base, "epochs": epochs, "device": args.device}
                 params.update({k: v for k, v in (("image_size", args.size), ("batch_size", args.batch),
-                                                 ("perturb_on", args.perturb_on)) if v})
+                                                 ("perturb_on", args.perturb_on), ("workers", workers))
+                               if v is not None})
                 cfg = TrainConfig.from_params(params)
                 out = TrainOutputs(work / f"model-{epochs}.pt", work / f"ckpt-{epochs}")
                 t1 = time.perf_counter()
