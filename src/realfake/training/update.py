@@ -56,7 +56,7 @@ REPLAY_STREAM, NEW_STREAM = 3_000, 3_500
 class UpdateConfig:
     """The ``update`` section of params.yaml."""
 
-    fakes: str = "data/heldout/bicubic"
+    fakes: str = "data/heldout/bilinear"
     reals: str | None = None
     count: int = 100
     start: str = "champion"
