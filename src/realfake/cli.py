@@ -23,12 +23,11 @@ class _PlainHelp:
             option.metavar = ""
         return option
 
-    def get_params(self, ctx):
-        params = super().get_params(ctx)
-        for param in params:
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for param in self.params:
             if isinstance(param, TyperArgument) and param.metavar:
                 param.display_type_rich = lambda ctx: None  # the metavar names it already
-        return params
 
 
 class _Command(_PlainHelp, TyperCommand):
