@@ -21,8 +21,8 @@ keeps them:
 - ``jpeg``: re-compression at a quality in 1..100 (libjpeg; torchvision's ``encode_jpeg``/``decode_jpeg``,
   nvJPEG on CUDA; torchvision 0.29 deprecates them for TorchCodec's, which this project does not install yet);
 - ``downscale``: bicubic down by the factor (anti-aliased) and back up;
-- ``noise``: additive Gaussian, sigma in 0..255 units, from the draw's seed (on tensors from a torch generator
-  seeded by it, so not the same numbers as NumPy's).
+- ``noise``: additive Gaussian, sigma in 0..255 units, its numbers from a torch generator seeded by the draw's
+  seed (:func:`noisy`), on both paths: on a CPU the two give the same pixels.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ STEPS = ("blur", "jpeg", "downscale", "noise")
 DRAW = (*STEPS, "seed")
 
 
-def perturb_image(img: Image.Image, kind: str, strength: float, rng: np.random.Generator | None = None) -> Image.Image:
-    """One step of :data:`STEPS` on an RGB image, at ``strength``; ``noise`` takes its numbers from ``rng``."""
+def perturb_image(img: Image.Image, kind: str, strength: float, seed: int | None = None) -> Image.Image:
+    """One step of :data:`STEPS` on an RGB image, at ``strength``; ``noise`` takes its numbers from ``seed``."""
     img = img.convert("RGB") if img.mode != "RGB" else img
     if kind == "blur":
         return img.filter(ImageFilter.GaussianBlur(float(strength)))
@@ -56,19 +56,17 @@ def perturb_image(img: Image.Image, kind: str, strength: float, rng: np.random.G
         return small.resize((w, h), Image.BICUBIC)
     if kind != "noise":
         raise RealfakeError(f"unknown perturbation kind {kind!r}; use one of {', '.join(STEPS)}.")
-    if rng is None:
-        raise RealfakeError("noise perturbation needs a seeded random generator (rng), for determinism.")
-    arr = np.asarray(img, dtype=np.float32)
-    noisy = arr + rng.standard_normal(arr.shape, dtype=np.float32) * np.float32(strength)
-    return Image.fromarray(np.clip(np.rint(noisy), 0, 255).astype(np.uint8), "RGB")
+    if seed is None:
+        raise RealfakeError("noise perturbation needs a seed for its random numbers (the same seed, the same noise).")
+    y = torch.from_numpy(np.array(img)).permute(2, 0, 1).float()
+    return Image.fromarray(noisy(y, float(strength), int(seed)).permute(1, 2, 0).to(torch.uint8).numpy(), "RGB")
 
 
 def apply_draw(img: Image.Image, draw: np.ndarray) -> Image.Image:
     """``img`` perturbed by one draw (a row of :data:`DRAW`), one PIL step at a time."""
     for kind, strength in zip(STEPS, draw[: len(STEPS)]):
         if strength > 0:
-            rng = np.random.default_rng(int(draw[-1])) if kind == "noise" else None
-            img = perturb_image(img, kind, float(strength), rng)
+            img = perturb_image(img, kind, float(strength), int(draw[-1]) if kind == "noise" else None)
     return img
 
 
@@ -142,6 +140,12 @@ def _downscale(y: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
 def _noise(y: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
     out = torch.empty_like(y)
     for i, (sigma, seed) in enumerate(draws[:, 3:].tolist()):
-        g = torch.Generator(y.device).manual_seed(int(seed))
-        out[i] = y[i] + sigma * torch.randn(y.shape[1:], generator=g, device=y.device)
-    return _levels(out)
+        out[i] = noisy(y[i], sigma, int(seed))
+    return out
+
+
+def noisy(y: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
+    """An image ``y`` (C, H, W) of float levels plus Gaussian noise of ``sigma`` levels, drawn by a torch generator
+    seeded by ``seed`` on ``y``'s device, in whole levels (torch's generator: a third of NumPy's time here)."""
+    g = torch.Generator(y.device).manual_seed(seed)
+    return _levels(y + sigma * torch.randn(y.shape, generator=g, device=y.device))

@@ -87,9 +87,10 @@ def spectrum_features(x: torch.Tensor) -> torch.Tensor:
 
 
 def pixel_features(x: torch.Tensor) -> torch.Tensor:
-    """:func:`spectrum_features` of uint8 pixel batches (B, H, W, 3), read straight from the pixels."""
+    """:func:`spectrum_features` of uint8 pixel batches (B, H, W, 3), read straight from the pixels (the channels
+    summed as integers: the float mean's numbers in half its time)."""
     with torch.autocast(x.device.type, enabled=False):
-        return grey_features(x.float().mean(-1))
+        return grey_features(x.sum(-1, dtype=torch.int16).float() / 3)
 
 
 def grey_features(grey: torch.Tensor) -> torch.Tensor:

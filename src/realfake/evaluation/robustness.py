@@ -104,18 +104,18 @@ class Perturbation:
         """The perturbed RGB image; ``index`` and ``seed`` seed the noise (the other kinds ignore them)."""
         if isinstance(img, np.ndarray):
             img = Image.fromarray(img)
-        rng = None
+        noise_seed = None
         if self.kind == "noise":
-            rng = np.random.default_rng(
-                np.random.SeedSequence([seed, zlib.crc32(self.name.encode()), int(index)])
-            )
-        return perturb(img, self.kind, self.strength, rng)
+            entropy = [seed, zlib.crc32(self.name.encode()), int(index)]
+            noise_seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
+        return perturb(img, self.kind, self.strength, noise_seed)
 
 
-def perturb(img: Image.Image, kind: str, strength: float, rng: np.random.Generator | None = None) -> Image.Image:
-    """Apply one perturbation to an RGB image (see the module docstring for the kinds), its strength checked."""
+def perturb(img: Image.Image, kind: str, strength: float, seed: int | None = None) -> Image.Image:
+    """Apply one perturbation to an RGB image (see the module docstring for the kinds), its strength checked;
+    ``seed`` seeds the noise."""
     p = Perturbation(kind, strength)
-    return perturb_image(img, p.kind, p.strength, rng)
+    return perturb_image(img, p.kind, p.strength, seed)
 
 
 DEFAULT_PERTURBATIONS = (

@@ -17,6 +17,7 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from PIL import Image
 
 from realfake.config import is_number, require
@@ -52,13 +53,14 @@ class Synthetic:
 def synthesise(img: np.ndarray, rng: np.random.Generator, jpeg_quality: tuple[int, int] = (85, 95)) -> np.ndarray:
     """A fake made from decoded HxWx3 uint8 pixels ``img`` (even H and W) by a random up-sampler."""
     h, w, _ = img.shape
-    base = img[: h // 2 * 2, : w // 2 * 2].astype(np.float32)
-    base = base.reshape(h // 2, 2, w // 2, 2, 3).mean(axis=(1, 3))  # box-filter down-sampling
+    x = img[: h // 2 * 2, : w // 2 * 2].astype(np.float32)
+    base = (x[0::2, 0::2] + x[1::2, 0::2] + x[0::2, 1::2] + x[1::2, 1::2]) / 4  # box-filter down-sampling (exact)
     up = random_upsample(base, rng)
     if rng.random() < 0.9:
         up = convolve(up, random_post_kernel(rng))
-    up += rng.normal(0, rng.uniform(0.5, 3.0), up.shape).astype(np.float32)  # sensor-like noise
-    out = Image.fromarray(np.clip(np.rint(up), 0, 255).astype(np.uint8), "RGB")
+    sigma, seed = rng.uniform(0.5, 3.0), int(rng.integers(2**63))  # sensor-like noise, from torch's generator
+    noise = torch.randn(up.shape, generator=torch.Generator().manual_seed(seed)).numpy()
+    out = Image.fromarray(np.clip(np.rint(up + np.float32(sigma) * noise), 0, 255).astype(np.uint8), "RGB")
     buf = io.BytesIO()
     out.save(buf, format="JPEG", quality=int(rng.integers(jpeg_quality[0], jpeg_quality[1] + 1)))
     with Image.open(io.BytesIO(buf.getvalue())) as decoded:
