@@ -235,3 +235,28 @@ def test_an_update_that_regresses_names_the_rows_and_keeps_the_champion(champion
     client = mlflow.MlflowClient()
     assert str(client.get_model_version_by_alias(register_cfg.model_name, "champion").version) == "1"
     assert "Did not take the 'champion' alias" in client.get_model_version(register_cfg.model_name, "2").description
+
+
+def test_the_lineage_scores_the_shared_network_once_with_the_same_verdicts(parent_model, tiny_data, tmp_path):
+    from realfake.evaluation.robustness import RobustnessConfig, run_robustness
+
+    parent, folder = parent_model
+    new = [check_new_images(folder, "fakes", ValidateConfig(), tiny_data, count=20)]
+    updated = tmp_path / "updated.pt"
+    update_model(parent, updated, new, tiny_data, UpdateConfig(fakes=str(folder), count=20, passes=1, new_passes=2,
+                                                               steps=200), TrainConfig(**TINY_FUSED), lineage={},
+                 log=lambda s: None)
+    cfg = RobustnessConfig.from_params({"perturbations": [{"kind": "blur", "strength": 1.0},
+                                                          {"kind": "noise", "strength": 2}], "device": "cpu"})
+
+    def table(path, shared=None):
+        return run_robustness(path, tiny_data, folder.parent, cfg, log=lambda s: None, network_logits=shared).metrics
+
+    shared = {}
+    first = table(parent, shared)
+    (store,) = shared.values()  # one network, one store
+    batches = len(store)
+    second = table(updated, shared)
+    assert len(shared) == 1 and len(store) == batches > 0, "the updated model read every network logit it needed"
+    assert first == table(parent) and second == table(updated), "remembered logits give the verdicts of a fresh run"
+    assert second != first, "the two models are scored each with its own probe"

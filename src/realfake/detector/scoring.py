@@ -9,6 +9,7 @@ a trained model with its preprocessing and its decision (calibrated p_fake, thre
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
@@ -96,6 +97,34 @@ def own_generator() -> torch.Generator:
     pass, so with the global one the loader processes' count would shift the dropout masks that follow (and
     the model). The items draw from their own seeds, not from this one."""
     return torch.Generator()
+
+
+class RememberedLogits(nn.Module):
+    """``network``, its logits remembered by the bytes of its input batch in ``store`` (a dict the caller keeps):
+    models that hold the same network weights (the versions of an update's lineage, which tune only the probe)
+    share one store, and the second one scoring the same images reads the network's logits instead of running
+    it. Keyed by content, so a different image, perturbation or batch never reads another's logits."""
+
+    def __init__(self, network: nn.Module, store: dict[bytes, torch.Tensor]):
+        super().__init__()
+        self.network, self.store = network, store
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's logits of ``x``: remembered, or computed and remembered."""
+        key = hashlib.blake2b(x.detach().float().contiguous().cpu().numpy().tobytes(), digest_size=16).digest()
+        if key not in self.store:
+            self.store[key] = self.network(x)
+        return self.store[key]
+
+
+def weights_digest(module: nn.Module) -> str:
+    """A digest of ``module``'s weights and buffers (names, shapes, values): equal for two copies of one network."""
+    h = hashlib.blake2b(digest_size=16)
+    for name, t in module.state_dict().items():
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().float().contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()
 
 
 @torch.no_grad()

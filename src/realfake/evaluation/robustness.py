@@ -45,7 +45,8 @@ from realfake.detector.decision import Decision, Verdicts, expected_calibration_
 from realfake.detector.modelfile import load_model_file
 from realfake.detector.perturb import perturb_image
 from realfake.detector.preprocess import Preprocessor
-from realfake.detector.scoring import resolve_device, score
+from realfake.detector.scoring import RememberedLogits, resolve_device, score, weights_digest
+from realfake.detector.spectrum import Fused
 from realfake.errors import RealfakeError
 from realfake.evaluation.metrics import DECIMALS, verdict_metrics
 from realfake.images import ImageFiles
@@ -209,11 +210,16 @@ class Robustness:
 Scorer = Callable[[Sequence, Any], Verdicts]
 
 
-def model_scorer(model_path: Path, cfg: RobustnessConfig,
-                 threshold: float | None = None) -> tuple[Scorer, Decision]:
+def model_scorer(model_path: Path, cfg: RobustnessConfig, threshold: float | None = None,
+                 network_logits: dict[str, dict] | None = None) -> tuple[Scorer, Decision]:
     """The :data:`Scorer` of one model file with its own decision (``threshold`` replaces its threshold where
-    given), on ``cfg``'s device, batch size and workers; and that decision."""
+    given), on ``cfg``'s device, batch size and workers; and that decision. With ``network_logits`` (a dict the
+    caller keeps across model files), a fused model's network logits are remembered there, one store per network
+    weights (:class:`~realfake.detector.scoring.RememberedLogits`): another model file with the same network,
+    scored on the same images, does not run it again."""
     model, spec, extra = load_model_file(Path(model_path))
+    if network_logits is not None and isinstance(model, Fused):
+        model.network = RememberedLogits(model.network, network_logits.setdefault(weights_digest(model.network), {}))
     decision = Decision.from_entry(extra.get("decision"), str(model_path)).with_threshold(threshold)
     device = resolve_device(cfg.device)
 
@@ -232,15 +238,17 @@ def run_robustness(
     log: Callable[[str], None] = print,
     threshold: float | None = None,
     families: Families | None = None,
+    network_logits: dict[str, dict] | None = None,
 ) -> Robustness:
     """Score the test split clean and under every perturbation, and each held-out family against its reals,
     with the decision in the model file (a single model's or an ensemble's; ``threshold`` replaces its
     threshold where given). ``families``: held-out images an update learned from, left out, and the new
-    families' test images, as families of their own (an update's accuracy matrix)."""
+    families' test images, as families of their own (an update's accuracy matrix). ``network_logits``: the
+    network's logits remembered across calls (:func:`model_scorer`)."""
     import pandas as pd
 
     t0 = time.perf_counter()
-    scorer, decision = model_scorer(Path(model_path), cfg, threshold)
+    scorer, decision = model_scorer(Path(model_path), cfg, threshold, network_logits)
     test = data.rows("test")
     y = is_fake(test["label"])
     # Decoded once and kept for every perturbation, unless there are many or workers decode them.
