@@ -32,6 +32,9 @@ def test_plain_flags_read_as_flags_in_the_help():
     assert re.search(r"--threshold\s+P\s", res.output)  # and an option's value has a name
     (line,) = [line for line in res.output.splitlines() if "IMAGE" in line and "Image files" in line]
     assert "<list" not in line, line  # the argument reads by its name, not its Python type
+    assert re.search(r"Usage: \S+ predict \[OPTIONS\] IMAGE\.\.\.\s*$", res.output, re.MULTILINE), res.output
+    sample = CliRunner().invoke(app, ["sample", "--help"], terminal_width=120)
+    assert re.search(r"Usage: \S+ sample \[OPTIONS\] OUT\s*$", sample.output, re.MULTILINE), sample.output
     top = CliRunner().invoke(app, ["--help"], terminal_width=120)
     (line,) = [line for line in top.output.splitlines() if re.search(r"--help\b", line)]
     assert top.exit_code == 0 and "<bool>" not in line, line

@@ -15,7 +15,8 @@ from realfake.errors import RealfakeError
 class _PlainHelp:
     """Help panels without Python type labels where they say nothing to a user: typer 0.29 labels ``--help``
     ``<bool>`` (this project's own flags hide theirs with an empty metavar) and an argument with a metavar by its
-    annotation (``IMAGE <list[str]>``)."""
+    annotation (``IMAGE <list[str]>``); and usage lines as click writes them (``IMAGE...``, ``OUT``, ``[DIR]``)
+    where typer writes ``{IMAGE}...`` and ``{out}``."""
 
     def get_help_option(self, ctx):
         option = super().get_help_option(ctx)
@@ -26,8 +27,17 @@ class _PlainHelp:
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         for param in self.params:
-            if isinstance(param, TyperArgument) and param.metavar:
-                param.display_type_rich = lambda ctx: None  # the metavar names it already
+            if isinstance(param, TyperArgument):
+                param.get_usage_pieces = lambda ctx, p=param: [_usage_name(p)]
+                if param.metavar:
+                    param.display_type_rich = lambda ctx: None  # the metavar names it already
+
+
+def _usage_name(argument: TyperArgument) -> str:
+    """An argument in a usage line, as click writes it: its metavar or its name in capitals, ``...`` when it takes
+    several values, in brackets when it is optional."""
+    name = (argument.metavar or argument.name or "").upper() + ("..." if argument.nargs != 1 else "")
+    return name if argument.required else f"[{name}]"
 
 
 class _Command(_PlainHelp, TyperCommand):
