@@ -60,7 +60,7 @@ class UpdateConfig:
     reals: str | None = None
     count: int = 100
     start: str = "champion"
-    passes: int = 2
+    passes: int = 4
     new_passes: int = 8
     new_share: float = 0.25
     steps: int = 1000
