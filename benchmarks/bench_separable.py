@@ -48,10 +48,10 @@ def main() -> None:
     from realfake.data.manifest import Manifest
     from realfake.data.sample.heldout import read_heldout
     from realfake.detector.modelfile import load_model_file
-    from realfake.detector.perturb import perturb_image
     from realfake.detector.preprocess import Preprocessor, standardise
     from realfake.detector.spectrum import Fused, spectrum_features
     from realfake.errors import RealfakeError
+    from realfake.evaluation.robustness import Perturbation
     from realfake.images import load_rgb
     from realfake.paths import PATHS
 
@@ -79,7 +79,7 @@ def main() -> None:
         for kind, strength in CONDITIONS:
             images = [load_rgb(f) for f in files]
             if kind != "clean":
-                images = [perturb_image(im, kind, strength, np.random.default_rng(i)) for i, im in enumerate(images)]
+                images = [Perturbation(kind, strength).apply(im, i) for i, im in enumerate(images)]
             out[f"{kind} {strength}" if strength is not None else kind] = evidence(images)
         return out
 

@@ -145,7 +145,8 @@ def _noise(y: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
 
 
 def noisy(y: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
-    """An image ``y`` (C, H, W) of float levels plus Gaussian noise of ``sigma`` levels, drawn by a torch generator
-    seeded by ``seed`` on ``y``'s device, in whole levels (torch's generator: a third of NumPy's time here)."""
+    """An image ``y`` of float levels (any layout: the draws follow its shape) plus Gaussian noise of ``sigma`` levels,
+    drawn by a torch generator seeded by ``seed`` on ``y``'s device, in whole levels in [0, 255] (torch's generator:
+    a third of NumPy's time here)."""
     g = torch.Generator(y.device).manual_seed(seed)
     return _levels(y + sigma * torch.randn(y.shape, generator=g, device=y.device))

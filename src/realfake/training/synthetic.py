@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from realfake.config import is_number, require
+from realfake.detector.perturb import noisy
 from realfake.upsamplers import (
     BILINEAR_TAPS,
     IDENTITY3,
@@ -58,9 +59,8 @@ def synthesise(img: np.ndarray, rng: np.random.Generator, jpeg_quality: tuple[in
     up = random_upsample(base, rng)
     if rng.random() < 0.9:
         up = convolve(up, random_post_kernel(rng))
-    sigma, seed = rng.uniform(0.5, 3.0), int(rng.integers(2**63))  # sensor-like noise, from torch's generator
-    noise = torch.randn(up.shape, generator=torch.Generator().manual_seed(seed)).numpy()
-    out = Image.fromarray(np.clip(np.rint(up + np.float32(sigma) * noise), 0, 255).astype(np.uint8), "RGB")
+    sigma, seed = rng.uniform(0.5, 3.0), int(rng.integers(2**63))  # sensor-like noise, the perturbations' own
+    out = Image.fromarray(noisy(torch.from_numpy(up), sigma, seed).to(torch.uint8).numpy(), "RGB")
     buf = io.BytesIO()
     out.save(buf, format="JPEG", quality=int(rng.integers(jpeg_quality[0], jpeg_quality[1] + 1)))
     with Image.open(io.BytesIO(buf.getvalue())) as decoded:
