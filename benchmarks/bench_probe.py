@@ -55,7 +55,7 @@ def main() -> None:
     from realfake.data.sample.heldout import read_heldout
     from realfake.detector.preprocess import Preprocessor
     from realfake.detector.scoring import ScoringImages, batches, resolve_device
-    from realfake.detector.spectrum import fit_probe, pixel_features, probe_spec
+    from realfake.detector.spectrum import fit_probe, pixel_features
     from realfake.evaluation.robustness import Perturbation
     from realfake.images import ImageFiles
     from realfake.paths import PATHS
@@ -71,7 +71,7 @@ def main() -> None:
     most = max(int(s[0]) for s in settings)
     dev = resolve_device(cfg.device)
     workers = cfg.loader_workers(dev, windows=True)
-    pre = Preprocessor(probe_spec(cfg.input_spec, cfg.probe_window))  # the window the probe reads
+    pre = Preprocessor(cfg.model_spec)  # the window the probe reads
     t0 = time.perf_counter()
 
     train = TrainImages(split_pixels(data, "train", paths.packed), targets(data, "train"), pre, cfg.seed,

@@ -10,6 +10,7 @@ import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from realfake.errors import RealfakeError
+from realfake.mlops import CHAMPION_URI
 
 
 class _PlainHelp:
@@ -163,7 +164,7 @@ def predict(
         show_default=False,
     ),
     model: str = typer.Option(
-        "models:/realfake@champion",
+        CHAMPION_URI,
         "--model",
         "-m",
         metavar="URI|FILE",
@@ -224,7 +225,7 @@ def predict(
 @app.command("app", cls=_Command)
 def web_app(
     model: str = typer.Option(
-        "models:/realfake@champion",
+        CHAMPION_URI,
         "--model",
         "-m",
         metavar="URI|FILE",

@@ -54,12 +54,17 @@ def read_section(name: str, path: Path | str = PARAMS_FILE) -> dict[str, Any]:
 def build_config(cls: type[T], values: Mapping[str, Any] | None, name: str) -> T:
     """``cls(**values)`` for a config dataclass, from a params.yaml section called ``name``.
 
-    Unknown keys are an error that lists the known ones; a nested mapping whose field
-    is a dataclass is built the same way; a list whose field is a tuple becomes a tuple.
+    Unknown keys are an error that lists the known ones (and names the new name of a key ``cls.RENAMED``
+    maps); a nested mapping whose field is a dataclass is built the same way; a list whose field is a tuple
+    becomes a tuple.
     """
     values = dict(values or {})
     fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = set(values) - fields
+    renamed = {old: new for old, new in getattr(cls, "RENAMED", {}).items() if old in unknown}
+    if renamed:
+        raise ConfigError("; ".join(f"params.yaml '{name}.{old}' is now '{name}.{new}'" for old, new in renamed.items())
+                          + ": rename it (the meaning is the same).")
     if unknown:
         raise ConfigError(f"Unknown keys in params.yaml '{name}': {sorted(unknown)}; known: {sorted(fields)}.")
     hints = typing.get_type_hints(cls)

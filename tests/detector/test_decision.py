@@ -165,7 +165,7 @@ def test_either_rule_lets_one_confident_detector_call_a_fake_the_other_misses():
     net = np.where(noisy, rng.normal(0, 1.5, n), 3 * sign + rng.normal(0, 1, n))
     parts = np.column_stack([net, 3 * sign + rng.normal(0, 1, n), np.ones(n)])
     new = np.column_stack([4 + rng.normal(0, 1, m), -3 + rng.normal(0, 1, m), np.ones(m)])
-    model = Fused(torch.nn.Identity(), "rgb", SpectralProbe(), torch.ones(2), torch.zeros(1))
+    model = Fused(torch.nn.Identity(), SpectralProbe(), torch.ones(2), torch.zeros(1))
 
     def fused(p: np.ndarray) -> np.ndarray:
         return model.combine(*torch.from_numpy(p).float().T.unsqueeze(-1)).squeeze(-1).numpy()

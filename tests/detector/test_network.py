@@ -83,19 +83,19 @@ def test_unknown_pretrained_name():
 def test_a_six_channel_model_is_saved_and_loaded_as_such(tmp_path):
     """rgb+npr takes 6 input channels: the model file says so by its weights, and loads back the same."""
     from realfake.detector.modelfile import load_model_file, save_model_file
-    from realfake.detector.preprocess import InputSpec
+    from realfake.detector.preprocess import InputSpec, represent
 
     torch.manual_seed(0)
     model = build_model("none", dropout=0.2, in_channels=6).eval()
-    x = torch.randn(2, 6, 96, 96)
+    x = torch.randn(2, 3, 96, 96)  # standardised RGB: what every model takes
     spec = InputSpec(96, "crop", representation="rgb+npr")
     save_model_file(tmp_path / "m.pt", model.state_dict(), spec, {})
     loaded, loaded_spec, _ = load_model_file(tmp_path / "m.pt")
-    assert loaded_spec == spec and loaded.conv2d_1a.conv.in_channels == 6
+    assert loaded_spec == spec and loaded.members[0].conv2d_1a.conv.in_channels == 6
     with torch.no_grad():
-        assert torch.equal(loaded(x), model(x))
+        assert torch.equal(loaded(x), model(represent(x, "rgb+npr")))
         with pytest.raises(RuntimeError, match="expected input"):
-            loaded(x[:, :3])
+            loaded.members[0](x)
 
 
 def test_pretrained_weights_fill_the_rgb_channels_of_a_six_channel_stem(tmp_path, monkeypatch):
@@ -118,22 +118,22 @@ def test_pretrained_weights_fill_the_rgb_channels_of_a_six_channel_stem(tmp_path
 
 
 def test_an_ensemble_file_takes_model_files_of_one_size_and_policy_only(tmp_path):
-    """Members fed differently sized crops or scoring windows cannot share one preprocessing: a clear
+    """Members fed differently sized crops or network windows cannot share one preprocessing: a clear
     error, nothing written. The ensemble scores its members' window."""
     from realfake.detector.modelfile import load_model_file, save_ensemble_file, save_model_file
     from realfake.detector.preprocess import InputSpec
 
     state = build_model("none", dropout=0.0).state_dict()
-    save_model_file(tmp_path / "a.pt", state, InputSpec(96, "crop", "npr", score_size=128), {})
-    save_model_file(tmp_path / "b.pt", state, InputSpec(80, "crop", "rgb", score_size=128), {})
+    save_model_file(tmp_path / "a.pt", state, InputSpec(96, "crop", "npr", network_window=128), {})
+    save_model_file(tmp_path / "b.pt", state, InputSpec(80, "crop", "rgb", network_window=128), {})
     save_model_file(tmp_path / "c.pt", state, InputSpec(96, "crop", "rgb"), {})
     for other in ("b.pt", "c.pt"):
-        with pytest.raises(RealfakeError, match="must share the image size, input policy and scoring window.*"
-                                                "train.image_size, train.input_policy and train.score_size"):
+        with pytest.raises(RealfakeError, match="must share the image size, input policy and network window.*"
+                                                "train.image_size, train.input_policy and train.network_window"):
             save_ensemble_file(tmp_path / "ens.pt", [tmp_path / "a.pt", tmp_path / other], {})
         assert not (tmp_path / "ens.pt").exists()
     save_ensemble_file(tmp_path / "ens.pt", [tmp_path / "a.pt", tmp_path / "a.pt"], {})
-    assert load_model_file(tmp_path / "ens.pt")[1] == InputSpec(96, "crop", "rgb", score_size=128)
-    with pytest.raises(RealfakeError, match="is not a single realfake model file.*realfake-ensemble/1"):
+    assert load_model_file(tmp_path / "ens.pt")[1] == InputSpec(96, "crop", "rgb", network_window=128)
+    with pytest.raises(RealfakeError, match="is not a single realfake model file.*realfake-ensemble/2"):
         save_ensemble_file(tmp_path / "nested.pt", [tmp_path / "ens.pt", tmp_path / "a.pt"], {})
     assert not (tmp_path / "nested.pt").exists()

@@ -16,6 +16,7 @@ from realfake.detector.preprocess import (
     InputSpec,
     Preprocessor,
     fit,
+    represent,
     standardise,
     to_input,
     to_model_input,
@@ -155,16 +156,24 @@ def test_npr_is_each_pixel_minus_the_top_left_of_its_2x2_block(photo):
     assert torch.equal(r[:, :, ::2, 1::2], x[:, :, ::2, 1::2] - x[:, :, ::2, ::2])
 
 
-def test_the_representation_travels_with_the_spec_to_every_caller(tmp_path, photo):
+def test_every_model_takes_standardised_rgb_and_its_network_applies_the_representation(tmp_path, photo):
+    from realfake.detector.modelfile import load_model_file, save_model_file
+    from realfake.detector.network import build_model
+
     spec = InputSpec(96, "crop", representation="npr")
     assert InputSpec.from_dict(spec.to_dict()) == spec
-    assert InputSpec.from_dict({"image_size": 96, "policy": "crop"}).representation == "rgb"  # older model files
     path = tmp_path / "x.png"
     photo.save(path)
     pixels = torch.from_numpy(Preprocessor(spec).load(path))[None]
-    x = Preprocessor(spec).model_input(pixels, torch.device("cpu"))[0]
-    assert torch.equal(x, to_input(path, spec))
-    assert not torch.equal(x, to_input(path, InputSpec(96, "crop")))
+    x = Preprocessor(spec).model_input(pixels, torch.device("cpu"))
+    assert torch.equal(x[0], to_input(path, spec)) and torch.equal(x[0], to_input(path, InputSpec(96, "crop")))
+    inception = build_model("none", dropout=0.0).eval()
+    save_model_file(tmp_path / "m.pt", inception.state_dict(), spec, {})
+    model, loaded, _ = load_model_file(tmp_path / "m.pt")
+    assert loaded == spec  # the spec as saved
+    with torch.no_grad():
+        assert torch.equal(model(x), inception(represent(x, "npr")))
+        assert not torch.allclose(model(x), inception(x))
     with pytest.raises(RealfakeError, match="input representation is 'fft'"):
         InputSpec(96, "crop", representation="fft")
 
@@ -188,8 +197,8 @@ def test_rgb_plus_npr_is_both_as_six_channels(tmp_path, photo):
     from realfake.detector.preprocess import neighbouring_pixel_residual
 
     pixels = torch.from_numpy(np.array(photo)[None])
-    both = to_model_input(pixels, torch.device("cpu"), "rgb+npr")
-    rgb = to_model_input(pixels, torch.device("cpu"), "rgb")
+    both = represent(to_model_input(pixels, torch.device("cpu")), "rgb+npr")
+    rgb = to_model_input(pixels, torch.device("cpu"))
     assert both.shape[1] == 6 and InputSpec(96, "crop", representation="rgb+npr").channels == 6
     assert torch.equal(both[:, :3], rgb) and torch.equal(both[:, 3:], neighbouring_pixel_residual(rgb))
     assert InputSpec(96, "crop", representation="npr").channels == 3
@@ -203,7 +212,7 @@ def test_npr_norm_is_the_residual_at_unit_rms_per_image_whatever_its_amplitude(p
     sharp = np.array(photo)
     soft = np.array(photo.filter(ImageFilter.GaussianBlur(1.0)))
     flat = np.full_like(sharp, 90)
-    x = to_model_input(torch.from_numpy(np.stack([sharp, soft, flat])), torch.device("cpu"), "npr-norm")
+    x = represent(to_model_input(torch.from_numpy(np.stack([sharp, soft, flat])), torch.device("cpu")), "npr-norm")
     raw = neighbouring_pixel_residual(to_model_input(torch.from_numpy(np.stack([sharp, soft])), torch.device("cpu")))
     rms = x.square().mean(dim=(1, 2, 3)).sqrt()
     assert raw[1].square().mean() < 0.5 * raw[0].square().mean()  # blur shrinks the plain residual ...
@@ -261,7 +270,7 @@ def test_npr_white_is_npr_norm_of_the_whitened_image(photo):
     from realfake.detector.preprocess import neighbouring_pixel_residual, whiten
 
     pixels = torch.from_numpy(np.stack([np.array(photo)[:96, :96], np.full((96, 96, 3), 90, np.uint8)]))
-    x = to_model_input(pixels, torch.device("cpu"), "npr-white")
+    x = represent(to_model_input(pixels, torch.device("cpu")), "npr-white")
     r = neighbouring_pixel_residual(whiten(to_model_input(pixels, torch.device("cpu"))))
     assert torch.allclose(x[0], r[0] / r[0].square().mean().sqrt(), atol=1e-5)
     assert torch.equal(x[1], torch.zeros_like(x[1]))  # a flat image stays 0
@@ -277,12 +286,13 @@ def test_npr_white_at_a_strength_whitens_by_that_strength(photo):
 
     pixels = torch.from_numpy(np.array(photo)[None, :96, :96])
     cpu = torch.device("cpu")
-    assert torch.equal(to_model_input(pixels, cpu, "npr-white@0.25"), to_model_input(pixels, cpu, "npr-white"))
-    r = neighbouring_pixel_residual(whiten(to_model_input(pixels, cpu), 0.5))
-    half = to_model_input(pixels, cpu, "npr-white@0.5")
+    x = to_model_input(pixels, cpu)
+    assert torch.equal(represent(x, "npr-white@0.25"), represent(x, "npr-white"))
+    r = neighbouring_pixel_residual(whiten(x, 0.5))
+    half = represent(x, "npr-white@0.5")
     assert torch.allclose(half, r / r.square().mean().sqrt(), atol=1e-5)
-    assert not torch.allclose(half, to_model_input(pixels, cpu, "npr-white"), atol=1e-2)
-    both = to_model_input(pixels, cpu, "npr-norm+npr-white@0.5")
+    assert not torch.allclose(half, represent(x, "npr-white"), atol=1e-2)
+    both = represent(x, "npr-norm+npr-white@0.5")
     assert both.shape[1] == 6 and torch.equal(both[:, 3:], half)
     spec = InputSpec(96, "crop", representation="npr-white@0.125")
     assert InputSpec.from_dict(spec.to_dict()) == spec and spec.channels == 3
@@ -303,11 +313,11 @@ def test_a_whitening_strength_that_cannot_be_used_is_a_clear_error(representatio
         TrainConfig.from_params({"representation": representation})
 
 
-def test_scoring_takes_the_score_size_window_and_training_the_image_size_crop(photo):
+def test_scoring_takes_the_network_window_and_training_the_image_size_crop(photo):
     """A model trained on 96 px crops scores the centred 192 px window (more pixels, more evidence);
     both are exact pixels of the image, on the JPEG grid, and scoring pixels are a writable copy."""
-    spec = InputSpec(96, "crop", representation="npr", score_size=192)
-    assert spec.window == 192 and InputSpec(96, "crop").window == 96
+    spec = InputSpec(96, "crop", representation="npr", network_window=192)
+    assert spec.fit_size == 192 and InputSpec(96, "crop").network_window == InputSpec(96, "crop").fit_size == 96
     pre = Preprocessor(spec, Augment(hflip=False, jpeg_prob=0.0))
     arr = np.asarray(photo)  # 256 x 256, read-only
     for img in (photo, arr):
@@ -317,15 +327,29 @@ def test_scoring_takes_the_score_size_window_and_training_the_image_size_crop(ph
     crop = pre.train_pixels(arr, np.random.default_rng(0))
     assert crop.shape == (96, 96, 3)
     assert InputSpec.from_dict(spec.to_dict()) == spec
-    assert InputSpec.from_dict({"image_size": 96, "policy": "crop"}).window == 96  # older model files
+
+
+def test_a_model_with_a_probe_fits_images_to_the_probe_window_and_its_network_reads_the_centre(photo):
+    from realfake.detector.preprocess import centre_box
+
+    spec = InputSpec(96, "crop", network_window=192, probe_window=256)
+    assert spec.fit_size == 256 and InputSpec.from_dict(spec.to_dict()) == spec
+    assert np.array_equal(Preprocessor(spec).pixels(np.asarray(photo)), np.asarray(photo))
+    assert centre_box(256, 256, spec.network_window) == (32, 32, 192, 192)
+    assert centre_box(200, 300, None) == centre_box(200, 300, 300) == (0, 0, 200, 300)
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    (dict(score_size=80), r"score_size is 80; it must be an integer >= image_size \(96\)"),
-    (dict(score_size=128, policy="resize"), r"score_size is 128 with input policy 'resize'.*Set score_size to null"),
-    (dict(score_size=129, representation="npr"), r"score_size is 129; the npr representation .* even \(use 130\)"),
+    (dict(network_window=80), r"network_window is 80; it must be an integer >= image_size \(96\)"),
+    (dict(network_window=128, policy="resize"),
+     r"network_window is 128 with input policy 'resize'.*Set network_window to null"),
+    (dict(network_window=129, representation="npr"),
+     r"network_window is 129; the npr representation .* even \(use 130\)"),
+    (dict(network_window=192, probe_window=160),
+     r"probe_window is 160; it must be an integer >= network_window \(192\)"),
+    (dict(probe_window=128, policy="resize"), r"probe_window is 128 with input policy 'resize'"),
 ])
-def test_a_score_size_the_model_cannot_take_is_a_clear_error(kwargs, message):
+def test_a_window_the_model_cannot_take_is_a_clear_error(kwargs, message):
     args = dict(image_size=96, policy="crop", representation="rgb") | kwargs
     with pytest.raises(RealfakeError, match=message):
         InputSpec(**args)

@@ -22,7 +22,7 @@ from realfake.training.train import TrainOutputs, train
 
 #: The smallest configuration that still trains the real model: 80 px crops, CPU, no workers.
 #: The network alone: the spectral probe's own tests (tests/training/test_spectral.py) turn it on.
-TINY_TRAIN = dict(image_size=80, score_size=None, epochs=2, batch_size=8, lr=1e-3, device="cpu", workers=0, seed=3,
+TINY_TRAIN = dict(image_size=80, network_window=None, epochs=2, batch_size=8, lr=1e-3, device="cpu", workers=0, seed=3,
                   spectral={"enabled": False})
 HELPERS_ROOT = Path(__file__).resolve().parents[1]
 #: The run id a helper process's training records (what lets a resumed ensemble keep its finished members).

@@ -43,16 +43,16 @@ def test_standardising_on_the_gpu_gives_the_cpu_bits():
 def test_every_representation_on_the_gpu_gives_the_cpu_values(representation):
     """The whitening's FFTs (cuFFT against pocketfft) and the residual's normalising agree to float32 error,
     also under the bf16 autocast the train step wraps them in (FFTs and reductions stay float32)."""
-    from realfake.detector.preprocess import to_model_input
+    from realfake.detector.preprocess import represent, to_model_input
     from realfake.detector.scoring import autocast
 
     rng = np.random.default_rng(1)
     x = torch.from_numpy(rng.integers(0, 256, (4, 96, 96, 3), dtype=np.uint8))
     x[0] = 128  # a flat image and one flat along rows: the floors and the Wiener term matter there
     x[1] = x[1, :, :1]
-    cpu = to_model_input(x, torch.device("cpu"), representation)
+    cpu = represent(to_model_input(x, torch.device("cpu")), representation)
     with autocast(torch.device("cuda"), True):
-        gpu = to_model_input(x.pin_memory(), torch.device("cuda"), representation)
+        gpu = represent(to_model_input(x.pin_memory(), torch.device("cuda")), representation)
     assert gpu.dtype == torch.float32 and gpu.shape == cpu.shape
     assert torch.allclose(gpu.cpu(), cpu, atol=1e-4 * float(cpu.abs().max()), rtol=1e-4)
 
@@ -78,7 +78,7 @@ def test_training_on_the_gpu_from_the_packed_store(gpu_data, tmp_path, compile):
 @pytest.mark.parametrize("representation", ["rgb", "npr-white"])
 def test_gpu_scores_match_cpu_scores_within_bf16_error(gpu_data, representation):
     from realfake.data.manifest import Manifest
-    from realfake.detector.network import build_model
+    from realfake.detector.network import Network, build_model
     from realfake.detector.preprocess import InputSpec, Preprocessor
     from realfake.detector.scoring import ScoringImages, batches, predict_logits
     from realfake.training.data import split_pixels
@@ -87,8 +87,8 @@ def test_gpu_scores_match_cpu_scores_within_bf16_error(gpu_data, representation)
     spec = InputSpec(96, "crop", representation=representation)
     ds = ScoringImages(split_pixels(data, "valid", None), Preprocessor(spec))
     torch.manual_seed(0)
-    model = build_model("none", dropout=0.2, in_channels=spec.channels).eval()
-    cpu = predict_logits(model, batches(ds, 8, 0, torch.device("cpu")), torch.device("cpu"))
+    model = Network([build_model("none", dropout=0.2, in_channels=spec.channels)], [representation]).eval()
+    cpu = predict_logits(model, batches(ds, 8, 0, torch.device("cpu")), torch.device("cpu"), amp=False)
     gpu = predict_logits(model.cuda(), batches(ds, 8, 0, torch.device("cuda")), torch.device("cuda"), amp=True)
     assert np.allclose(cpu, gpu, atol=0.05 + 0.02 * np.abs(cpu).max())
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +13,7 @@ from PIL import Image, ImageFilter
 from helpers.training import TINY_TRAIN, run_train
 from realfake.data.manifest import Manifest
 from realfake.detector.modelfile import add_entry, load_model_file
-from realfake.detector.preprocess import Preprocessor, to_model_input
+from realfake.detector.preprocess import Preprocessor, centre_box, to_model_input
 from realfake.detector.spectrum import (
     N_FEATURES,
     Fused,
@@ -156,10 +159,17 @@ def test_the_fit_leaves_no_subnormal_weight_to_slow_the_cpu():
 
 @pytest.fixture(scope="module")
 def fused_run(tiny_manifest, tiny_sample, module_tmp):
-    """One tiny run with the probe, and the same run without it."""
+    """One tiny run with the probe (its model file's writes in ``writes``), and the same run without it."""
+    from realfake.detector import modelfile
+
     spectral = {"enabled": True, "passes": 1, "hidden": 8}
     cfg = {**TINY_TRAIN, "epochs": 1, "spectral": spectral}
-    result = run_train(TrainConfig(**cfg), tiny_manifest, tiny_sample, module_tmp / "fused")
+    real_save, writes = modelfile.save_torch, []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(modelfile, "save_torch", lambda obj, path: (writes.append(Path(path).name), real_save(obj, path)))
+        result = run_train(TrainConfig(**cfg), tiny_manifest, tiny_sample, module_tmp / "fused",
+                           facts={"trained_on": {"source": "sample"}})
+    result.writes = writes
     run_train(TrainConfig(**{**cfg, "spectral": {"enabled": False}}), tiny_manifest, tiny_sample, module_tmp / "net")
     return result, module_tmp
 
@@ -173,9 +183,13 @@ def test_the_train_stage_fuses_the_probe_without_touching_the_network(fused_run,
     model, spec, info = load_model_file(out / "fused" / "model.pt")
     network, net_spec, _ = load_model_file(out / "net" / "model.pt")
     assert isinstance(model, Fused) and not isinstance(network, Fused)
-    assert spec.representation == "rgb" and model.representation == net_spec.representation == "npr-white"
+    assert spec == replace(net_spec, probe_window=256) and model.network.representations == ("npr-white",)
     # the probe reads the whole 256-pixel face, the network the centre of it it scores on its own
-    assert spec.window == info["spectral"]["window"] == 256 and model.network_window == net_spec.window == 80
+    assert spec.fit_size == 256 and model.network_window == net_spec.network_window == 80
+    assert "window" not in info["spectral"]
+    # written once, with everything scoring uses; the network the epochs ended with was a file of the checkpoints
+    assert result.writes == ["network.pt", "model.pt"] and info["trained_on"] == {"source": "sample"}
+    assert not (out / "fused" / "checkpoints" / "network.pt").exists()
     for k, v in network.state_dict().items():  # the network is the one a run without the probe trains
         assert torch.equal(model.network.state_dict()[k], v), k
     assert set(info["spectral"]) >= {"network_auc", "probe_auc", "fused_auc", "weights", "bias"}
@@ -193,7 +207,7 @@ def test_the_train_stage_fuses_the_probe_without_touching_the_network(fused_run,
     x = to_model_input(torch.from_numpy(np.stack([Preprocessor(spec).load(f) for f in files])), CPU)
     with torch.no_grad():
         net_logit = network(to_model_input(torch.from_numpy(np.stack([Preprocessor(net_spec).load(f) for f in files])),
-                                           CPU, net_spec.representation))
+                                           CPU))
         probe_logit = model.probe(x)
         got = model(x)
     (wn, wp), (bn, bp) = info["spectral"]["weights"], info["spectral"]["bias"]
@@ -208,7 +222,7 @@ def test_the_train_stage_fuses_the_probe_without_touching_the_network(fused_run,
     np.testing.assert_allclose(p, detector.decision.p_fake(got.squeeze(1).numpy()), rtol=1e-5)
     assert 0 < info["decision"]["threshold"] < 1 and info["decision"]["facts"]["n_mix"] > 0
     maps = gradcam_maps(model, x)  # Grad-CAM explains the network's part, in the window the network reads
-    top, left, h, w = model.network_box(256, 256)
+    top, left, h, w = centre_box(256, 256, model.network_window)
     assert maps.shape == (4, 256, 256) and (top, left, h, w) == (88, 88, 80, 80) and np.isfinite(maps).all()
     inside = np.zeros((256, 256), bool)
     inside[top:top + h, left:left + w] = True
@@ -240,24 +254,28 @@ def test_the_fused_model_runs_its_network_only_on_the_images_the_gate_lets_it_se
     torch.testing.assert_close(only_sharp, expected[0::2], atol=1e-5, rtol=1e-5)
 
 
-def test_fitting_again_replaces_the_probe_rather_than_stacking_a_second(fused_run, tiny_manifest, tiny_sample):
+def test_fitting_a_probe_onto_a_file_that_has_one_is_a_clear_error_that_changes_nothing(fused_run, tiny_manifest,
+                                                                                         tiny_sample):
+    """The probe is fitted once, on the network the train stage wrote; a fused file is tuned by an update."""
     from realfake.training.decide import fit_model_decision
 
     _, out = fused_run
     path = out / "fused" / "model.pt"
-    before = load_model_file(path)[2]
+    before = path.read_bytes()
     cfg = TrainConfig(**{**TINY_TRAIN, "spectral": {"enabled": True, "passes": 1, "hidden": 8}})
-    fit_model_decision(path, cfg, Manifest(tiny_manifest, tiny_sample), log=lambda s: None)
-    model, _, info = load_model_file(path)
-    assert isinstance(model.network, torch.nn.Module) and not isinstance(model.network, Fused)
-    assert info["spectral"]["weights"] == pytest.approx(before["spectral"]["weights"], rel=1e-5)
-    assert info["decision"]["threshold"] == pytest.approx(before["decision"]["threshold"], rel=1e-5)
+    with pytest.raises(RealfakeError, match="already has a spectral probe.*run realfake update"):
+        fit_model_decision(path, cfg, Manifest(tiny_manifest, tiny_sample), log=lambda s: None)
+    assert path.read_bytes() == before
 
 
 def test_a_malformed_probe_entry_is_a_clear_error(fused_run, tmp_path):
     _, out = fused_run
     broken = tmp_path / "model.pt"
-    broken.write_bytes((out / "net" / "model.pt").read_bytes())
+    broken.write_bytes((out / "net" / "model.pt").read_bytes())  # the network alone: no probe_window
+    add_entry(broken, "spectral", spectral_entry(SpectralProbe(), torch.ones(2), torch.zeros(1)))
+    with pytest.raises(RealfakeError, match="a spectral probe entry but its input spec names no probe_window"):
+        load_model_file(broken)
+    broken.write_bytes((out / "fused" / "model.pt").read_bytes())
     add_entry(broken, "spectral", {**spectral_entry(SpectralProbe(), torch.ones(2), torch.zeros(1)), "weights": [1.0]})
     with pytest.raises(RealfakeError, match="spectral probe entry is malformed.*train the model again"):
         load_model_file(broken)
@@ -268,10 +286,6 @@ def test_a_malformed_probe_entry_is_a_clear_error(fused_run, tmp_path):
     add_entry(broken, "spectral", {**entry, "gate": [1.0, 2.0, 3.0]})
     with pytest.raises(RealfakeError, match="spectral probe entry is malformed"):
         load_model_file(broken)
-    for window in (64, "256", 256.0):  # smaller than the network's window (80), or not an integer
-        add_entry(broken, "spectral", spectral_entry(SpectralProbe(), torch.ones(2), torch.zeros(1), window=window))
-        with pytest.raises(RealfakeError, match="spectral probe entry is malformed.*window"):
-            load_model_file(broken)
     for rule, bias in (("max", [0.0, 0.0]), ("either", 0.0), ("sum", [0.0, 0.0])):  # unknown, or bias of the other
         add_entry(broken, "spectral", {**entry, "rule": rule, "bias": bias})
         with pytest.raises(RealfakeError, match="spectral probe entry is malformed.*fusion rule"):
@@ -292,22 +306,28 @@ def test_a_malformed_probe_entry_is_a_clear_error(fused_run, tmp_path):
         ({"hidden": -1}, "train.spectral.hidden must be a non-negative integer"),
         ({"augment": {"blur_prob": 2}}, "augment.blur_prob must be a probability.*train.spectral.augment"),
         ({"strength": 1}, r"Unknown keys in params.yaml 'train.spectral': \['strength'\]"),
-        ({"window": "all"}, "train.spectral.window must be an integer .* or null"),
-        ({"window": 128}, r"train.spectral.window is 128; the probe reads at least the network's scoring window "
-                          r"\(train.score_size, 192 px\)"),
+        ({"probe_window": "all"}, "train.spectral.probe_window must be an integer .* or null"),
+        ({"probe_window": 128}, r"train.spectral.probe_window is 128; the probe reads at least the network's window "
+                                r"\(train.network_window, 192 px\)"),
+        ({"window": 256}, r"params.yaml 'train.spectral.window' is now 'train.spectral.probe_window'"),
+        ({"score_size": 192}, r"params.yaml 'train.score_size' is now 'train.network_window'"),
     ],
 )
 def test_spectral_settings_errors_are_clear(spectral, message):
-    top = {k: spectral.pop(k) for k in ("input_policy", "score_size") if k in spectral}
+    top = {k: spectral.pop(k) for k in ("input_policy", "score_size") if k in spectral}  # train's own keys
     with pytest.raises(RealfakeError, match=message):
         TrainConfig.from_params({"spectral": spectral, **top})
 
 
-def test_the_probe_window_may_be_the_scoring_window_or_none_and_the_resize_policy_has_none():
-    assert TrainConfig.from_params({"score_size": 256, "spectral": {"window": 256}}).spectral.window == 256
-    assert TrainConfig.from_params({"spectral": {"window": None}}).spectral.window is None
-    resize = TrainConfig.from_params({"input_policy": "resize", "score_size": None})
-    assert resize.spectral.window == 256 and resize.probe_window is None  # the probe reads the resized image
+def test_the_probe_window_may_be_the_network_window_or_null_and_with_resize_it_is_the_resized_image():
+    def spec(**train):
+        return TrainConfig.from_params(train).model_spec
+
+    assert spec(network_window=256, spectral={"probe_window": 256}).probe_window == 256
+    assert spec(spectral={"probe_window": None}).probe_window == 192  # the network's window
+    resize = spec(input_policy="resize", network_window=None)
+    assert resize.fit_size == resize.probe_window == resize.network_window == 96  # the probe reads the resized image
+    assert spec(spectral={"enabled": False}).probe_window is None
 
 
 def test_the_probe_is_fitted_on_at_most_max_windows_spread_over_the_passes(fused_run, tiny_manifest, tiny_sample):

@@ -12,6 +12,7 @@ import torch
 from helpers.training import RUN_ID, TINY_TRAIN, kill_after_epoch_1, outputs, run_train, train_process
 from realfake.data.manifest import Manifest
 from realfake.detector.modelfile import load_model_file
+from realfake.detector.network import Network
 from realfake.errors import ConfigError, RealfakeError
 from realfake.training.checkpoint import Checkpoint, finished, resumable_run
 from realfake.training.config import TrainConfig
@@ -51,16 +52,17 @@ def test_keep_last_saves_the_final_epoch_whatever_its_valid_auc(manifest, tiny_s
         return {**real_validate(s), "auc": next(aucs)}
 
     monkeypatch.setattr(training, "validate", validate)
-    result = run_train(TrainConfig(**{**TINY_TRAIN, "score_size": 128}, keep="last"), manifest, tiny_sample, tmp_path)
+    result = run_train(TrainConfig(**{**TINY_TRAIN, "network_window": 128}, keep="last"), manifest, tiny_sample,
+                       tmp_path)
     model, spec, info = load_model_file(tmp_path / "model.pt")
     # The model file scores the 128 px window; validation during training took the 80 px training crop.
-    assert (spec.image_size, spec.window, windows) == (80, 128, {(80, 80)})
+    assert (spec.image_size, spec.network_window, spec.fit_size, windows) == (80, 128, 128, {(80, 80)})
     ckpt = Checkpoint.load(tmp_path / "checkpoints" / "last.pt")
     assert result.metrics["best_epoch"] == ckpt.best_epoch == 1 and result.metrics["best_val_auc"] == 0.9
     assert info["keep"] == "last" and info["epoch"] == result.metrics["model_epoch"] == 2
     assert info["val_auc"] == result.metrics["model_val_auc"] == 0.6
     assert_same_weights(model, ckpt.model)  # the weights the run ended with ...
-    assert not all(torch.equal(v, ckpt.best_state[k]) for k, v in model.state_dict().items())  # ... not epoch 1's
+    assert not all(torch.equal(v, ckpt.best_state[k]) for k, v in model.members[0].state_dict().items())  # not 1st
     with pytest.raises(ConfigError, match="train.keep is 'worst'; use best"):
         TrainConfig(**TINY_TRAIN, keep="worst")
 
@@ -86,7 +88,8 @@ def test_early_stopping_ends_the_run_after_patience_epochs_without_a_valid_auc_g
 
 
 def assert_same_weights(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-    saved = model.state_dict()
+    """``model`` (an Inception-ResNet, or a loaded model file's one-member :class:`Network`) holds ``state``."""
+    saved = (model.members[0] if isinstance(model, Network) else model).state_dict()
     assert saved.keys() == state.keys()
     assert all(torch.equal(saved[k], state[k]) for k in saved)
 
@@ -114,7 +117,7 @@ def test_loader_processes_train_the_same_model_as_the_stage_process(manifest, ti
               tmp_path / "one-process")
     in_process, _, _ = load_model_file(tmp_path / "in-process" / "model.pt")
     loader, _, _ = load_model_file(tmp_path / "one-process" / "model.pt")
-    assert_same_weights(in_process, loader.state_dict())
+    assert_same_weights(in_process, loader.members[0].state_dict())
 
 
 def test_lr_follows_the_batch_size_by_the_chosen_rule():
@@ -203,10 +206,10 @@ def test_config_errors_are_clear():
     ens = TrainConfig.from_params({"representation": ["npr", "rgb+npr"]})
     assert ens.is_ensemble and [m.representation for m in ens.members()] == ["npr", "rgb+npr"]
     assert ens.members()[0].digest() == TrainConfig(representation="npr").digest()  # a member is a single run
-    with pytest.raises(RealfakeError, match=r"score_size is 64; it must be an integer >= image_size \(96\)"):
-        TrainConfig.from_params({"score_size": 64})
-    # The scoring window changes no arithmetic of training: a checkpoint of either resumes.
-    assert TrainConfig(score_size=None).digest() == TrainConfig().digest() != TrainConfig(image_size=80).digest()
+    with pytest.raises(RealfakeError, match=r"network_window is 64; it must be an integer >= image_size \(96\)"):
+        TrainConfig.from_params({"network_window": 64})
+    # The network's scoring window changes no arithmetic of training: a checkpoint of either resumes.
+    assert TrainConfig(network_window=None).digest() == TrainConfig().digest() != TrainConfig(image_size=80).digest()
 
 
 @pytest.mark.slow
@@ -244,7 +247,7 @@ def test_six_channel_representations_train_and_score(manifest, tiny_sample, tmp_
     cfg = TrainConfig(**{**TINY_TRAIN, "epochs": 1}, representation=representation)
     run_train(cfg, manifest, tiny_sample, tmp_path)
     model, spec, _ = load_model_file(tmp_path / "model.pt")
-    assert spec.representation == representation and model.conv2d_1a.conv.in_channels == 6
+    assert spec.representation == representation and model.members[0].conv2d_1a.conv.in_channels == 6
     data = Manifest(manifest, tiny_sample)
     p = Detector(tmp_path / "model.pt").p_fake(ImageFiles(data.files(data.rows("test"))[:4]))
     assert p.shape == (4,) and np.isfinite(p).all() and ((0 <= p) & (p <= 1)).all()
@@ -255,8 +258,7 @@ ENSEMBLE = ["npr", "rgb+npr"]
 
 def test_an_ensemble_is_its_members_single_runs_scored_as_one_model_by_their_mean_logit(manifest, tiny_sample,
                                                                                         tmp_path):
-    from realfake.detector.network import Ensemble
-    from realfake.detector.preprocess import Preprocessor, to_model_input
+    from realfake.detector.preprocess import Preprocessor, represent, to_model_input
     from realfake.detector.scoring import Detector
     from realfake.images import ImageFiles
     from realfake.inference.explain import gradcam_maps
@@ -265,13 +267,13 @@ def test_an_ensemble_is_its_members_single_runs_scored_as_one_model_by_their_mea
     result = run_train(TrainConfig(**one_epoch, representation=ENSEMBLE), manifest, tiny_sample, tmp_path / "ens",
                        run_id="r1")
     model, spec, info = load_model_file(tmp_path / "ens" / "model.pt")
-    assert isinstance(model, Ensemble) and model.representations == tuple(ENSEMBLE)
+    assert isinstance(model, Network) and model.representations == tuple(ENSEMBLE)
     assert spec.representation == "rgb" and spec.image_size == 80  # each member represents the RGB pixels itself
     assert [m["input"]["representation"] for m in info["members"]] == ENSEMBLE and info["run_id"] == "r1"
     # each member is exactly the model a single run of its representation trains
     for i, rep in enumerate(ENSEMBLE):
         run_train(TrainConfig(**one_epoch, representation=rep), manifest, tiny_sample, tmp_path / rep)
-        assert_same_weights(model.members[i], load_model_file(tmp_path / rep / "model.pt")[0].state_dict())
+        assert_same_weights(model.members[i], load_model_file(tmp_path / rep / "model.pt")[0].members[0].state_dict())
     hist = pd.read_csv(tmp_path / "ens" / "history.csv")
     assert list(hist.columns) == ["member", *HISTORY_COLUMNS] and list(hist["member"]) == ["1-npr", "2-rgb-npr"]
     assert result.metrics["2-rgb-npr/model_epoch"] == 1
@@ -283,16 +285,17 @@ def test_an_ensemble_is_its_members_single_runs_scored_as_one_model_by_their_mea
     pixels = torch.from_numpy(np.stack([Preprocessor(spec).load(f) for f in files]))
     cpu = torch.device("cpu")
     with torch.no_grad():
-        got = model(to_model_input(pixels, cpu, spec.representation))
-        want = torch.stack([m(to_model_input(pixels, cpu, r)) for m, r in zip(model.members, ENSEMBLE)]).mean(0)
+        x = to_model_input(pixels, cpu)  # standardised RGB, as every model takes
+        got = model(x)
+        want = torch.stack([m(represent(x, r)) for m, r in zip(model.members, ENSEMBLE)]).mean(0)
     torch.testing.assert_close(got, want)
-    assert not torch.allclose(want, model.members[0](to_model_input(pixels, cpu, "npr")).detach())
+    assert not torch.allclose(want, model.members[0](represent(x, "npr")).detach())
     detector = Detector(tmp_path / "ens" / "model.pt", amp=False)  # float32, as got
     p = detector.p_fake(ImageFiles(files))  # the mean logit, calibrated by the decision the train stage fitted
     np.testing.assert_allclose(p, detector.decision.p_fake(got.squeeze(1).numpy()), rtol=1e-5)
     assert "decision" in info and len(detector.decision.coef) == 1
     # Grad-CAM weighs every member's layer
-    maps = gradcam_maps(model, to_model_input(pixels, cpu, spec.representation))
+    maps = gradcam_maps(model, to_model_input(pixels, cpu))
     assert maps.shape == (4, 80, 80) and np.isfinite(maps).all() and maps.max() <= 1 + 1e-6
 
 

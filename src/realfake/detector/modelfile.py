@@ -2,18 +2,21 @@
 
 A model file is a plain dict saved with ``torch.save`` and read with
 ``torch.load(..., weights_only=True)``: the format tag, the :class:`InputSpec`
-the weights were trained with, the state dict, and a few facts about the run
+scoring uses (loading gives back exactly that), the state dict, and a few facts about the run
 (data fingerprint, best epoch, validation AUC, MLflow run id). Data, never code.
 
 An ensemble's file (``train.representation`` a list) holds its members instead of one
-state dict: each member's input spec, weights and facts. Its own input spec is ``rgb``
-at the members' size and policy, since each member represents the pixels itself
-(:class:`realfake.detector.network.Ensemble`).
+state dict: each member's input spec, weights and facts. Its own input spec has the members'
+size, policy and windows, and ``rgb`` for its representation (each member names its own).
+Every model takes standardised RGB (:class:`realfake.detector.network.Network` represents it).
 
 Either may carry a ``spectral`` entry: the spectral probe the train stage fitted beside the
-network and the weights that fuse their logits (:mod:`realfake.detector.spectrum`). Its
-model then takes RGB too, in the probe's window where the entry names one (the network reads the
-centre of it), and scores as :class:`realfake.detector.spectrum.Fused`.
+network and the weights that fuse their logits (:mod:`realfake.detector.spectrum`); its input spec
+then names the ``probe_window`` the probe reads (the network reads the ``network_window`` centre of it),
+and it scores as :class:`realfake.detector.spectrum.Fused`.
+
+Files of the first format (``realfake-detector/1``, ``realfake-ensemble/1``: the scoring window was
+``score_size`` and the probe's the spectral entry's ``window``) are read through :func:`upgrade`.
 
 A ``trained_on`` entry says which data the model learned from (the train stage writes it:
 :meth:`realfake.data.config.DataConfig.trained_on`); every verdict is shown with it
@@ -29,13 +32,15 @@ import torch
 from torch import nn
 
 from realfake.atomic import write_file
-from realfake.detector.network import Ensemble, load_model, load_state_dict
+from realfake.detector.network import Network, load_model, load_state_dict
 from realfake.detector.preprocess import InputSpec
 from realfake.detector.spectrum import fuse
 from realfake.errors import RealfakeError
 
-MODEL_FORMAT = "realfake-detector/1"
-ENSEMBLE_FORMAT = "realfake-ensemble/1"
+MODEL_FORMAT = "realfake-detector/2"
+ENSEMBLE_FORMAT = "realfake-ensemble/2"
+#: The first formats, and what :func:`upgrade` makes of them.
+UPGRADES = {"realfake-detector/1": MODEL_FORMAT, "realfake-ensemble/1": ENSEMBLE_FORMAT}
 #: A member's entries kept in an ensemble file (the run-wide facts live at its top level).
 MEMBER_KEYS = ("input", "state_dict", "epoch", "keep", "val_auc")
 
@@ -52,7 +57,7 @@ def save_model_file(path: Path, state_dict: dict[str, torch.Tensor], spec: Input
 
 def save_ensemble_file(path: Path, members: list[Path], extra: dict[str, Any]) -> None:
     """Write one model file holding the model files ``members`` (same image size and input policy)."""
-    blobs = [load_state_dict(Path(m), what="a realfake model file") for m in members]
+    blobs = [upgrade(load_state_dict(Path(m), what="a realfake model file")) for m in members]
     for m, blob in zip(members, blobs):
         if blob.get("format") != MODEL_FORMAT:
             raise RealfakeError(f"{m} is not a single realfake model file (format {blob.get('format')!r}); an "
@@ -64,15 +69,14 @@ def save_ensemble_file(path: Path, members: list[Path], extra: dict[str, Any]) -
 
 
 def ensemble_spec(specs: list[InputSpec], source: str) -> InputSpec:
-    """What an ensemble of members with ``specs`` takes: RGB, at their common size, policy and scoring window."""
-    shapes = [(s.image_size, s.policy, s.window) for s in specs]
+    """An ensemble's own input spec, of members with ``specs``: their common size, policy and network window."""
+    shapes = [(s.image_size, s.policy, s.network_window) for s in specs]
     if len(set(shapes)) != 1:
         raise RealfakeError(f"{source}: an ensemble's members must share the image size, input policy and "
-                            f"scoring window (got {shapes} as (image_size, policy, window)); train them with the "
-                            "same train.image_size, train.input_policy and train.score_size.")
+                            f"network window (got {shapes} as (image_size, policy, network_window)); train them "
+                            "with the same train.image_size, train.input_policy and train.network_window.")
     first = specs[0]
-    return InputSpec(image_size=first.image_size, policy=first.policy, representation="rgb",
-                     score_size=first.score_size)
+    return InputSpec(image_size=first.image_size, policy=first.policy, network_window=first.network_window)
 
 
 def load_model_file(path: Path) -> tuple[nn.Module, InputSpec, dict[str, Any]]:
@@ -87,22 +91,32 @@ def load_model_file(path: Path) -> tuple[nn.Module, InputSpec, dict[str, Any]]:
 
 def model_from_blob(blob: dict[str, Any], path: Path) -> tuple[nn.Module, InputSpec, dict[str, Any]]:
     """:func:`load_model_file` of a model file's dict already read (``path``: where it came from, for errors)."""
+    blob = upgrade(blob)
     model, spec, extra = _network(blob, path)
     if "spectral" in blob:
-        model, spec = fuse(model, spec, blob["spectral"], source=str(path))
+        model = fuse(model, spec, blob["spectral"], source=str(path))
         extra["spectral"] = {k: v for k, v in blob["spectral"].items() if k != "state_dict"}
     return model, spec, extra
 
 
+def _spec(d: Any, path: Path) -> InputSpec:
+    try:
+        return InputSpec.from_dict(d)
+    except (TypeError, AttributeError) as exc:
+        raise RealfakeError(f"{path}: its input spec is malformed ({exc}); train the model again.") from None
+
+
 def _network(blob: dict[str, Any], path: Path) -> tuple[nn.Module, InputSpec, dict[str, Any]]:
-    """The network of a model file's dict (a single model or an ensemble), its input spec and other fields."""
+    """The network of a model file's dict (one Inception-ResNet or an ensemble's), its input spec and other
+    fields."""
     fmt = blob.get("format")
+    spec = _spec(blob.get("input"), path) if fmt in (MODEL_FORMAT, ENSEMBLE_FORMAT) else None
     if fmt == ENSEMBLE_FORMAT and isinstance(blob.get("members"), list):
-        specs = [InputSpec.from_dict(m["input"]) for m in blob["members"]]
+        specs = [_spec(m["input"], path) for m in blob["members"]]
+        ensemble_spec(specs, source=str(path))  # the members agree
         models = [load_model(m["state_dict"], source=f"{path} (member {i + 1})", in_channels=s.channels)
                   for i, (m, s) in enumerate(zip(blob["members"], specs))]
-        spec = ensemble_spec(specs, source=str(path))
-        model = Ensemble(models, [s.representation for s in specs]).eval()
+        model = Network(models, [s.representation for s in specs]).eval()
         members = [{k: v for k, v in m.items() if k != "state_dict"} for m in blob["members"]]
         return model, spec, {**{k: v for k, v in blob.items() if k not in ("format", "input", "members", "spectral")},
                              "members": members}
@@ -111,10 +125,35 @@ def _network(blob: dict[str, Any], path: Path) -> tuple[nn.Module, InputSpec, di
             f"{path} is not a realfake model file (format {fmt!r}); expected one written by "
             "the train stage (models/model.pt) or logged with the registered model."
         )
-    spec = InputSpec.from_dict(blob["input"])
-    model = load_model(blob["state_dict"], source=str(path), in_channels=spec.channels)
+    model = Network([load_model(blob["state_dict"], source=str(path), in_channels=spec.channels)],
+                    [spec.representation]).eval()
     extra = {k: v for k, v in blob.items() if k not in ("format", "input", "state_dict", "spectral")}
     return model, spec, extra
+
+
+def upgrade(blob: dict[str, Any]) -> dict[str, Any]:
+    """A model file's dict in the current format: a first-format file's input specs name the network's window
+    (``score_size`` then, else the training crop: files from before it scored the crop) and, with a spectral
+    probe, the probe's (its entry's ``window``, else the network's); files from before representations saw
+    RGB, and ones from before the fusion rule was a choice added the logits. Any other dict as it is."""
+    if blob.get("format") not in UPGRADES:
+        return blob
+    probe = blob.get("spectral")
+
+    def spec(d: dict[str, Any]) -> dict[str, Any]:
+        network = d.get("score_size") or d.get("image_size")
+        window = probe.get("window") if isinstance(probe, dict) else None
+        return {"image_size": d.get("image_size"), "policy": d.get("policy"),
+                "representation": d.get("representation", "rgb"), "network_window": network,
+                "probe_window": (window or network) if probe is not None else None}
+
+    out = {**blob, "format": UPGRADES[blob["format"]], "input": spec(blob.get("input") or {})}
+    if isinstance(blob.get("members"), list):
+        out["members"] = [{**m, "input": {**spec(m.get("input") or {}), "probe_window": None}}
+                          for m in blob["members"]]
+    if isinstance(probe, dict):
+        out["spectral"] = {"rule": "sum", **{k: v for k, v in probe.items() if k != "window"}}
+    return out
 
 
 #: What to run for a model that means something for real photos (the note of a sample-trained model says it).
@@ -145,14 +184,14 @@ def trained_on_note(entry: Any) -> str:
     return f"Trained on {where} {entry.get('dataset', '')} ({count}{fingerprint})."
 
 
-def add_entries(path: Path, entries: dict[str, dict[str, Any]]) -> None:
-    """Write ``entries`` into the model file at ``path``, in one write: ``spectral``
-    (:func:`realfake.detector.spectrum.spectral_entry`) and ``decision``
-    (:meth:`realfake.detector.decision.Decision.to_entry`)."""
-    blob = load_state_dict(Path(path), what="a realfake model file")
-    save_torch({**blob, **entries}, path)
+def write_with(source: Path, entries: dict[str, Any], out: Path) -> None:
+    """Write the model file at ``source`` with ``entries`` to ``out`` (which may be ``source``), in one write:
+    ``input``, ``spectral`` (:func:`realfake.detector.spectrum.spectral_entry`), ``decision``
+    (:meth:`realfake.detector.decision.Decision.to_entry`), ``trained_on``."""
+    blob = upgrade(load_state_dict(Path(source), what="a realfake model file"))
+    save_torch({**blob, **entries}, Path(out))
 
 
-def add_entry(path: Path, key: str, entry: dict[str, Any]) -> None:
-    """Write one entry (see :func:`add_entries`) into the model file at ``path``."""
-    add_entries(path, {key: entry})
+def add_entry(path: Path, key: str, entry: Any) -> None:
+    """Write one entry into the model file at ``path`` (:func:`write_with`)."""
+    write_with(path, {key: entry}, path)

@@ -1,5 +1,5 @@
-"""The detector: facenet-pytorch's Inception-ResNet-V1 with a one-logit head (logit of p_fake), alone
-or as an :class:`Ensemble` of several, each fed its own input representation.
+"""The detector's network: facenet-pytorch's Inception-ResNet-V1 with a one-logit head (logit of p_fake), alone
+or an ensemble of several (:class:`Network`), each fed its own input representation.
 
 Weights are always stored and loaded as a plain state dict with
 ``torch.load(..., weights_only=True)``: a model file is data, never code.
@@ -122,23 +122,35 @@ def load_model(state: dict[str, Any], source: str = "model", in_channels: int = 
     return model.eval()
 
 
-class Ensemble(nn.Module):
-    """Detectors that each see the same standardised RGB batch in their own representation; the
-    ensemble's logit is the mean of theirs (logit averaging: a confident member outweighs an unsure
-    one, where averaging probabilities would not).
+class Network(nn.Module):
+    """The detector's network: one Inception-ResNet, or an ensemble of several, each fed its own representation
+    of the same standardised RGB batch; an ensemble's logit is the mean of its members' (logit averaging: a
+    confident member outweighs an unsure one, where averaging probabilities would not).
 
-    It takes what a ``rgb`` model takes, so the shared preprocessing, scoring, Grad-CAM and serving
-    treat it as one model.
+    The one place a representation is applied: training, scoring, Grad-CAM and serving feed every kind of
+    model (one network, an ensemble, either fused with the spectral probe) standardised RGB.
     """
 
     def __init__(self, members: list[nn.Module], representations: list[str]):
         super().__init__()
-        if len(members) != len(representations) or len(members) < 2:
-            raise RealfakeError(f"an ensemble needs two or more members, each with a representation "
+        if len(members) != len(representations) or not members:
+            raise RealfakeError(f"a network needs one or more members, each with a representation "
                                 f"(got {len(members)} members, {len(representations)} representations).")
         self.members = nn.ModuleList(members)
         self.representations = tuple(representations)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The mean of the members' logits, each member fed ``x`` in its representation."""
-        return torch.stack([m(represent(x, r)) for m, r in zip(self.members, self.representations)]).mean(0)
+        """The members' mean logit, each member fed ``x`` in its representation, laid out as ``x`` is."""
+        layout = _layout(x)
+        logits = []
+        for member, representation in zip(self.members, self.representations):
+            r = represent(x, representation)
+            logits.append(member(r if layout is None else r.contiguous(memory_format=layout)))
+        return logits[0] if len(logits) == 1 else torch.stack(logits).mean(0)
+
+
+def _layout(x: torch.Tensor) -> torch.memory_format | None:
+    """The memory format ``x`` is laid out in; None for a view in neither (a window of a larger batch)."""
+    if x.is_contiguous():
+        return torch.contiguous_format
+    return torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else None

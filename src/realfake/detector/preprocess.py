@@ -1,13 +1,13 @@
 """The one preprocessing definition, shared by train, evaluate, robustness, predict and the served model.
 
-An image becomes a model input in four steps, all owned by :class:`Preprocessor`:
-decode to RGB (:func:`load_rgb`), fit to the input size by the input policy
-(:meth:`Preprocessor.pixels`, HxWx3 uint8), batch, and standardise where the
-model runs (:func:`to_model_input`). Training adds random augmentations
-*before* the same fit (:meth:`Preprocessor.train_pixels`); nothing else
-differs, and the parity tests hold every caller to :func:`to_input`.
+An image becomes a model input in four steps: decode to RGB (:func:`load_rgb`), fit to the
+:class:`InputSpec`'s size by its input policy (:meth:`Preprocessor.pixels`, HxWx3 uint8), batch, and
+standardise where the model runs (:func:`to_model_input`). Every model takes that standardised RGB; its
+network represents it (:class:`realfake.detector.network.Network`). Training adds random augmentations
+*before* the same fit (:meth:`Preprocessor.train_pixels`); nothing else differs, and the parity tests hold
+every caller to :func:`to_input`.
 
-Representations (what the network sees, from the standardised pixels): ``rgb``,
+Representations (what the network sees, from the standardised pixels: :func:`represent`): ``rgb``,
 ``npr``, the neighbouring-pixel residual of Tan et al. (CVPR 2024): each pixel minus
 the top-left pixel of its 2x2 block, ``x - up(down(x))`` with nearest-neighbour
 down- and up-sampling, or ``rgb+npr``, both as six channels. Up-samplers correlate
@@ -25,7 +25,8 @@ channels.
 Input policies:
 
 - ``crop``: take a window without resampling: a random ``image_size`` one for
-  training, the centred ``score_size`` one (default: ``image_size``) for scoring.
+  training, the centred :attr:`InputSpec.fit_size` one for scoring (the network reads its
+  ``network_window`` centre, the spectral probe its ``probe_window``).
   Generator fingerprints live in the highest frequencies, and resizing smooths
   them away; cropping keeps them. The network is fully convolutional (global
   average pooling), so it scores a larger window than it trained on, and more
@@ -99,13 +100,20 @@ def _strength(text: str) -> float | None:
 
 @dataclass(frozen=True)
 class InputSpec:
-    """How an image becomes a model input; saved with every model."""
+    """How an image becomes a model's input; saved with every model, and given back as saved.
+
+    Two windows, both centred: the network reads its ``network_window`` (at least the ``image_size`` crop it
+    trained on; None: that crop), and a model with a spectral probe reads a ``probe_window`` (at least the
+    network's; None: the model has no probe) whose centre the network reads. Scoring fits each image to
+    :attr:`fit_size`, the larger of the two. The model takes standardised RGB whatever its ``representation``
+    (the network's; :class:`realfake.detector.network.Network` applies it).
+    """
 
     image_size: int
     policy: str = "crop"
     representation: str = "rgb"
-    #: The centred window scoring takes (``crop`` only); None: ``image_size``, the training crop.
-    score_size: int | None = None
+    network_window: int | None = None
+    probe_window: int | None = None
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -121,29 +129,27 @@ class InputSpec:
                 f"image_size is {self.image_size}; the npr representation works on 2x2 blocks, so it must be even "
                 f"(use {self.image_size + 1})."
             )
-        if self.score_size is not None:
-            self._check_score_size()
+        if self.network_window is None:
+            object.__setattr__(self, "network_window", self.image_size)
+        self._check_window("network_window", self.network_window, "image_size", self.image_size)
+        if self.probe_window is not None:
+            self._check_window("probe_window", self.probe_window, "network_window", self.network_window)
 
-    def _check_score_size(self) -> None:
-        s = self.score_size
-        if not isinstance(s, int) or isinstance(s, bool) or s < self.image_size:
-            raise RealfakeError(
-                f"score_size is {s!r}; it must be an integer >= image_size ({self.image_size}), the window "
-                "scoring takes, or null for image_size itself."
-            )
-        if self.policy != "crop" and s != self.image_size:
-            raise RealfakeError(
-                f"score_size is {s} with input policy {self.policy!r}; a larger scoring window needs the crop "
-                "policy (resize fits the whole image to image_size). Set score_size to null."
-            )
-        if "npr" in self.representation and s % 2:
-            raise RealfakeError(f"score_size is {s}; the npr representation works on 2x2 blocks, so it must be "
-                                f"even (use {s + 1}).")
+    def _check_window(self, name: str, side: Any, inner: str, least: int) -> None:
+        if not isinstance(side, int) or isinstance(side, bool) or side < least:
+            raise RealfakeError(f"{name} is {side!r}; it must be an integer >= {inner} ({least}), or null for "
+                                f"{inner} itself.")
+        if self.policy != "crop" and side != least:
+            raise RealfakeError(f"{name} is {side} with input policy {self.policy!r}; a larger window needs the "
+                                f"crop policy (resize fits the whole image to image_size). Set {name} to null.")
+        if "npr" in self.representation and side % 2:
+            raise RealfakeError(f"{name} is {side}; the npr representation works on 2x2 blocks, so it must be "
+                                f"even (use {side + 1}).")
 
     @property
-    def window(self) -> int:
-        """The side of the square scoring fits an image to: ``score_size``, else ``image_size``."""
-        return self.image_size if self.score_size is None else self.score_size
+    def fit_size(self) -> int:
+        """The side of the square scoring fits an image to: the probe's window, else the network's."""
+        return self.network_window if self.probe_window is None else self.probe_window
 
     @property
     def channels(self) -> int:
@@ -156,24 +162,28 @@ class InputSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "InputSpec":
-        """As read from a model file."""
-        # Model files written before representations existed saw RGB.
-        # Model files written before score_size scored the training crop.
-        score = d.get("score_size")
-        return cls(image_size=int(d["image_size"]), policy=str(d["policy"]),
-                   representation=str(d.get("representation", "rgb")),
-                   score_size=None if score is None else int(score))
+        """As read from a model file (:data:`realfake.detector.modelfile.MODEL_FORMAT`)."""
+        return cls(**d)
+
+
+def centre_box(height: int, width: int, side: int | None) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of the centred ``side`` window of a ``height`` x ``width`` input, on the JPEG
+    grid; the whole input where ``side`` is None or no smaller."""
+    if side is None or (side >= height and side >= width):
+        return 0, 0, height, width
+    left, top = centre_offset(width, height, side)
+    return top, left, side, side
 
 
 def fit(img: Image.Image, spec: InputSpec, offset: tuple[int, int] | None = None,
         size: int | None = None) -> Image.Image:
-    """Fit an RGB image to a ``size`` square (default ``spec.window``, scoring's) by the input policy.
+    """Fit an RGB image to a ``size`` square (default ``spec.fit_size``, scoring's) by the input policy.
 
     ``crop`` takes the window at ``offset`` (left, top), centred (on the JPEG
     grid) when None; an image smaller than the window is first scaled up so its
     shorter side fits.
     """
-    size = spec.window if size is None else size
+    size = spec.fit_size if size is None else size
     if spec.policy == "resize":
         return img.resize((size, size), Image.BILINEAR, reducing_gap=None)
     w, h = img.size
@@ -196,7 +206,7 @@ def fit_array(arr: np.ndarray, spec: InputSpec) -> np.ndarray:
     A crop is a slice, with no round trip through PIL; anything else goes through :func:`fit`.
     """
     h, w = arr.shape[:2]
-    size = spec.window
+    size = spec.fit_size
     if spec.policy == "crop" and min(w, h) >= size:
         left, top = centre_offset(w, h, size)
         return np.array(arr[top : top + size, left : left + size])  # a copy even of the whole (read-only) array
@@ -214,14 +224,15 @@ def standardise(x: torch.Tensor) -> torch.Tensor:
     return (x.permute(0, 3, 1, 2).float() - PIXEL_CENTER) / PIXEL_SCALE
 
 
-def to_model_input(x: torch.Tensor, device: torch.device, representation: str = "rgb",
+def to_model_input(x: torch.Tensor, device: torch.device,
                    memory_format: torch.memory_format | None = None) -> torch.Tensor:
-    """A batch of uint8 pixels on ``device`` as the model takes it: copied (asynchronously
-    from pinned memory), standardised there, in ``representation``, laid out in ``memory_format``
-    (default: channels_last on CUDA, contiguous elsewhere)."""
+    """A batch of uint8 pixels on ``device`` as every model takes it: copied (asynchronously from pinned
+    memory), standardised RGB there, laid out in ``memory_format`` (default: channels_last on CUDA,
+    contiguous elsewhere). The network applies its representation itself
+    (:class:`realfake.detector.network.Network`)."""
     import torch
 
-    x = represent(standardise(x.to(device, non_blocking=True)), representation)
+    x = standardise(x.to(device, non_blocking=True))
     if memory_format is None:
         memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     return x.contiguous(memory_format=memory_format)
@@ -296,11 +307,11 @@ def to_tensor(img: Image.Image | np.ndarray) -> torch.Tensor:
 
 
 def to_input(source: ImageSource, spec: InputSpec, name: str | None = None) -> torch.Tensor:
-    """The evaluation transform of one image: decode, fit (centre crop or resize), standardise, represent."""
+    """The evaluation transform of one image: decode, fit (centre crop or resize), standardise."""
     import torch
 
     pixels = torch.from_numpy(Preprocessor(spec).load(source, name))[None]
-    return to_model_input(pixels, torch.device("cpu"), spec.representation)[0]
+    return to_model_input(pixels, torch.device("cpu"))[0]
 
 
 #: Where an :class:`Augment` is set.
@@ -382,15 +393,15 @@ class Preprocessor:
     augment: Augment | None = None
 
     def model_input(self, batch: torch.Tensor, device: torch.device) -> torch.Tensor:
-        """A uint8 pixel batch standardised on ``device`` in this spec's representation."""
-        return to_model_input(batch, device, self.spec.representation)
+        """A uint8 pixel batch standardised on ``device`` (:func:`to_model_input`)."""
+        return to_model_input(batch, device)
 
     def load(self, source: ImageSource, name: str | None = None) -> np.ndarray:
         """Decode ``source`` and fit it: the evaluation pixels of one image file or bytes."""
         return self.pixels(load_rgb(source, name))
 
     def pixels(self, img: Image.Image | np.ndarray) -> np.ndarray:
-        """The scoring fit (the centred ``spec.window`` crop, or the resize) as HxWx3 uint8."""
+        """The scoring fit (the centred ``spec.fit_size`` crop, or the resize) as HxWx3 uint8."""
         if isinstance(img, np.ndarray):
             return fit_array(img, self.spec)
         return np.array(fit(img, self.spec))

@@ -25,6 +25,11 @@ from realfake.detector.preprocess import Preprocessor, to_model_input
 from realfake.detector.spectrum import pixel_features, sharpness
 from realfake.errors import RealfakeError
 
+#: Score (and train) in bf16 where the device computes it natively (CUDA; AMX or AVX-512 BF16 CPUs), float32
+#: elsewhere: the one default of train.amp, evaluate.amp, robustness.amp, predict and the served model, so a
+#: served verdict is the one the reported figures describe.
+AMP = True
+
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; CUDA must exist if named."""
@@ -128,11 +133,10 @@ def weights_digest(module: nn.Module) -> str:
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, pixel_batches, device: torch.device, amp: bool = False,
-                   representation: str = "rgb") -> np.ndarray:
+def predict_logits(model: nn.Module, pixel_batches, device: torch.device, amp: bool) -> np.ndarray:
     """Logits for every uint8 pixel batch, gathered on the device and copied to the host once; in bf16
     where ``amp`` (:func:`autocast`), the inputs laid out as :func:`memory_format` says."""
-    return score_batches(model, pixel_batches, device, amp, representation, detail=False)[0]
+    return score_batches(model, pixel_batches, device, amp, detail=False)[0]
 
 
 def image_detail(x: torch.Tensor) -> torch.Tensor:
@@ -142,8 +146,8 @@ def image_detail(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def score_batches(model: nn.Module, pixel_batches, device: torch.device, amp: bool = False,
-                  representation: str = "rgb", detail: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def score_batches(model: nn.Module, pixel_batches, device: torch.device, amp: bool,
+                  detail: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(logits (N,), detail (N, 2)) of every uint8 pixel batch: the model's logit (see :func:`predict_logits`)
     and the :func:`image_detail` of the pixels it read (empty (N, 0) where ``detail`` is false)."""
     model.eval()
@@ -154,7 +158,7 @@ def score_batches(model: nn.Module, pixel_batches, device: torch.device, amp: bo
         if detail:
             details.append(image_detail(x))
         with autocast(device, amp):
-            logits.append(model(to_model_input(x, device, representation, layout)).float().squeeze(1))
+            logits.append(model(to_model_input(x, device, layout)).float().squeeze(1))
     if not logits:
         return np.zeros(0), np.zeros((0, 2 if detail else 0))
     found = torch.cat(details).cpu().numpy() if detail else np.zeros((sum(len(t) for t in logits), 0))
@@ -163,13 +167,12 @@ def score_batches(model: nn.Module, pixel_batches, device: torch.device, amp: bo
 
 def score(model: nn.Module, images: Sequence, preprocessor: Preprocessor, device: torch.device, batch_size: int,
           workers: int = 0, transform: Callable[[Any, int], Any] | None = None,
-          amp: bool = False) -> tuple[np.ndarray, np.ndarray]:
+          amp: bool = AMP) -> tuple[np.ndarray, np.ndarray]:
     """(logits, detail) of every image (PIL images or decoded arrays, optionally transformed), in order, for a
     :class:`~realfake.detector.decision.Decision`; ``amp``: in mixed precision where the device has it."""
     ds = ScoringImages(images, preprocessor, transform)
     model = model.to(device, memory_format=memory_format(device, amp))
-    return score_batches(model, batches(ds, batch_size, workers, device), device, amp,
-                         preprocessor.spec.representation)
+    return score_batches(model, batches(ds, batch_size, workers, device), device, amp)
 
 
 def binary_metrics(logits: np.ndarray, targets: np.ndarray) -> dict[str, float]:
@@ -194,7 +197,7 @@ class Detector:
     """
 
     def __init__(self, model_path: Path, threshold: float | None = None, device: str = "cpu", batch_size: int = 32,
-                 amp: bool = True):
+                 amp: bool = AMP):
         from realfake.detector.modelfile import load_model_file
 
         model, spec, self.info = load_model_file(Path(model_path))

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import replace
 from functools import lru_cache
 from typing import Any, Callable
 
@@ -39,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from realfake.detector.preprocess import PIXEL_SCALE, InputSpec, centre_offset, represent
+from realfake.detector.preprocess import PIXEL_SCALE, InputSpec, centre_box
 from realfake.errors import RealfakeError
 
 #: Frequency cells per axis of the binned spectrum.
@@ -239,24 +238,23 @@ def sharpness_gate(h: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
 
 
 class Fused(nn.Module):
-    """The network (a single model fed its ``representation``, or an :class:`Ensemble` fed RGB) and a
-    :class:`SpectralProbe`, on one standardised RGB batch, joined by ``rule`` (:meth:`combine`) with
-    ``weights`` (2,) and ``bias`` ((2,) for ``either``, (1,) for ``sum``). ``share`` is the network's say: 1,
-    or with a ``gate`` (two sharpness levels) the :func:`sharpness_gate` of the image: the network gets its
-    say on images as sharp as those it trained on, and none on ones far blurrier, where its logit is noise.
+    """The :class:`~realfake.detector.network.Network` and a :class:`SpectralProbe`, on one standardised RGB
+    batch, joined by ``rule`` (:meth:`combine`) with ``weights`` (2,) and ``bias`` ((2,) for ``either``, (1,) for
+    ``sum``). ``share`` is the network's say: 1, or with a ``gate`` (two sharpness levels) the
+    :func:`sharpness_gate` of the image: the network gets its say on images as sharp as those it trained on,
+    and none on ones far blurrier, where its logit is noise.
 
-    The probe reads the whole input; with ``network_window`` the network reads its centred window of that
-    side (the network's scoring window, where the probe's is larger: the spectrum of more pixels is more
-    evidence, while more of the network's scoring adds little and costs in proportion).
+    The probe reads the whole input (the model's ``probe_window``); the network reads its centred
+    ``network_window`` of it (None: the whole input), where the probe's is larger: the spectrum of more pixels
+    is more evidence, while more of the network's scoring adds little and costs in proportion.
 
     ``members`` are the network's Inception-ResNets (Grad-CAM explains them; the probe has no map).
     """
 
-    def __init__(self, network: nn.Module, representation: str, probe: SpectralProbe, weights: torch.Tensor,
-                 bias: torch.Tensor, gate: torch.Tensor | None = None, network_window: int | None = None,
-                 rule: str = "sum"):
+    def __init__(self, network: nn.Module, probe: SpectralProbe, weights: torch.Tensor, bias: torch.Tensor,
+                 gate: torch.Tensor | None = None, network_window: int | None = None, rule: str = "sum"):
         super().__init__()
-        self.network, self.representation, self.probe = network, representation, probe
+        self.network, self.probe = network, probe
         self.network_window = network_window
         self.rule = rule
         self.register_buffer("weights", torch.as_tensor(weights, dtype=torch.float32).reshape(2))
@@ -274,18 +272,10 @@ class Fused(nn.Module):
         """The network's Inception-ResNets: one, or an ensemble's."""
         return list(getattr(self.network, "members", [self.network]))
 
-    def network_box(self, height: int, width: int) -> tuple[int, int, int, int]:
-        """(top, left, height, width) of the window of a ``height`` x ``width`` input the network reads."""
-        side = self.network_window
-        if side is None or (side >= height and side >= width):
-            return 0, 0, height, width
-        left, top = centre_offset(width, height, side)
-        return top, left, side, side
-
     def network_logit(self, x: torch.Tensor) -> torch.Tensor:
-        """The network's logit (B, 1) in float32, on its window of ``x`` in its representation."""
-        top, left, h, w = self.network_box(*x.shape[-2:])
-        return self.network(represent(x[..., top:top + h, left:left + w], self.representation)).float()
+        """The network's logit (B, 1) in float32, on its window of ``x``."""
+        top, left, h, w = centre_box(*x.shape[-2:], self.network_window)
+        return self.network(x[..., top:top + h, left:left + w]).float()
 
     def share(self, features: torch.Tensor) -> torch.Tensor:
         """The network's share (B,) of images with :func:`spectrum_features` ``features``: 1 without a gate."""
@@ -356,31 +346,28 @@ def fit_fusion(parts: np.ndarray, y_fake: np.ndarray, rule: str = "either") -> t
 
 
 def spectral_entry(probe: SpectralProbe, weights: torch.Tensor, bias: torch.Tensor, gate: torch.Tensor | None = None,
-                   window: int | None = None, rule: str = "sum", **facts: Any) -> dict[str, Any]:
-    """What a model file keeps of the probe and the fusion (under ``spectral``); ``window``: the side of the
-    centred window the probe reads, where larger than the network's scoring window (None: that window);
-    ``rule``: how :meth:`Fused.combine` joins the logits (``bias`` a number for ``sum``, two for ``either``)."""
+                   rule: str = "sum", **facts: Any) -> dict[str, Any]:
+    """What a model file keeps of the probe and the fusion (under ``spectral``; the probe's window is the input
+    spec's ``probe_window``); ``rule``: how :meth:`Fused.combine` joins the logits (``bias`` a number for ``sum``,
+    two for ``either``)."""
     bias = torch.as_tensor(bias, dtype=torch.float32).reshape(-1).tolist()
     return {"state_dict": {k: v.detach().cpu() for k, v in probe.state_dict().items()}, "hidden": probe.hidden,
             "rule": rule, "weights": torch.as_tensor(weights, dtype=torch.float32).reshape(2).tolist(),
             "bias": bias[0] if rule == "sum" else bias,
-            "gate": None if gate is None else _rows(gate).tolist(), "window": window, **facts}
+            "gate": None if gate is None else _rows(gate).tolist(), **facts}
 
 
-def probe_spec(spec: InputSpec, window: int | None) -> InputSpec:
-    """What a fused model takes, for a network that takes ``spec``: RGB, in the probe's ``window`` (the
-    network's scoring window where None)."""
-    return replace(spec, representation="rgb", score_size=spec.score_size if window is None else window)
-
-
-def fuse(network: nn.Module, spec: InputSpec, entry: Any, source: str) -> tuple[Fused, InputSpec]:
-    """The :class:`Fused` model of ``network`` (which takes ``spec``) and a model file's ``spectral`` entry,
-    with the input spec it takes (:func:`probe_spec`); clear errors if the entry is malformed."""
+def fuse(network: nn.Module, spec: InputSpec, entry: Any, source: str) -> Fused:
+    """The :class:`Fused` model of ``network`` and a model file's ``spectral`` entry, for a model file whose input
+    spec is ``spec`` (it names a ``probe_window``); clear errors if the entry is malformed."""
+    if spec.probe_window is None:
+        raise RealfakeError(f"{source}: it has a spectral probe entry but its input spec names no probe_window; "
+                            "train the model again.")
     try:
         probe = SpectralProbe(int(entry.get("hidden", 0)))
         probe.load_state_dict(entry["state_dict"])
         weights, bias = torch.tensor(entry["weights"], dtype=torch.float32), torch.tensor(entry["bias"])
-        rule = entry.get("rule", "sum")  # model files from before the rule was a choice add the logits
+        rule = entry["rule"]
         if rule not in RULES or bias.numel() != (2 if rule == "either" else 1):
             raise ValueError(f"fusion rule {rule!r} with {bias.numel()} bias terms; expected either (2) or sum (1)")
         gate = entry.get("gate")
@@ -391,12 +378,7 @@ def fuse(network: nn.Module, spec: InputSpec, entry: Any, source: str) -> tuple[
             shapes = [None if t is None else tuple(t.shape) for t in (weights, gate)]
             raise ValueError(f"weights and gate of shapes {shapes}; expected (2,), and "
                              f"(2,) or (K, 2) with K <= {len(SHARPNESS_BANDS)}, or none")
-        window = entry.get("window")  # model files from before the probe's own window have none
-        if window is not None and (type(window) is not int or window < spec.window):
-            raise ValueError(f"window {window!r}; expected an integer of at least the network's scoring window "
-                             f"({spec.window}), or none")
-        fused_spec = probe_spec(spec, window)
     except (AttributeError, KeyError, TypeError, ValueError, RuntimeError, RealfakeError) as exc:
         raise RealfakeError(f"{source}: its spectral probe entry is malformed ({type(exc).__name__}: "
                             f"{str(exc).splitlines()[0] if str(exc) else ''}); train the model again.") from None
-    return Fused(network, spec.representation, probe.eval(), weights, bias, gate, spec.window, rule).eval(), fused_spec
+    return Fused(network, probe.eval(), weights, bias, gate, spec.network_window, rule).eval()

@@ -25,7 +25,7 @@ from realfake.data.manifest import Manifest
 from realfake.detector.decision import Decision, expected_calibration_error, reliability
 from realfake.detector.modelfile import load_model_file
 from realfake.detector.preprocess import Preprocessor
-from realfake.detector.scoring import resolve_device, score
+from realfake.detector.scoring import AMP, resolve_device, score
 from realfake.evaluation.metrics import classification_metrics, verdict_metrics
 from realfake.images import ImageFiles
 
@@ -37,7 +37,7 @@ class EvaluateConfig:
     batch_size: int = 64
     gallery_size: int = 16  # most confidently wrong test images shown in errors.png
     device: str = "auto"
-    amp: bool = True  # score in bf16 where the device does it natively (CUDA, AMX/AVX-512 BF16 CPUs)
+    amp: bool = AMP  # score in bf16 where the device does it natively (CUDA, AMX/AVX-512 BF16 CPUs)
 
     def __post_init__(self) -> None:
         require(isinstance(self.amp, bool), f"evaluate.amp must be true or false, got {self.amp!r}.")
@@ -51,7 +51,7 @@ class EvaluateConfig:
 
 
 def score_split(model, spec, data: Manifest, split: str, batch_size: int, device: str = "auto",
-                amp: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                amp: bool = AMP) -> tuple[np.ndarray, np.ndarray]:
     """(logits, detail) of every image of ``split``, decoded from the files, in manifest order."""
     images = ImageFiles(data.files(data.rows(split)))
     return score(model, images, Preprocessor(spec), resolve_device(device), batch_size, amp=amp)

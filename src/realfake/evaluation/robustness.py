@@ -45,7 +45,7 @@ from realfake.detector.decision import Decision, Verdicts, expected_calibration_
 from realfake.detector.modelfile import load_model_file
 from realfake.detector.perturb import perturb_image
 from realfake.detector.preprocess import Preprocessor
-from realfake.detector.scoring import RememberedLogits, resolve_device, score, weights_digest
+from realfake.detector.scoring import AMP, RememberedLogits, resolve_device, score, weights_digest
 from realfake.detector.spectrum import Fused
 from realfake.errors import RealfakeError
 from realfake.evaluation.metrics import DECIMALS, verdict_metrics
@@ -136,7 +136,7 @@ class RobustnessConfig:
     batch_size: int = 64
     workers: int = 0  # DataLoader processes (decode + perturb); 0 = in the stage's process, images cached
     device: str = "auto"
-    amp: bool = True  # score in bf16 where the device does it natively (CUDA, AMX/AVX-512 BF16 CPUs)
+    amp: bool = AMP  # score in bf16 where the device does it natively (CUDA, AMX/AVX-512 BF16 CPUs)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "perturbations", parse_perturbations(self.perturbations))

@@ -48,11 +48,12 @@ def gradcam_maps(model: torch.nn.Module, inputs: torch.Tensor) -> np.ndarray:
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+    from realfake.detector.preprocess import centre_box
     from realfake.detector.spectrum import Fused
 
     n, _, height, width = inputs.shape
     fused = isinstance(model, Fused)
-    top, left, h, w = model.network_box(height, width) if fused else (0, 0, height, width)
+    top, left, h, w = centre_box(height, width, model.network_window) if fused else (0, 0, height, width)
 
     class CAM(GradCAM):  # maps at the size of the network's window, not of the whole input
         def get_target_width_height(self, input_tensor: torch.Tensor) -> tuple[int, int]:

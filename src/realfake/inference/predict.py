@@ -19,6 +19,7 @@ from realfake.detector.scoring import Detector
 from realfake.errors import RealfakeError
 from realfake.images import IMAGE_SUFFIXES, ImageError, load_rgb
 from realfake.inference.faces import NoFaceError, detect_faces, is_face_crop
+from realfake.mlops import CHAMPION_URI
 
 FACE_MODES = ("auto", "on", "off")
 #: Keys of every output row, in order (JSON and CSV).
@@ -91,7 +92,7 @@ def load_detector(model: str, threshold: float | None = None, device: str = "cpu
     if not path.is_file():
         raise RealfakeError(
             f"--model {model}: no such file, and not a models:/ or runs:/ URI. Train one with `dvc repro`, "
-            "then use the default models:/realfake@champion or models/model.pt."
+            f"then use the default {CHAMPION_URI} or models/model.pt."
         )
     detector = Detector(path, threshold=threshold, device=device)
     return detector, f"{path} (threshold {detector.threshold:.3f})"

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from realfake.config import build_config, require
 from realfake.errors import RealfakeError
+from realfake.mlops import CHAMPION_ALIAS, REGISTERED_NAME
 from realfake.mlops.serving import WEIGHTS, signature
 
 #: The realfake package, logged with every model as its code (MLflow "models from code").
@@ -49,8 +50,8 @@ DESCRIPTION = (
 class RegisterConfig:
     """The ``register`` section of params.yaml."""
 
-    model_name: str = "realfake"
-    alias: str = "champion"
+    model_name: str = REGISTERED_NAME
+    alias: str = CHAMPION_ALIAS
     min_auc: float = 0.9  # a floor on the test ROC-AUC, whatever the figure the champion is chosen by
     champion_by: str = "robust_score"  # one of FIGURES: the figure compared with the champion's
 

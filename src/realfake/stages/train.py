@@ -13,7 +13,6 @@ from realfake.atomic import write_text
 from realfake.config import as_dict, flatten
 from realfake.data.config import DataConfig
 from realfake.data.manifest import Manifest
-from realfake.detector.modelfile import add_entry
 from realfake.detector.scoring import resolve_device
 from realfake.paths import PATHS, Paths
 from realfake.training import distributed
@@ -40,9 +39,9 @@ def run(cfg: TrainConfig, data_cfg: DataConfig, paths: Paths = PATHS) -> dict[st
         tracking.write_run_info(paths.run_info, run.info.run_id, run.info.experiment_id)
         if not resume:
             tracking.log_dataset(data)
+        trained_on = data_cfg.trained_on(data.fingerprint, len(data.rows("train")))
         result = train(cfg, data, out, packed_dir=paths.packed, run_id=run.info.run_id,
-                       epoch_logger=tracking.EpochMetrics(), dist=dist)
-        add_entry(paths.model, "trained_on", data_cfg.trained_on(data.fingerprint, len(data.rows("train"))))
+                       epoch_logger=tracking.EpochMetrics(), dist=dist, facts={"trained_on": trained_on})
         summary = {**result.metrics, "resumed_from_epoch": result.resumed_from_epoch}
         write_text(paths.train_metrics, json.dumps(summary, indent=2) + "\n")
         # best_val_auc, best_epoch, model_epoch, model_val_auc (each member's, named after it, for an ensemble)

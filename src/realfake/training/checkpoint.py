@@ -26,6 +26,8 @@ from realfake.training.config import TrainConfig
 
 CHECKPOINT_FORMAT = "realfake-checkpoint/1"
 LAST = "last.pt"
+#: The network a run ended with (or its ensemble), until the model file is written with the probe and the decision.
+NETWORK = "network.pt"
 
 
 @dataclass

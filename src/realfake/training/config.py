@@ -9,10 +9,11 @@ import os
 import typing
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from realfake.config import build_config, is_int, is_number, require
 from realfake.detector.preprocess import Augment, InputSpec
+from realfake.detector.scoring import AMP
 from realfake.detector.spectrum import RULES
 from realfake.training.synthetic import Synthetic
 
@@ -39,13 +40,15 @@ def wild() -> Augment:
 class Spectral:
     """``train.spectral``: the spectral probe fused with the network (:mod:`realfake.detector.spectrum`)."""
 
+    RENAMED: ClassVar[dict[str, str]] = {"window": "probe_window"}  # keys of earlier params.yaml files
     enabled: bool = True
     hidden: int = 128  # ReLU units of the probe's hidden layer; 0 = a logistic regression
     passes: int = 8  # perturbed passes over the train split the probe is fitted on
     max_windows: int = 100_000  # at most this many of those windows, spread evenly over the passes (bounded memory)
     l2: float = 0.003  # the ridge penalty on the probe's weights (per mean loss, standardised features; 0.01 -> 0.003)
     gate: bool = True  # the network's say falls to 0 on images much blurrier than its training images
-    window: int | None = 256  # the window the probe reads, the network its score_size centre (crop); None: score_size
+    probe_window: int | None = 256  # the centred window the probe reads (crop), the network its network_window centre;
+    # None: network_window
     augment: Augment = field(default_factory=wild)  # the perturbations the probe and the fusion learn under
 
     def __post_init__(self) -> None:
@@ -59,8 +62,9 @@ class Spectral:
         require(is_int(self.hidden) and self.hidden >= 0, "train.spectral.hidden must be a non-negative integer "
                 f"(0 = a logistic regression), got {self.hidden!r}.")
         require(is_number(self.l2) and self.l2 > 0, f"train.spectral.l2 must be a number above 0, got {self.l2!r}.")
-        require(self.window is None or is_int(self.window), "train.spectral.window must be an integer (the side "
-                f"of the window the probe reads) or null (the scoring window), got {self.window!r}.")
+        require(self.probe_window is None or is_int(self.probe_window), "train.spectral.probe_window must be an "
+                f"integer (the side of the window the probe reads) or null (the network's window), got "
+                f"{self.probe_window!r}.")
 
 
 def degrade() -> Augment:
@@ -125,10 +129,11 @@ class DecisionConfig:
 class TrainConfig:
     """How to train: input, augmentation, optimisation, device and launch (params.yaml ``train``)."""
 
+    RENAMED: ClassVar[dict[str, str]] = {"score_size": "network_window"}  # keys of earlier params.yaml files
     pretrained: str = "none"  # none | vggface2 | casia-webface
     image_size: int = 96
     input_policy: str = "crop"
-    score_size: int | None = 192  # the centred window scoring takes (crop policy); None: image_size
+    network_window: int | None = 192  # the centred window the network reads in scoring (crop policy); None: image_size
     # one of preprocess.REPRESENTATIONS (described there); a list: an ensemble, one model each
     representation: str | tuple[str, ...] = "npr-white"
     augment: Augment = field(default_factory=Augment)
@@ -146,7 +151,7 @@ class TrainConfig:
     dropout: float = 0.2
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # bf16 autocast on CUDA (fp16 without bf16) and on CPUs with native bf16; else float32
+    amp: bool = AMP  # bf16 autocast on CUDA (fp16 without bf16) and on CPUs with native bf16; else float32
     workers: int | str = "auto"  # DataLoader worker processes; auto: see loader_workers
     perturb_on: str = "auto"  # where the probe's and the mix's windows are perturbed: auto | device | loader
     compile: bool = False  # torch.compile the model (pays a compile time once per run)
@@ -168,11 +173,12 @@ class TrainConfig:
             object.__setattr__(self, "representation", reps[0] if len(reps) == 1 else tuple(reps))
         for r in self.representations:
             _ = InputSpec(image_size=self.image_size, policy=self.input_policy, representation=r,
-                          score_size=self.score_size)  # validates
-        window = self.probe_window
-        require(window is None or window >= self.input_spec.window, f"train.spectral.window is {window}; the probe "
-                f"reads at least the network's scoring window (train.score_size, {self.input_spec.window} px), whose "
-                "centre the network reads: raise it, or set it to null for that window.")
+                          network_window=self.network_window)  # validates
+        window, network = self.spectral.probe_window, self.input_spec.network_window
+        require(window is None or self.input_policy != "crop" or window >= network,
+                f"train.spectral.probe_window is {window}; the probe reads at least the network's window "
+                f"(train.network_window, {network} px), whose centre the network reads: raise it, or set it to null "
+                "for that window.")
         require(self.keep in KEEP, f"train.keep is {self.keep!r}; use best (the epoch of the best valid ROC-AUC) "
                 "or last (the final epoch).")
         require(self.schedule in SCHEDULES, f"train.schedule is {self.schedule!r}; use onecycle, cosine or constant.")
@@ -225,11 +231,21 @@ class TrainConfig:
 
     @property
     def input_spec(self) -> InputSpec:
-        """How images become model inputs for this model (saved with it); an ensemble takes RGB and
-        each member represents it."""
+        """How images become the network's inputs (saved with it; an ensemble's names ``rgb``, and each member
+        its own representation); :attr:`model_spec` adds the probe's window."""
         rep = "rgb" if self.is_ensemble else self.representation
         return InputSpec(image_size=self.image_size, policy=self.input_policy, representation=rep,
-                         score_size=self.score_size)
+                         network_window=self.network_window)
+
+    @property
+    def model_spec(self) -> InputSpec:
+        """What the model file of this run scores with: :attr:`input_spec` and, with ``spectral``, the window the
+        probe reads (``spectral.probe_window``, the network's where null; with ``resize`` the resized image)."""
+        spec = self.input_spec
+        if not self.spectral.enabled:
+            return spec
+        window = self.spectral.probe_window if self.input_policy == "crop" else None
+        return replace(spec, probe_window=window or spec.network_window)
 
     def loader_workers(self, device: torch.device, windows: bool = False) -> int:
         """The loader processes (``workers``) of the training crops and validation, or with ``windows`` of the
@@ -250,12 +266,6 @@ class TrainConfig:
         where the tensor steps run on the GPU; on a CPU they take about PIL's time, with more memory)."""
         return self.perturb_on == "device" or (self.perturb_on == "auto" and device.type == "cuda")
 
-    @property
-    def probe_window(self) -> int | None:
-        """The side of the window the spectral probe reads (``spectral.window``) with the crop policy; None (the
-        network's scoring window) with ``resize``, which fits the whole image to the network's input."""
-        return self.spectral.window if self.input_policy == "crop" else None
-
     def digest(self) -> str:
         """What a checkpoint must match to be resumed: the settings that change the arithmetic.
 
@@ -266,5 +276,5 @@ class TrainConfig:
         compiled where it was not.
         """
         settings = {k: v for k, v in asdict(self).items()
-                    if k not in ("launcher", "workers", "compile", "score_size", "perturb_on")}
+                    if k not in ("launcher", "workers", "compile", "network_window", "perturb_on")}
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]

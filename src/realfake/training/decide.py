@@ -1,5 +1,5 @@
 """Fitting the decision (``train.decision``) on the validation mix: the fusion, calibration, threshold and
-"uncertain", written into the model file once.
+"uncertain"; then the model file is written, once, with everything scoring uses.
 
 After the network has trained (and, with ``train.spectral``, the probe was fitted beside it:
 :func:`realfake.training.spectral.fit_spectral`), :func:`fit_model_decision` scores the valid split
@@ -7,13 +7,14 @@ as it is and ``passes`` times perturbed by the ``augment`` mix (blur, JPEG, down
 noise: what users' photos went through), measures each image's detail, fits the weights that fuse
 the network's and the probe's logits by the ``fusion`` rule (:func:`~realfake.detector.spectrum.fit_fusion`), then the
 :class:`~realfake.detector.decision.Decision` (:func:`~realfake.detector.decision.fit_decision`), and
-writes both into the model file, so every user of the model file gives the same verdict.
+writes the model file (the network's weights, both windows, the probe, the fusion and the decision) in one
+write, so every user of the model file gives the same verdict.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -22,8 +23,8 @@ from torch.utils.data import ConcatDataset
 
 from realfake.data.manifest import Manifest
 from realfake.detector.decision import fit_decision
-from realfake.detector.modelfile import add_entries, load_model_file
-from realfake.detector.preprocess import Augment, InputSpec, Preprocessor, to_model_input
+from realfake.detector.modelfile import load_model_file, write_with
+from realfake.detector.preprocess import Augment, Preprocessor, to_model_input
 from realfake.detector.scoring import autocast, binary_metrics, image_detail, memory_format, resolve_device
 from realfake.detector.spectrum import Fused, fit_fusion, spectral_entry
 from realfake.training.config import TrainConfig
@@ -35,23 +36,23 @@ from realfake.training.spectral import PerturbedWindows, fit_spectral, perturbed
 DECISION_STREAM = 2_000
 
 
-def fit_model_decision(model_file: Path, train_cfg: TrainConfig, data: Manifest, *, packed_dir: Path | None = None,
+def fit_model_decision(model_file: Path, train_cfg: TrainConfig, data: Manifest, *, out: Path | None = None,
+                       facts: dict[str, Any] | None = None, packed_dir: Path | None = None,
                        log: Callable[[str], None] = print, phases: Phases | None = None,
                        keep_probe: bool = False) -> dict[str, float]:
     """Fit the spectral probe (with ``train.spectral``), the fusion and the decision for the network in
-    ``model_file``, and write them into it; the fits' figures (``spectral/...`` and ``decision/...`` metrics).
+    ``model_file``, and write the model file to ``out`` (default: ``model_file`` itself) with them and ``facts``
+    (entries such as ``trained_on``); the fits' figures (``spectral/...`` and ``decision/...`` metrics).
     ``phases`` times each step (:class:`~realfake.training.phases.Phases`). ``keep_probe``: the probe, its gate
     and its window stay as the file has them (an update), and only the fusion and the decision are fitted."""
     cfg, dev = train_cfg.decision, resolve_device(train_cfg.device)
     phases = phases if phases is not None else Phases(dev)
-    probe_window = train_cfg.probe_window
     if train_cfg.spectral.enabled and not keep_probe:
         model, spec, spectral_facts = fit_spectral(model_file, train_cfg, data, packed_dir=packed_dir, log=log,
                                                    phases=phases)
     else:
         model, spec, extra = load_model_file(model_file)
-        kept = extra.get("spectral") or {}
-        spectral_facts, probe_window = {"n_train": kept.get("n_train", 0)}, kept.get("window")
+        spectral_facts = {"n_train": (extra.get("spectral") or {}).get("n_train", 0)}
     images = TrainImages(split_pixels(data, "valid", packed_dir), targets(data, "valid"), Preprocessor(spec),
                          train_cfg.seed)
     on_device = train_cfg.perturbs_on_device(dev)
@@ -60,8 +61,8 @@ def fit_model_decision(model_file: Path, train_cfg: TrainConfig, data: Manifest,
     mix = ConcatDataset([clean, PerturbedWindows(images, cfg.augment, cfg.passes, first=DECISION_STREAM + 1,
                                                  on_device=on_device)])
     workers = train_cfg.loader_workers(dev, windows=True)
-    scored, detail, y = score_mix(model, spec, mix, dev, 2 * train_cfg.batch_size, workers, train_cfg.amp, phases)
-    entries, figures = {}, {}
+    scored, detail, y = score_mix(model, mix, dev, 2 * train_cfg.batch_size, workers, train_cfg.amp, phases)
+    entries, figures = {**(facts or {}), "input": spec.to_dict()}, {}  # with a probe fitted now, its window too
     if isinstance(model, Fused):
         with phases("fusion_fit"):
             weights, bias = fit_fusion(scored, y, cfg.fusion)
@@ -70,8 +71,7 @@ def fit_model_decision(model_file: Path, train_cfg: TrainConfig, data: Manifest,
         facts = {**spectral_facts, "n_valid": len(y), "network_share": float(scored[:, 2].mean()),
                  **{f"{name}_auc": binary_metrics(v, y)["auc"]
                     for name, v in (("network", scored[:, 0]), ("probe", scored[:, 1]), ("fused", logit))}}
-        entries["spectral"] = spectral_entry(model.probe, weights, bias, model.gate, probe_window,
-                                             cfg.fusion, **facts)
+        entries["spectral"] = spectral_entry(model.probe, weights, bias, model.gate, cfg.fusion, **facts)
         figures = {f"spectral/{k}": float(v) for k, v in {**facts, "weight_network": weights[0],
                                                            "weight_probe": weights[1]}.items()}
         log(f"train: fusion ({cfg.fusion}) on the validation mix: ROC-AUC network {facts['network_auc']:.4f}, probe "
@@ -84,7 +84,7 @@ def fit_model_decision(model_file: Path, train_cfg: TrainConfig, data: Manifest,
         decision = fit_decision(logit, detail, y, is_clean, cfg)
     entries["decision"] = decision.to_entry()
     with phases("write"):
-        add_entries(model_file, entries)
+        write_with(model_file, entries, out or model_file)
     f = decision.facts
     level = "never" if decision.min_detail is None else f"below detail {decision.min_detail:.3f}"
     soft = "".join(f", {t:.4f} below detail {below:.3f}" for below, t in decision.soft_thresholds)
@@ -98,7 +98,7 @@ def fit_model_decision(model_file: Path, train_cfg: TrainConfig, data: Manifest,
 
 
 @torch.no_grad()
-def score_mix(model: nn.Module, spec: InputSpec, mix, device: torch.device, batch_size: int, workers: int,
+def score_mix(model: nn.Module, mix, device: torch.device, batch_size: int, workers: int,
               amp: bool, phases: Phases | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(scores, detail (N, 2), targets) of every item of ``mix``: a :class:`Fused` model's parts (network logit,
     probe logit, the network's share: (N, 3)), any other model's logit ((N, 1)); ``phases`` times making the
@@ -109,7 +109,7 @@ def score_mix(model: nn.Module, spec: InputSpec, mix, device: torch.device, batc
     for x, y in perturbed_batches(mix, batch_size, workers, device, phases, "mix_windows"):
         with phases("mix_scoring"):
             details.append(image_detail(x).cpu())
-            inputs = to_model_input(x, device, spec.representation, memory_format(device, amp))
+            inputs = to_model_input(x, device, memory_format(device, amp))
             with autocast(device, amp):
                 out = torch.cat(model.parts(inputs), 1) if isinstance(model, Fused) else model(inputs)
             scores.append(out.float().cpu())

@@ -4,8 +4,8 @@ After the network has trained, :func:`fit_spectral`:
 
 1. passes over the train split ``passes`` times, each image (with the run's synthetic fakes,
    :mod:`realfake.training.synthetic`) perturbed by the ``augment`` mix (blur, JPEG, down-then-up
-   scaling, noise) and fitted as scoring fits it (the centred ``window``: the probe reads the spectrum of
-   more pixels than the network's ``score_size`` window, whose centre the network reads), and fits the
+   scaling, noise) and fitted as scoring fits it (the centred ``probe_window``: the probe reads the spectrum
+   of more pixels than the network's ``network_window``, whose centre the network reads), and fits the
    :class:`~realfake.detector.spectrum.SpectralProbe` on the windows' spectra;
 2. with ``gate``, measures how sharp the training images are as they are
    (:func:`~realfake.detector.spectrum.sharpness`, in a high and a middle frequency band): in each
@@ -22,7 +22,6 @@ sample's generators: it works unchanged on the real dataset.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -36,7 +35,8 @@ from realfake.detector.modelfile import load_model_file
 from realfake.detector.perturb import apply_draw, perturb_batch
 from realfake.detector.preprocess import Augment, InputSpec, Preprocessor
 from realfake.detector.scoring import batches, resolve_device
-from realfake.detector.spectrum import Fused, fit_probe, pixel_features, probe_spec, sharpness
+from realfake.detector.spectrum import Fused, fit_probe, pixel_features, sharpness
+from realfake.errors import RealfakeError
 from realfake.heap import trimmed
 from realfake.training.config import TrainConfig
 from realfake.training.data import TrainImages, split_pixels, targets
@@ -116,14 +116,12 @@ def fit_spectral(model_file: Path, train_cfg: TrainConfig, data: Manifest, *, pa
     the decision), the input spec it takes, and the fit's facts. Nothing is written."""
     cfg, seed = train_cfg.spectral, train_cfg.seed
     batch_size = 2 * train_cfg.batch_size  # as validation scores
-    network, spec, _ = load_model_file(model_file)
-    representation, network_window = spec.representation, spec.window
-    if isinstance(network, Fused):  # fitted before: fit again on the network alone, in its own window
-        network_window = network.network_window or spec.window
-        network, representation = network.network, network.representation
+    network, _, _ = load_model_file(model_file)  # the network the train stage wrote
+    if isinstance(network, Fused):
+        raise RealfakeError(f"{model_file} already has a spectral probe; the probe is fitted once, on the network "
+                            "the train stage wrote (to tune a fitted one, run realfake update).")
     dev = resolve_device(train_cfg.device)
-    window = train_cfg.probe_window  # what the probe reads; the network reads its network_window centre
-    fused_spec = probe_spec(replace(spec, score_size=network_window), window)
+    fused_spec = train_cfg.model_spec  # the probe reads its probe_window, the network its network_window centre
     pre = Preprocessor(fused_spec)
     train_pixels, train_targets = split_pixels(data, "train", packed_dir), targets(data, "train")
 
@@ -147,7 +145,7 @@ def fit_spectral(model_file: Path, train_cfg: TrainConfig, data: Manifest, *, pa
                                  ("gate", "gate"))
         full = np.quantile(sharp, 0.05, axis=0)
         gate = torch.from_numpy(np.stack([full - sharp.std(0), full], 1)).float()  # a row (none, full) per measure
-    fused = Fused(network.to(dev), representation, probe, torch.ones(2), torch.zeros(1), gate, network_window)
+    fused = Fused(network.to(dev), probe, torch.ones(2), torch.zeros(1), gate, fused_spec.network_window)
     where = "on the device" if on_device else "in the loader"
     log(f"train: spectral probe on {len(train_windows)} perturbed windows (made {where})")
     return fused.to(dev).eval(), fused_spec, {"n_train": len(train_windows)}

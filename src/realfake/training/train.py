@@ -32,7 +32,7 @@ from torch import nn
 
 from realfake.data.manifest import Manifest
 from realfake.detector.modelfile import save_ensemble_file, save_model_file
-from realfake.detector.network import build_model
+from realfake.detector.network import Network, build_model
 from realfake.detector.preprocess import Preprocessor, to_model_input
 from realfake.detector.scoring import (
     ScoringImages,
@@ -45,7 +45,7 @@ from realfake.detector.scoring import (
     resolve_device,
 )
 from realfake.training import distributed
-from realfake.training.checkpoint import LAST, Best, Checkpoint, finished, member_name, prune, resumable
+from realfake.training.checkpoint import LAST, NETWORK, Best, Checkpoint, finished, member_name, prune, resumable
 from realfake.training.config import TrainConfig
 from realfake.training.data import EpochBatches, TrainImages, split_pixels, targets, train_loader
 from realfake.training.decide import fit_model_decision
@@ -94,8 +94,8 @@ class Session:
     val_dl: Any
     val_targets: np.ndarray
     n_train: int
-    model: nn.Module  # the plain module: what is validated and saved
-    net: nn.Module  # what trains: the model, wrapped in DDP and/or compiled
+    model: nn.Module  # the plain Inception-ResNet: what is saved
+    net: nn.Module  # what trains: the model fed its representation (a Network), wrapped in DDP and/or compiled
     opt: torch.optim.Optimizer
     sched: Any
     scaler: torch.amp.GradScaler
@@ -128,8 +128,12 @@ def train(
     dist: distributed.Dist | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    facts: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train the detector on ``data``'s train split; keep the epoch ``cfg.keep`` names (best valid AUC, or last).
+
+    The network is written to :data:`NETWORK` in the checkpoint folder; the model file ``out.model`` is written
+    once, after the probe and the decision are fitted, with ``facts`` (entries such as ``trained_on``).
 
     ``packed_dir``: read the train and valid pixels from the packed store made by
     :func:`realfake.data.packed.prepare` instead of decoding the image files.
@@ -139,15 +143,18 @@ def train(
     dist = dist if dist is not None else distributed.from_env(resolve_device(cfg.device))
     fit = train_ensemble if cfg.is_ensemble else train_model
     phases = Phases(resolve_device(cfg.device))
+    network = replace(out, model=out.checkpoints / NETWORK)
     with phases("epochs"):
-        result = fit(cfg, data, out, packed_dir=packed_dir, run_id=run_id, epoch_logger=epoch_logger, dist=dist,
+        result = fit(cfg, data, network, packed_dir=packed_dir, run_id=run_id, epoch_logger=epoch_logger, dist=dist,
                      progress=progress, log=log)
     if dist.is_main:
         for name in prune(out.checkpoints, cfg):
             log(f"train: removed {out.checkpoints / name}: only a run of other settings could resume from it")
     distributed.shutdown(dist)
     if dist.is_main:  # the probe (train.spectral), the fusion and the decision (train.decision), in the model file
-        result.metrics.update(fit_model_decision(out.model, cfg, data, packed_dir=packed_dir, log=log, phases=phases))
+        result.metrics.update(fit_model_decision(network.model, cfg, data, out=out.model, facts=facts,
+                                                 packed_dir=packed_dir, log=log, phases=phases))
+        network.model.unlink()
         phases.report(log)
         result.metrics.update(phases.metrics())
     return result
@@ -259,17 +266,17 @@ def set_up(cfg: TrainConfig, data: Manifest, packed_dir: Path | None, dist: dist
     pre = Preprocessor(cfg.input_spec, cfg.augment)
     train_ds = TrainImages(split_pixels(data, "train", packed_dir), targets(data, "train"), pre, cfg.seed,
                            cfg.synthetic, cfg.consistency.augment if cfg.consistency.enabled else None)
-    # Validation scores the training crop, not the model file's score_size window: the per-epoch figure
+    # Validation scores the training crop, not the model file's network_window: the per-epoch figure
     # (and keep: best) stays as cheap as the crop, and the evaluate stage scores the window.
-    val_pre = Preprocessor(replace(cfg.input_spec, score_size=None))
+    val_pre = Preprocessor(replace(cfg.input_spec, network_window=None))
     val_ds = ScoringImages(split_pixels(data, "valid", packed_dir), val_pre)
     sampler = EpochBatches(len(train_ds), cfg.batch_size, cfg.seed, dist.rank, dist.world)
 
     model = build_model(cfg.pretrained, dropout=cfg.dropout, in_channels=cfg.input_spec.channels)
     model = model.to(device, memory_format=memory_format(device, cfg.amp))
-    net = model
+    net = Network([model], [cfg.representation])  # what the step calls: the model fed its representation
     if dist.enabled:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile:
         # Static shapes: the epoch's short last batch gets a second graph of its own instead of
         # turning the batch dimension symbolic, which would recompile and slow every step after it.
@@ -333,7 +340,7 @@ def train_one_epoch(s: Session, epoch: int, progress: bool) -> dict[str, float]:
         y = y.to(s.device, non_blocking=True).float()
         with autocast(s.device, s.cfg.amp):
             x = torch.cat(views) if len(views) > 1 else views[0]
-            out = s.net(to_model_input(x, s.device, s.cfg.representation, s.memory_format)).squeeze(1).float()
+            out = s.net(to_model_input(x, s.device, s.memory_format)).squeeze(1).float()
             out, perturbed = out[: len(y)], out[len(y):]
             loss = training_loss(s.loss_fn, out, y, perturbed, s.cfg.consistency.weight, s.cfg.consistency.pairs)
         # backward and step
@@ -373,7 +380,7 @@ def training_loss(loss_fn: nn.Module, out: torch.Tensor, y: torch.Tensor, pertur
 
 def validate(s: Session) -> dict[str, float]:
     """Loss, accuracy and ROC-AUC on the valid split."""
-    logits = predict_logits(s.model, s.val_dl, s.device, s.cfg.amp, s.cfg.representation)
+    logits = predict_logits(Network([s.model], [s.cfg.representation]), s.val_dl, s.device, s.cfg.amp)
     return binary_metrics(logits, s.val_targets)
 
 

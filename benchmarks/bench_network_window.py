@@ -1,20 +1,20 @@
-"""Which scoring window (``train.score_size``) for the time a run may spend? One trained model, several windows.
+"""Which network window (``train.network_window``) for the time a run may spend? One trained model, several windows.
 
 The network is fully convolutional, so a model trained on ``train.image_size`` crops scores any larger
 centred window, and more pixels are more evidence once a perturbation has weakened the trace. This
 scores one model file at each window with the robustness stage's own code
 (:func:`realfake.evaluation.robustness.run_robustness`: the test split clean and perturbed, and the
 held-out families), and prints the table and the seconds each window took. The model file is copied
-with only its input spec's ``score_size`` changed, exactly the file the train stage writes for
-``-S train.score_size=N`` (training does not depend on it), so no training is repeated. With the
-spectral probe it is the network's window that changes: the probe reads its own (``train.spectral.window``,
-256 px by default), whatever the size, so a size goes up to that window.
+with only its input spec's ``network_window`` changed, exactly the file the train stage writes for
+``-S train.network_window=N`` (training does not depend on it), so no training is repeated. With the
+spectral probe the probe reads its own window (``train.spectral.probe_window``, 256 px by default),
+whatever the size, so a size goes up to that window.
 
 Run it in a workspace where `dvc repro` has run (it reads data/manifest.parquet, data/raw,
 data/heldout and params.yaml; nothing is written there):
 
-    python benchmarks/bench_score_size.py models/model.pt --sizes 96 160 192 256
-    python benchmarks/bench_score_size.py models/model.pt --sizes 96 192 --no-amp   # float32 scoring
+    python benchmarks/bench_network_window.py models/model.pt --sizes 96 160 192 256
+    python benchmarks/bench_network_window.py models/model.pt --sizes 96 192 --no-amp   # float32 scoring
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def main() -> None:
 
     from realfake.config import read_section
     from realfake.data.manifest import Manifest
-    from realfake.detector.modelfile import save_torch
+    from realfake.detector.modelfile import save_torch, upgrade
     from realfake.detector.network import load_state_dict
     from realfake.detector.preprocess import InputSpec
     from realfake.evaluation.robustness import RobustnessConfig, markdown_table, run_robustness
@@ -47,13 +47,13 @@ def main() -> None:
     cfg = RobustnessConfig.from_params(read_section("robustness", args.workspace / "params.yaml"))
     if args.no_amp:
         cfg = replace(cfg, amp=False)
-    blob = load_state_dict(args.model, what="a realfake model file")
+    blob = upgrade(load_state_dict(args.model, what="a realfake model file"))
     spec = InputSpec.from_dict(blob["input"])
     columns: dict[str, dict] = {}
     seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
-            windowed = replace(spec, score_size=size)  # validates: >= image_size, crop policy, even for npr
+            windowed = replace(spec, network_window=size)  # validates: >= image_size, <= probe_window, crop, even
             path = Path(tmp) / f"model-{size}.pt"
             save_torch({**blob, "input": windowed.to_dict()}, path)
             name = f"{size} px"
