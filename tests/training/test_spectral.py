@@ -81,6 +81,19 @@ def test_the_half_spectrum_gives_the_full_spectrums_features_read_from_pixels_or
     torch.testing.assert_close(pixel_features(x), expected, atol=1e-3, rtol=1e-5)
     torch.testing.assert_close(spectrum_features(_batch(list(x.numpy()))), expected, atol=1e-3, rtol=1e-5)
 
+
+@pytest.mark.parametrize("shape", [(256, 256), (96, 96), (97, 131), (64, 90)])
+def test_the_whole_spectrum_is_read_from_the_half_exactly_as_mirroring_and_shifting_it(shape):
+    """One gather gives the numbers the half, its mirror, a concatenation and fftshift gave, bit for bit."""
+    from realfake.detector.spectrum import _centred_from_half
+
+    half = torch.randn(2, shape[0], shape[1] // 2 + 1, generator=torch.Generator().manual_seed(0))
+    h, w = shape
+    mirrored = half[:, (-torch.arange(h)) % h, 1:(w + 1) // 2].flip(-1)
+    expected = torch.fft.fftshift(torch.cat([half, mirrored], -1), dim=(-2, -1))
+    got = half.flatten(-2).index_select(1, _centred_from_half(h, w, half.device)).view(2, h, w)
+    assert torch.equal(got, expected)
+
 def _pink(seed: int, size: int = 128) -> Image.Image:
     """A grey image with a natural image's 1/f amplitude spectrum."""
     rng = np.random.default_rng(seed)

@@ -96,18 +96,30 @@ def grey_features(grey: torch.Tensor) -> torch.Tensor:
     """The binned log power spectra (B, :data:`N_FEATURES`) of grey images (B, H, W) in grey levels.
 
     The spectrum of a real image is point-symmetric (P[u, v] = P[-u, -v]), so the real FFT's half is
-    transformed, and the other half is that one mirrored: the full FFT's numbers (to float rounding), the
-    transform in a fifth of its time."""
+    transformed and the whole, centred spectrum is read from it by one gather (:func:`_centred_from_half`):
+    the full FFT's numbers (to float rounding), the transform in a fifth of its time."""
     grey = grey - grey.mean((-2, -1), keepdim=True)
     h, w = grey.shape[-2:]
     window = torch.outer(torch.hann_window(h, periodic=False, device=grey.device),
                          torch.hann_window(w, periodic=False, device=grey.device))
     half = torch.log(torch.fft.rfft2(grey * window).abs().square() + POWER_FLOOR)  # columns 0 .. w // 2
-    mirrored = half[:, (-torch.arange(h, device=grey.device)) % h, 1:(w + 1) // 2].flip(-1)  # w // 2 + 1 .. w - 1
-    log_power = torch.fft.fftshift(torch.cat([half, mirrored], -1), dim=(-2, -1))
+    log_power = half.flatten(-2).index_select(1, _centred_from_half(h, w, grey.device)).view(-1, h, w)
     cells = F.adaptive_avg_pool2d(log_power.unsqueeze(1), GRID).squeeze(1)
     folded = (cells + cells.flip(-2, -1)) / 2
     return folded[:, :ROWS].flatten(1)
+
+
+@lru_cache(maxsize=8)
+def _centred_from_half(h: int, w: int, device: torch.device) -> torch.Tensor:
+    """(H * W,) indices into a real FFT's flattened half (H, W // 2 + 1) that give the whole spectrum, centred
+    as ``fftshift`` centres it, row by row: column v of the whole is column v of the half up to W // 2, and beyond
+    it the half's column W - v at row -u (the point symmetry)."""
+    u = (torch.arange(h) - h // 2) % h  # fftshift: centred row r is row u of the whole
+    v = (torch.arange(w) - w // 2) % w
+    mirrored = v > w // 2
+    row = torch.where(mirrored[None, :], (-u[:, None]) % h, u[:, None])
+    col = torch.where(mirrored, w - v, v)[None, :].expand(h, w)
+    return (row * (w // 2 + 1) + col).flatten().to(device)
 
 
 class SpectralProbe(nn.Module):
