@@ -222,6 +222,13 @@ def vega_charts(repo: Path) -> list[dict]:
     return [p for p in yaml.safe_load((repo / "dvc.yaml").read_text())["plots"] if isinstance(p, dict)]
 
 
+def rendered_charts(browser) -> list:
+    """The page's charts (their embed elements)."""
+    from selenium.webdriver.common.by import By
+
+    return browser.find_elements(By.CSS_SELECTOR, ".vega-embed")
+
+
 def show_plots(repo: Path, browser) -> list:
     """`dvc plots show` in ``repo``, its page opened in ``browser``; the drawn charts' SVGs once all have drawn."""
     from selenium.webdriver.common.by import By
@@ -249,6 +256,9 @@ def test_dvc_plots_render_in_a_browser_with_no_network(repo):
         errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
         assert not errors, errors
         text = browser.find_element(By.TAG_NAME, "body").text
+        training = [e.text for e in rendered_charts(browser) if "Training curves" in e.text]
+    assert "revision" not in text and "member" not in text  # one name for revisions; a single model has no members
+    assert len(training) == 2 and not any("1.5" in t or "2.5" in t for t in training)  # whole epochs only
     page = repo / "dvc_plots" / "index.html"
     assert "cdn.jsdelivr" not in page.read_text() and "<script src" not in page.read_text()
     assert run(["git", "check-ignore", "dvc_plots"], repo).returncode == 0  # not committed by accident

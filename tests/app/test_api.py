@@ -126,3 +126,15 @@ def test_the_docs_and_the_icon_are_served_by_the_app_itself(app_url):
     assert "cdn." not in docs.text and "https://" not in docs.text.split("<body")[0], "no asset from outside"
     icon = requests.get(f"{app_url}/favicon.ico", timeout=30)
     assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+
+
+def test_a_face_judged_at_the_models_threshold_reports_that_same_number(model_file, faces, tmp_path):
+    """The page marks a face "on a soft image" when its threshold is above the model's: a face judged at the model's
+    own threshold must report the same number, whatever the threshold's float digits (the shipped one is a float32's
+    0.7370998...)."""
+    from helpers.models import with_decision
+    from realfake.app.service import Limits, ModelHolder, analyse
+
+    holder = ModelHolder(str(with_decision(model_file, 0.7370998263359070, None, folder=tmp_path)))
+    answer = analyse(faces["sharp"].read_bytes(), "sharp.png", holder, Limits())
+    assert answer["faces"][0]["threshold"] == answer["model"]["threshold"] == 0.7371

@@ -97,7 +97,7 @@ class ModelHolder:
                         uri = f"models:/{_ALIAS.match(self.model)['name']}/{version}"
                     self._detector, _ = load_detector(uri, self.threshold)
                     self._version = version
-            info = {"model": self.model, "version": self._version, "threshold": self._detector.threshold,
+            info = {"model": self.model, "version": self._version, "threshold": round(self._detector.threshold, 6),
                     "trained_on": self._detector.trained_on, "trained_on_note": self._detector.trained_on_note}
             return self._detector, info
 

@@ -1,0 +1,111 @@
+"""Screenshots of what a user sees, from headless Chromium, offline, into ``docs/screens/``: the page checking
+photos at desktop and phone width (boxes on the faces, the model's training data, the no-face choice), the API's
+offline ``/docs``, the MLflow experiment (it opens on its runs), the DVC plots page, and the validation report.
+
+Run it in a workspace where ``make run`` has run (it starts the page and ``mlflow ui`` on free local ports and
+stops them; ``make browser`` installs Chromium):
+
+    python tools/make_demo.py && python tools/screenshots.py
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test suite's headless Chromium
+
+from helpers.browser import chromium, wait_for  # noqa: E402
+
+OUT = Path("docs/screens")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serving(args: list[str], url: str, timeout: float = 180) -> subprocess.Popen:
+    """A server started with ``args``, once ``url`` answers."""
+    server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env=dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true"))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=5)
+            return server
+        except OSError:
+            time.sleep(1)
+    server.terminate()
+    raise SystemExit(f"{' '.join(args)} did not answer at {url} within {timeout:.0f} s")
+
+
+def experiment_id() -> str:
+    """The id of the pipeline's MLflow experiment in the workspace's store."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri="sqlite:///mlflow.db").get_experiment_by_name("realfake").experiment_id
+
+
+def page(driver, url: str, photos: list[Path]) -> None:
+    """The page with ``photos`` checked, every card answered."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(url)
+    wait_for(driver, lambda d: "threshold" in d.find_element(By.ID, "model").text)
+    driver.find_element(By.ID, "files").send_keys("\n".join(str(p.resolve()) for p in photos))
+    wait_for(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "article.result li.face, article.result .error"))
+             >= len(photos))
+    time.sleep(1)  # the images' layout settles
+
+
+def shoot(driver, name: str, width: int, height: int) -> None:
+    driver.set_window_size(width, height)
+    time.sleep(1)
+    driver.save_screenshot(str(OUT / name))
+    print(OUT / name)
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    demo = Path("demo")
+    photos = [demo / "astronaut.png", *sorted(demo.glob("*-blurred.png")), demo / "coffee.jpg"]
+    if not all(p.exists() for p in photos):
+        raise SystemExit("demo/ is missing: run python tools/make_demo.py first")
+    port, ui_port = free_port(), free_port()
+    app = serving([sys.executable, "-m", "realfake.cli", "app", "--model", "models/model.pt", "--port", str(port)],
+                  f"http://127.0.0.1:{port}/")
+    ui = serving([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", "sqlite:///mlflow.db", "--port",
+                  str(ui_port), "--host", "127.0.0.1"], f"http://127.0.0.1:{ui_port}/")
+    subprocess.run([sys.executable, "-m", "dvc", "plots", "show"], check=True, capture_output=True)
+    try:
+        with chromium(1280, 1100) as driver:
+            page(driver, f"http://127.0.0.1:{port}/", photos)
+            shoot(driver, "page-desktop.png", 1280, 1600)
+            shoot(driver, "page-phone.png", 390, 1800)
+            driver.get(f"http://127.0.0.1:{port}/docs")
+            wait_for(driver, lambda d: "POST" in d.page_source and "/api/" in d.page_source)
+            shoot(driver, "api-docs.png", 1280, 1100)
+            driver.get(f"http://127.0.0.1:{ui_port}/#/experiments/{experiment_id()}?workflowType=machine_learning")
+            wait_for(driver, lambda d: "Runs" in d.page_source, 180)
+            time.sleep(8)  # the runs table fills in
+            shoot(driver, "mlflow-experiment.png", 1400, 1000)
+            driver.get((Path.cwd() / "dvc_plots" / "index.html").as_uri())
+            time.sleep(8)
+            shoot(driver, "dvc-plots.png", 1280, 2400)
+            driver.get((Path.cwd() / "reports/validation/ge/report.html").as_uri())
+            shoot(driver, "validation-report.png", 1280, 1400)
+    finally:
+        for server in (app, ui):
+            server.terminate()
+            server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
