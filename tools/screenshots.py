@@ -26,6 +26,7 @@ OUT = Path("docs/screens")
 
 
 def free_port() -> int:
+    """A local port nothing listens on."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -66,6 +67,7 @@ def page(driver, url: str, photos: list[Path]) -> None:
 
 
 def shoot(driver, name: str, width: int, height: int) -> None:
+    """Save the window, at ``width`` x ``height``, as ``docs/screens/<name>``."""
     driver.set_window_size(width, height)
     time.sleep(1)
     driver.save_screenshot(str(OUT / name))
@@ -73,6 +75,7 @@ def shoot(driver, name: str, width: int, height: int) -> None:
 
 
 def main() -> None:
+    """Every screenshot, with the page and ``mlflow ui`` started and stopped here."""
     OUT.mkdir(parents=True, exist_ok=True)
     demo = Path("demo")
     photos = [demo / "astronaut.png", *sorted(demo.glob("*-blurred.png")), demo / "coffee.jpg"]
