@@ -1,5 +1,6 @@
 """Screenshots of what a user sees, from headless Chromium, offline, into ``docs/screens/``: the page checking
-photos at desktop and phone width (boxes on the faces, the model's training data, the no-face choice), the API's
+photos at desktop and phone width (boxes on the faces, the model's training data, the no-face choice) and a
+whole-image Grad-CAM with its caption, the API's
 offline ``/docs``, the MLflow experiment (it opens on its runs), the DVC plots page, and the validation report.
 
 Run it in a workspace where ``make run`` has run (it starts the page and ``mlflow ui`` on free local ports and
@@ -66,6 +67,17 @@ def page(driver, url: str, photos: list[Path]) -> None:
     time.sleep(1)  # the images' layout settles
 
 
+def explain(driver, name_part: str) -> None:
+    """Show the Grad-CAM maps of the card whose file name holds ``name_part``, scrolled into view."""
+    from selenium.webdriver.common.by import By
+
+    card = next(c for c in driver.find_elements(By.CSS_SELECTOR, "article.result") if name_part in c.text)
+    card.find_element(By.CSS_SELECTOR, "button.explain").click()
+    wait_for(driver, lambda d: card.find_elements(By.CSS_SELECTOR, ".cams img"))
+    time.sleep(1)
+    driver.execute_script("arguments[0].scrollIntoView()", card)
+
+
 def shoot(driver, name: str, width: int, height: int) -> None:
     """Save the window, at ``width`` x ``height``, as ``docs/screens/<name>``."""
     driver.set_window_size(width, height)
@@ -92,6 +104,8 @@ def main() -> None:
             page(driver, f"http://127.0.0.1:{port}/", photos)
             shoot(driver, "page-desktop.png", 1280, 1600)
             shoot(driver, "page-phone.png", 390, 1800)
+            explain(driver, "blurred")
+            shoot(driver, "page-grad-cam.png", 1280, 1500)
             driver.get(f"http://127.0.0.1:{port}/docs")
             wait_for(driver, lambda d: "POST" in d.page_source and "/api/" in d.page_source)
             shoot(driver, "api-docs.png", 1280, 1100)
