@@ -212,7 +212,7 @@ def test_an_ensemble_file_is_scored_like_a_model_file(trained, tiny_sample, tmp_
 
 
 def test_markdown_table_puts_each_model_in_a_column_and_each_condition_in_a_row():
-    """What bench_ensemble.py and bench_score_size.py print (and the README's tables are pasted from)."""
+    """What bench_ensemble.py and bench_network_window.py print (and the README's tables are pasted from)."""
     from realfake.evaluation.robustness import markdown_table
 
     def row(auc, caught=0.9, false_alarm=0.01, uncertain=0.0):
