@@ -30,7 +30,7 @@ def step_rate(device: torch.device, size: int, batch: int, steps: int, warmup: i
               compiled: bool, amp: bool, representation: str) -> tuple[float, float]:
     """(images/s, seconds of the warm-up steps, which include any compilation), with ``train.amp`` = ``amp``,
     fed ``representation``."""
-    from realfake.detector.network import build_model
+    from realfake.detector.network import Network, build_model
     from realfake.detector.preprocess import to_model_input
     from realfake.detector.scoring import autocast, memory_format
     from realfake.training.train import make_optimizer
@@ -38,7 +38,8 @@ def step_rate(device: torch.device, size: int, batch: int, steps: int, warmup: i
     torch.manual_seed(0)
     fmt = memory_format(device, amp)
     model = build_model("none", dropout=0.2).to(device, memory_format=fmt)
-    net = torch.compile(model) if compiled else model
+    network = Network([model], [representation])  # as the train step: the model fed its representation
+    net = torch.compile(network) if compiled else network
     opt = make_optimizer(model, 1e-3, 1e-4, device)
     loss_fn = nn.BCEWithLogitsLoss()
     gen = torch.Generator().manual_seed(0)
@@ -48,7 +49,7 @@ def step_rate(device: torch.device, size: int, batch: int, steps: int, warmup: i
 
     def step(x):
         with autocast(device, amp):
-            loss = loss_fn(net(to_model_input(x, device, representation, fmt)).squeeze(1).float(), y)
+            loss = loss_fn(net(to_model_input(x, device, fmt)).squeeze(1).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -76,19 +77,20 @@ def profile(device: torch.device, size: int, batch: int, representation: str, st
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
-    from realfake.detector.network import build_model
+    from realfake.detector.network import Network, build_model
     from realfake.detector.preprocess import to_model_input
     from realfake.detector.scoring import autocast
     from realfake.training.train import make_optimizer
 
     model = build_model("none", dropout=0.2).to(device).to(memory_format=torch.channels_last)
+    network = Network([model], [representation])
     opt = make_optimizer(model, 1e-3, 1e-4, device)
     x = torch.randint(0, 256, (batch, size, size, 3), dtype=torch.uint8, device=device)
     y = (torch.arange(batch, device=device) % 2).float()
 
     def step():
         with autocast(device, True):
-            logits = model(to_model_input(x, device, representation)).squeeze(1).float()
+            logits = network(to_model_input(x, device)).squeeze(1).float()
             loss = nn.functional.binary_cross_entropy_with_logits(logits, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
