@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import pytest
 import yaml
 
 from helpers.project import TINY_HELDOUT, clone_project, find_key, run
-from helpers.servers import first_answer
+from helpers.servers import first_answer, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -143,14 +142,8 @@ def test_experiment_shows_up_in_dvc_and_mlflow(repo):
     assert len(versions) == 2
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_mlflow_serves_the_champion_over_rest(repo):
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{repo / 'mlflow.db'}", MLFLOW_DISABLE_TELEMETRY="true")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     server = subprocess.Popen(

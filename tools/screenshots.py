@@ -12,40 +12,29 @@ stops them; ``make browser`` installs Chromium):
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test suite's headless Chromium
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test suite's Chromium and servers
 
 from helpers.browser import chromium, wait_for  # noqa: E402
+from helpers.servers import first_answer, free_port  # noqa: E402
 
 OUT = Path("docs/screens")
 
 
-def free_port() -> int:
-    """A local port nothing listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def serving(args: list[str], url: str, timeout: float = 180) -> subprocess.Popen:
-    """A server started with ``args``, once ``url`` answers."""
+def serving(args: list[str], url: str) -> subprocess.Popen:
+    """A server started with ``args``, once ``url`` answers (its log is not kept: nothing would read the pipe)."""
     server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               env=dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true"))
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=5)
-            return server
-        except OSError:
-            time.sleep(1)
-    server.terminate()
-    raise SystemExit(f"{' '.join(args)} did not answer at {url} within {timeout:.0f} s")
+    try:
+        first_answer(server, url, timeout=180)
+    except AssertionError:
+        server.terminate()
+        raise
+    return server
 
 
 def experiment_id() -> str:

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 import urllib.request
+
+
+def free_port() -> int:
+    """A local port nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def first_answer(server: subprocess.Popen, request: urllib.request.Request | str, timeout: float = 120) -> bytes:
@@ -28,14 +36,9 @@ class ThreadedServer:
     """
 
     def __init__(self, app, port: int | None = None):
-        import socket
-
         import uvicorn
 
-        if port is None:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
+        port = free_port() if port is None else port
         self.url = f"http://127.0.0.1:{port}"
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,20 +11,14 @@ from pathlib import Path
 import pytest
 
 from helpers.project import clone_project, run
-from helpers.servers import first_answer
+from helpers.servers import first_answer, free_port
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def mlflow_server(tmp_path):
-    port = _free_port()
+    port = free_port()
     store = tmp_path / "server"
     store.mkdir()
     env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true")

@@ -347,14 +347,15 @@ def test_the_probe_is_fitted_on_at_most_max_windows_spread_over_the_passes(fused
     from realfake.training.spectral import fit_spectral
 
     _, out = fused_run
+    network = load_model_file(out / "net" / "model.pt")[0]
     data = Manifest(tiny_manifest, tiny_sample)
     spectral = {"enabled": True, "passes": 3, "hidden": 8}
     n = len(data.rows("train"))
-    _, _, facts = fit_spectral(out / "net" / "model.pt", TrainConfig(**{**TINY_TRAIN, "spectral": spectral}), data,
+    _, _, facts = fit_spectral(network, TrainConfig(**{**TINY_TRAIN, "spectral": spectral}), data,
                                log=lambda s: None)
     assert facts["n_train"] == 3 * n
     capped = {**spectral, "max_windows": n + 1}
-    _, _, facts = fit_spectral(out / "net" / "model.pt", TrainConfig(**{**TINY_TRAIN, "spectral": capped}), data,
+    _, _, facts = fit_spectral(network, TrainConfig(**{**TINY_TRAIN, "spectral": capped}), data,
                                log=lambda s: None)
     assert facts["n_train"] == n + 1
     with pytest.raises(ConfigError, match="max_windows must be an integer of at least 2"):
@@ -391,9 +392,10 @@ def test_the_probe_can_be_fitted_on_windows_made_on_the_device(fused_run, tiny_m
     from realfake.training.spectral import fit_spectral
 
     _, out = fused_run
+    network = load_model_file(out / "net" / "model.pt")[0]
     lines = []
     cfg = TrainConfig(**{**TINY_TRAIN, "spectral": {"enabled": True, "passes": 2, "hidden": 8}}, perturb_on="device")
-    fused, _, facts = fit_spectral(out / "net" / "model.pt", cfg, Manifest(tiny_manifest, tiny_sample),
+    fused, _, facts = fit_spectral(network, cfg, Manifest(tiny_manifest, tiny_sample),
                                    log=lines.append)
     assert isinstance(fused, Fused) and facts["n_train"] == 2 * len(Manifest(tiny_manifest, tiny_sample).rows("train"))
     assert any("made on the device" in line for line in lines)

@@ -184,14 +184,13 @@ def trained_on_note(entry: Any) -> str:
     return f"Trained on {where} {entry.get('dataset', '')} ({count}{fingerprint})."
 
 
-def write_with(source: Path, entries: dict[str, Any], out: Path) -> None:
-    """Write the model file at ``source`` with ``entries`` to ``out`` (which may be ``source``), in one write:
+def write_entries(blob: dict[str, Any], entries: dict[str, Any], out: Path) -> None:
+    """Write a model file's dict ``blob`` (as read) with ``entries`` to ``out``, in one write, in the current format:
     ``input``, ``spectral`` (:func:`realfake.detector.spectrum.spectral_entry`), ``decision``
     (:meth:`realfake.detector.decision.Decision.to_entry`), ``trained_on``."""
-    blob = upgrade(load_state_dict(Path(source), what="a realfake model file"))
-    save_torch({**blob, **entries}, Path(out))
+    save_torch({**upgrade(blob), **entries}, Path(out))
 
 
 def add_entry(path: Path, key: str, entry: Any) -> None:
-    """Write one entry into the model file at ``path`` (:func:`write_with`)."""
-    write_with(path, {key: entry}, path)
+    """Write one entry into the model file at ``path`` (:func:`write_entries`)."""
+    write_entries(load_state_dict(Path(path), what="a realfake model file"), {key: entry}, path)

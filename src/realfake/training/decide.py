@@ -23,7 +23,8 @@ from torch.utils.data import ConcatDataset
 
 from realfake.data.manifest import Manifest
 from realfake.detector.decision import fit_decision
-from realfake.detector.modelfile import load_model_file, write_with
+from realfake.detector.modelfile import model_from_blob, write_entries
+from realfake.detector.network import load_state_dict
 from realfake.detector.preprocess import Augment, Preprocessor, to_model_input
 from realfake.detector.scoring import autocast, binary_metrics, image_detail, memory_format, resolve_device
 from realfake.detector.spectrum import Fused, fit_fusion, spectral_entry
@@ -47,11 +48,12 @@ def fit_model_decision(model_file: Path, train_cfg: TrainConfig, data: Manifest,
     and its window stay as the file has them (an update), and only the fusion and the decision are fitted."""
     cfg, dev = train_cfg.decision, resolve_device(train_cfg.device)
     phases = phases if phases is not None else Phases(dev)
+    blob = load_state_dict(Path(model_file), what="a realfake model file")  # read once, written once
+    model, spec, extra = model_from_blob(blob, model_file)
     if train_cfg.spectral.enabled and not keep_probe:
-        model, spec, spectral_facts = fit_spectral(model_file, train_cfg, data, packed_dir=packed_dir, log=log,
-                                                   phases=phases)
+        model, spec, spectral_facts = fit_spectral(model, train_cfg, data, packed_dir=packed_dir, log=log,
+                                                   phases=phases, source=str(model_file))
     else:
-        model, spec, extra = load_model_file(model_file)
         spectral_facts = {"n_train": (extra.get("spectral") or {}).get("n_train", 0)}
     images = TrainImages(split_pixels(data, "valid", packed_dir), targets(data, "valid"), Preprocessor(spec),
                          train_cfg.seed)
@@ -84,7 +86,7 @@ def fit_model_decision(model_file: Path, train_cfg: TrainConfig, data: Manifest,
         decision = fit_decision(logit, detail, y, is_clean, cfg)
     entries["decision"] = decision.to_entry()
     with phases("write"):
-        write_with(model_file, entries, out or model_file)
+        write_entries(blob, entries, out or model_file)
     f = decision.facts
     level = "never" if decision.min_detail is None else f"below detail {decision.min_detail:.3f}"
     soft = "".join(f", {t:.4f} below detail {below:.3f}" for below, t in decision.soft_thresholds)

@@ -28,10 +28,10 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from realfake.data.manifest import Manifest
-from realfake.detector.modelfile import load_model_file
 from realfake.detector.perturb import apply_draw, perturb_batch
 from realfake.detector.preprocess import Augment, InputSpec, Preprocessor
 from realfake.detector.scoring import batches, resolve_device
@@ -107,18 +107,18 @@ def score_windows(windows: PerturbedWindows, fn: Callable[[torch.Tensor], torch.
     return torch.cat(outs).numpy(), torch.cat(ys).numpy()
 
 
-def fit_spectral(model_file: Path, train_cfg: TrainConfig, data: Manifest, *, packed_dir: Path | None = None,
-                 log: Callable[[str], None] = print,
-                 phases: Phases | None = None) -> tuple[Fused, InputSpec, dict[str, float]]:
-    """The probe and the gate (``train_cfg.spectral``) for the network in ``model_file``, fitted with the run's
-    synthetic fakes, seed, device and loader processes: the :class:`Fused` model (its fusion weights still
-    1, 1 and bias 0: :func:`realfake.training.decide.fit_model_decision` fits them on the validation mix, with
-    the decision), the input spec it takes, and the fit's facts. Nothing is written."""
+def fit_spectral(network: nn.Module, train_cfg: TrainConfig, data: Manifest, *, packed_dir: Path | None = None,
+                 log: Callable[[str], None] = print, phases: Phases | None = None,
+                 source: str = "the model") -> tuple[Fused, InputSpec, dict[str, float]]:
+    """The probe and the gate (``train_cfg.spectral``) for ``network`` (the train stage's, as a model file loads
+    it; ``source`` names that file in errors), fitted with the run's synthetic fakes, seed, device and loader
+    processes: the :class:`Fused` model (its fusion weights still 1, 1 and bias 0:
+    :func:`realfake.training.decide.fit_model_decision` fits them on the validation mix, with the decision), the
+    input spec it takes, and the fit's facts. Nothing is read or written."""
     cfg, seed = train_cfg.spectral, train_cfg.seed
     batch_size = 2 * train_cfg.batch_size  # as validation scores
-    network, _, _ = load_model_file(model_file)  # the network the train stage wrote
     if isinstance(network, Fused):
-        raise RealfakeError(f"{model_file} already has a spectral probe; the probe is fitted once, on the network "
+        raise RealfakeError(f"{source} already has a spectral probe; the probe is fitted once, on the network "
                             "the train stage wrote (to tune a fitted one, run realfake update).")
     dev = resolve_device(train_cfg.device)
     fused_spec = train_cfg.model_spec  # the probe reads its probe_window, the network its network_window centre

@@ -95,7 +95,8 @@ class Session:
     val_targets: np.ndarray
     n_train: int
     model: nn.Module  # the plain Inception-ResNet: what is saved
-    net: nn.Module  # what trains: the model fed its representation (a Network), wrapped in DDP and/or compiled
+    network: nn.Module  # the model fed its representation (a Network): what validates
+    net: nn.Module  # what trains: the network, wrapped in DDP and/or compiled
     opt: torch.optim.Optimizer
     sched: Any
     scaler: torch.amp.GradScaler
@@ -274,7 +275,7 @@ def set_up(cfg: TrainConfig, data: Manifest, packed_dir: Path | None, dist: dist
 
     model = build_model(cfg.pretrained, dropout=cfg.dropout, in_channels=cfg.input_spec.channels)
     model = model.to(device, memory_format=memory_format(device, cfg.amp))
-    net = Network([model], [cfg.representation])  # what the step calls: the model fed its representation
+    network = net = Network([model], [cfg.representation])
     if dist.enabled:
         net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile:
@@ -287,7 +288,8 @@ def set_up(cfg: TrainConfig, data: Manifest, packed_dir: Path | None, dist: dist
         train_dl=train_loader(train_ds, sampler, cfg.loader_workers(device), device),
         val_dl=batches(val_ds, cfg.batch_size * 2, cfg.loader_workers(device), device, persistent=True),
         val_targets=targets(data, "valid"),
-        n_train=len(train_ds), model=model, net=net, opt=opt, sched=make_scheduler(opt, cfg, len(sampler)),
+        n_train=len(train_ds), model=model, network=network, net=net, opt=opt,
+        sched=make_scheduler(opt, cfg, len(sampler)),
         scaler=torch.amp.GradScaler("cuda", enabled=amp_dtype(device, cfg.amp) == torch.float16),
     )
 
@@ -380,7 +382,7 @@ def training_loss(loss_fn: nn.Module, out: torch.Tensor, y: torch.Tensor, pertur
 
 def validate(s: Session) -> dict[str, float]:
     """Loss, accuracy and ROC-AUC on the valid split."""
-    logits = predict_logits(Network([s.model], [s.cfg.representation]), s.val_dl, s.device, s.cfg.amp)
+    logits = predict_logits(s.network, s.val_dl, s.device, s.cfg.amp)
     return binary_metrics(logits, s.val_targets)
 
 
