@@ -82,6 +82,14 @@ def test_the_half_spectrum_gives_the_full_spectrums_features_read_from_pixels_or
     torch.testing.assert_close(spectrum_features(_batch(list(x.numpy()))), expected, atol=1e-3, rtol=1e-5)
 
 
+def test_a_cpu_computes_a_large_batchs_features_in_chunks_with_the_batchs_numbers():
+    from realfake.detector.spectrum import CPU_CHUNK, grey_features, pixel_features
+
+    x = torch.from_numpy(np.random.default_rng(2).integers(0, 255, (2 * CPU_CHUNK + 1, 64, 64, 3), dtype=np.uint8))
+    whole = grey_features(x.sum(-1, dtype=torch.int16).float() / 3)  # the batch at once
+    torch.testing.assert_close(pixel_features(x), whole, atol=1e-5, rtol=1e-6)
+
+
 @pytest.mark.parametrize("shape", [(256, 256), (96, 96), (97, 131), (64, 90)])
 def test_the_whole_spectrum_is_read_from_the_half_exactly_as_mirroring_and_shifting_it(shape):
     """One gather gives the numbers the half, its mirror, a concatenation and fftshift gave, bit for bit."""
@@ -386,6 +394,29 @@ def test_windows_made_on_the_device_are_the_loaders_windows_by_the_same_draws(ti
     # a blur before a JPEG step lets the two implementations part by up to about a level and a half
     assert max(gaps) < 1.5 and np.mean(gaps) < 0.35 * np.mean(changes), (gaps, changes)
     assert torch.equal(windows_on(CPU, x[None], []), x[None]), "a loader's perturbed batch is only moved"
+
+
+def test_loader_processes_compute_the_windows_features_themselves_with_the_same_numbers(tiny_data):
+    from torch.utils.data import Subset
+
+    from realfake.detector.preprocess import Augment, InputSpec
+    from realfake.detector.spectrum import pixel_features
+    from realfake.training.data import TrainImages, split_pixels, targets
+    from realfake.training.phases import Phases
+    from realfake.training.spectral import PerturbedWindows, made_in_loader, score_windows
+
+    images = TrainImages(split_pixels(tiny_data, "train", None), targets(tiny_data, "train"),
+                         Preprocessor(InputSpec(128, "crop")), seed=3)
+    augment = Augment(hflip=False, blur_prob=0.5, jpeg_prob=0.5, resize_prob=0.5, noise_prob=0.5)
+    windows = PerturbedWindows(images, augment, 2)
+    here, there = Phases(CPU), Phases(CPU)
+    feats, y = score_windows(windows, pixel_features, CPU, 5, 0, here)
+    got, got_y = score_windows(windows, pixel_features, CPU, 5, 2, there)
+    assert np.array_equal(got, feats) and np.array_equal(got_y, y) and len(got) == len(windows)
+    # made and featured in the loader: the stage's process only collects, so the time is the windows' phase
+    assert set(here.seconds) == {"probe_windows", "probe_features"} and set(there.seconds) == {"probe_windows"}
+    assert made_in_loader(Subset(windows, [0, 1])) and not made_in_loader(PerturbedWindows(images, augment, 1,
+                                                                                           on_device=True))
 
 
 def test_the_probe_can_be_fitted_on_windows_made_on_the_device(fused_run, tiny_manifest, tiny_sample):

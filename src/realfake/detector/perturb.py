@@ -149,4 +149,5 @@ def noisy(y: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
     drawn by a torch generator seeded by ``seed`` on ``y``'s device, in whole levels in [0, 255] (torch's generator:
     a third of NumPy's time here)."""
     g = torch.Generator(y.device).manual_seed(seed)
-    return _levels(y + sigma * torch.randn(y.shape, generator=g, device=y.device))
+    noise = torch.randn(y.shape, generator=g, device=y.device)
+    return _levels(noise.mul_(sigma).add_(y) if y.dtype == noise.dtype else y + sigma * noise)  # in place: same sums

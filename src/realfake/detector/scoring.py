@@ -89,11 +89,13 @@ class ScoringImages(Dataset):
         return torch.from_numpy(self.preprocessor.pixels(img))
 
 
-def batches(ds: Dataset, batch_size: int, workers: int, device: torch.device, persistent: bool = False) -> DataLoader:
+def batches(ds: Dataset, batch_size: int, workers: int, device: torch.device, persistent: bool = False,
+            collate: Callable[[list], Any] | None = None) -> DataLoader:
     """In-order batches of ``ds`` for scoring, pinned for CUDA; ``persistent`` keeps the loader
-    processes for the next pass (validation every epoch)."""
+    processes for the next pass (validation every epoch); ``collate`` makes a batch of the items (in the loader
+    processes where there are some; default: stacked)."""
     return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=device.type == "cuda",
-                      persistent_workers=persistent and workers > 0, generator=own_generator())
+                      persistent_workers=persistent and workers > 0, generator=own_generator(), collate_fn=collate)
 
 
 def own_generator() -> torch.Generator:

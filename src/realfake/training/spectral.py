@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset, Subset, default_collate
 
 from realfake.data.manifest import Manifest
 from realfake.detector.perturb import apply_draw, perturb_batch
@@ -92,14 +92,44 @@ def perturbed_batches(windows, batch_size: int, workers: int, device: torch.devi
         yield x, y
 
 
+class InLoader:
+    """A loader's collate that also applies ``fn``: the batch's windows stacked and their ``fn`` computed in the
+    loader process, which then hands over ``fn``'s numbers instead of the windows."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]):
+        self.fn = fn
+
+    @torch.no_grad()
+    def __call__(self, items: list) -> tuple[torch.Tensor, torch.Tensor]:
+        """(``fn`` of the stacked windows, in float32; their targets)."""
+        x, y = default_collate(items)
+        return self.fn(x).float(), y
+
+
+def made_in_loader(windows: Dataset) -> bool:
+    """Whether the loader makes ``windows`` (a :class:`PerturbedWindows` or a subset of one) whole, perturbation
+    included, rather than leaving their perturbation to the device."""
+    return not getattr(windows.dataset if isinstance(windows, Subset) else windows, "on_device", False)
+
+
 @torch.no_grad()
 def score_windows(windows: PerturbedWindows, fn: Callable[[torch.Tensor], torch.Tensor], device: torch.device,
                   batch_size: int, workers: int, phases: Phases | None = None,
                   names: tuple[str, str] = ("probe_windows", "probe_features")) -> tuple[np.ndarray, np.ndarray]:
     """(fn of every window's uint8 pixel batch (B, H, W, 3) on ``device``, stacked; the targets); ``phases`` times
-    making the windows (in the loader and on the device) and ``fn`` under ``names``."""
+    making the windows (in the loader and on the device) and ``fn`` under ``names``.
+
+    On a CPU with loader processes that make the windows whole, each process computes ``fn`` of its own batches
+    too (:class:`InLoader`: the same numbers), so the windows never cross between processes and the stage's process
+    only collects; the time then shows under ``names[0]`` alone."""
     phases = phases if phases is not None else Phases(device)
     outs, ys = [], []
+    if device.type == "cpu" and workers > 0 and made_in_loader(windows):
+        for out, y in phases.timed(trimmed(batches(windows, batch_size, workers, device, collate=InLoader(fn))),
+                                   names[0]):
+            outs.append(out)
+            ys.append(y)
+        return torch.cat(outs).numpy(), torch.cat(ys).numpy()
     for x, y in perturbed_batches(windows, batch_size, workers, device, phases, names[0]):
         with phases(names[1]):
             outs.append(fn(x).float().cpu())
