@@ -83,11 +83,15 @@ def test_the_half_spectrum_gives_the_full_spectrums_features_read_from_pixels_or
 
 
 def test_a_cpu_computes_a_large_batchs_features_in_chunks_with_the_batchs_numbers():
-    from realfake.detector.spectrum import CPU_CHUNK, grey_features, pixel_features
+    from realfake.detector.preprocess import PIXEL_SCALE
+    from realfake.detector.spectrum import CPU_CHUNK, _grey_features, pixel_features, spectrum_features
 
     x = torch.from_numpy(np.random.default_rng(2).integers(0, 255, (2 * CPU_CHUNK + 1, 64, 64, 3), dtype=np.uint8))
-    whole = grey_features(x.sum(-1, dtype=torch.int16).float() / 3)  # the batch at once
+    whole = _grey_features(x.sum(-1, dtype=torch.int16).float() / 3)  # the batch at once
     torch.testing.assert_close(pixel_features(x), whole, atol=1e-5, rtol=1e-6)
+    standardised = _batch(list(x.numpy()))
+    torch.testing.assert_close(spectrum_features(standardised),
+                               _grey_features(standardised.float().mean(1) * PIXEL_SCALE), atol=1e-5, rtol=1e-6)
 
 
 @pytest.mark.parametrize("shape", [(256, 256), (96, 96), (97, 131), (64, 90)])
