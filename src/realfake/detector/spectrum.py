@@ -110,7 +110,7 @@ def grey_features(grey: torch.Tensor) -> torch.Tensor:
 def _grey_features(grey: torch.Tensor) -> torch.Tensor:
     grey = grey - grey.mean((-2, -1), keepdim=True)
     h, w = grey.shape[-2:]
-    half = torch.log(torch.fft.rfft2(grey * _hann(h, w, grey.device)).abs().square() + POWER_FLOOR)  # columns 0 .. w // 2
+    half = torch.log(torch.fft.rfft2(grey * _hann(h, w, grey.device)).abs().square() + POWER_FLOOR)  # columns to w // 2
     log_power = half.flatten(-2).index_select(1, _centred_from_half(h, w, grey.device)).view(-1, h, w)
     cells = F.adaptive_avg_pool2d(log_power.unsqueeze(1), GRID).squeeze(1)
     folded = (cells + cells.flip(-2, -1)) / 2
