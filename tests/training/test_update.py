@@ -237,8 +237,10 @@ def test_an_update_that_regresses_names_the_rows_and_keeps_the_champion(champion
     assert "Did not take the 'champion' alias" in client.get_model_version(register_cfg.model_name, "2").description
 
 
-def test_the_lineage_scores_the_shared_network_once_with_the_same_verdicts(parent_model, tiny_data, tmp_path):
-    from realfake.evaluation.robustness import RobustnessConfig, run_robustness
+def test_the_lineage_scores_the_shared_network_once_with_the_same_verdicts(parent_model, tiny_data, tmp_path,
+                                                                           monkeypatch):
+    from realfake.evaluation import robustness
+    from realfake.evaluation.robustness import RobustnessConfig, run_robustness, run_robustness_many
 
     parent, folder = parent_model
     new = [check_new_images(folder, "fakes", ValidateConfig(), tiny_data, count=20)]
@@ -260,3 +262,11 @@ def test_the_lineage_scores_the_shared_network_once_with_the_same_verdicts(paren
     assert len(shared) == 1 and len(store) == batches > 0, "the updated model read every network logit it needed"
     assert first == table(parent) and second == table(updated), "remembered logits give the verdicts of a fresh run"
     assert second != first, "the two models are scored each with its own probe"
+
+    # the lineage in one pass: each image perturbed once for both models, the same tables as one run each
+    perturbed = []
+    apply = robustness._Perturb.__call__
+    monkeypatch.setattr(robustness._Perturb, "__call__", lambda self, img, i: perturbed.append(i) or apply(self, img, i))
+    both = run_robustness_many([parent, updated], tiny_data, folder.parent, cfg, log=lambda s: None)
+    assert [t.metrics for t in both] == [first, second]
+    assert len(perturbed) == len(cfg.perturbations) * len(tiny_data.rows("test")), "one pass, not one per model"

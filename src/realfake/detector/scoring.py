@@ -152,19 +152,32 @@ def score_batches(model: nn.Module, pixel_batches, device: torch.device, amp: bo
                   detail: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(logits (N,), detail (N, 2)) of every uint8 pixel batch: the model's logit (see :func:`predict_logits`)
     and the :func:`image_detail` of the pixels it read (empty (N, 0) where ``detail`` is false)."""
-    model.eval()
-    logits, details = [], []
+    return score_batches_many([model], pixel_batches, device, amp, detail)[0]
+
+
+@torch.no_grad()
+def score_batches_many(models: Sequence[nn.Module], pixel_batches, device: torch.device, amp: bool,
+                       detail: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`score_batches` of each of ``models`` on the same pixel batches, made, moved, standardised and measured
+    once (the models take the same input): one (logits, detail) per model, the detail shared."""
+    for model in models:
+        model.eval()
+    logits: list[list[torch.Tensor]] = [[] for _ in models]
+    details = []
     layout = memory_format(device, amp)
     for x in pixel_batches:
         x = x.to(device, non_blocking=True)
         if detail:
             details.append(image_detail(x))
         with autocast(device, amp):
-            logits.append(model(to_model_input(x, device, layout)).float().squeeze(1))
-    if not logits:
-        return np.zeros(0), np.zeros((0, 2 if detail else 0))
-    found = torch.cat(details).cpu().numpy() if detail else np.zeros((sum(len(t) for t in logits), 0))
-    return torch.cat(logits).cpu().numpy(), found
+            inputs = to_model_input(x, device, layout)
+            for out, model in zip(logits, models):  # each reads the input, none writes it
+                out.append(model(inputs).float().squeeze(1))
+    if not details and not any(logits):
+        return [(np.zeros(0), np.zeros((0, 2 if detail else 0))) for _ in models]
+    n = sum(len(t) for t in logits[0])
+    found = torch.cat(details).cpu().numpy() if detail else np.zeros((n, 0))
+    return [(torch.cat(out).cpu().numpy(), found) for out in logits]
 
 
 def score(model: nn.Module, images: Sequence, preprocessor: Preprocessor, device: torch.device, batch_size: int,
@@ -172,9 +185,17 @@ def score(model: nn.Module, images: Sequence, preprocessor: Preprocessor, device
           amp: bool = AMP) -> tuple[np.ndarray, np.ndarray]:
     """(logits, detail) of every image (PIL images or decoded arrays, optionally transformed), in order, for a
     :class:`~realfake.detector.decision.Decision`; ``amp``: in mixed precision where the device has it."""
+    return score_many([model], images, preprocessor, device, batch_size, workers, transform, amp)[0]
+
+
+def score_many(models: Sequence[nn.Module], images: Sequence, preprocessor: Preprocessor, device: torch.device,
+               batch_size: int, workers: int = 0, transform: Callable[[Any, int], Any] | None = None,
+               amp: bool = AMP) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`score` of each of ``models``, which take ``preprocessor``'s input, with every image read, transformed
+    and measured once."""
     ds = ScoringImages(images, preprocessor, transform)
-    model = model.to(device, memory_format=memory_format(device, amp))
-    return score_batches(model, batches(ds, batch_size, workers, device), device, amp)
+    models = [model.to(device, memory_format=memory_format(device, amp)) for model in models]
+    return score_batches_many(models, batches(ds, batch_size, workers, device), device, amp)
 
 
 def binary_metrics(logits: np.ndarray, targets: np.ndarray) -> dict[str, float]:

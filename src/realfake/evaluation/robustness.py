@@ -44,8 +44,8 @@ from realfake.data.manifest import Manifest
 from realfake.detector.decision import Decision, Verdicts, expected_calibration_error, reliability
 from realfake.detector.modelfile import load_model_file
 from realfake.detector.perturb import perturb_image
-from realfake.detector.preprocess import Preprocessor
-from realfake.detector.scoring import AMP, RememberedLogits, resolve_device, score, weights_digest
+from realfake.detector.preprocess import InputSpec, Preprocessor
+from realfake.detector.scoring import AMP, RememberedLogits, resolve_device, score_many, weights_digest
 from realfake.detector.spectrum import Fused
 from realfake.errors import RealfakeError
 from realfake.evaluation.metrics import DECIMALS, verdict_metrics
@@ -217,17 +217,40 @@ def model_scorer(model_path: Path, cfg: RobustnessConfig, threshold: float | Non
     caller keeps across model files), a fused model's network logits are remembered there, one store per network
     weights (:class:`~realfake.detector.scoring.RememberedLogits`): another model file with the same network,
     scored on the same images, does not run it again."""
-    model, spec, extra = load_model_file(Path(model_path))
-    if network_logits is not None and isinstance(model, Fused):
-        model.network = RememberedLogits(model.network, network_logits.setdefault(weights_digest(model.network), {}))
-    decision = Decision.from_entry(extra.get("decision"), str(model_path)).with_threshold(threshold)
+    answer, decisions = models_scorer([Path(model_path)], cfg, threshold, network_logits)
+    return (lambda images, transform=None: answer(images, transform)[0]), decisions[0]
+
+
+def models_scorer(model_paths: Sequence[Path], cfg: RobustnessConfig, threshold: float | None = None,
+                  network_logits: dict[str, dict] | None = None
+                  ) -> tuple[Callable[..., list[Verdicts]], list[Decision]]:
+    """:func:`model_scorer` of several model files at once: ``answer(images, transform)`` gives each model's
+    :class:`Verdicts`. Models that take the same input (an update's lineage) share one pass over the images: each
+    image is read, perturbed, standardised and measured once and handed to every model; a network they share
+    (``network_logits``) runs once."""
+    network_logits = {} if network_logits is None and len(model_paths) > 1 else network_logits
+    loaded = [load_model_file(Path(p)) for p in model_paths]
+    for model, _, _ in loaded:
+        if network_logits is not None and isinstance(model, Fused):
+            model.network = RememberedLogits(model.network,
+                                             network_logits.setdefault(weights_digest(model.network), {}))
+    decisions = [Decision.from_entry(extra.get("decision"), str(p)).with_threshold(threshold)
+                 for p, (_, _, extra) in zip(model_paths, loaded)]
     device = resolve_device(cfg.device)
+    groups: dict[InputSpec, list[int]] = {}  # the models of each input, scored in one pass
+    for k, (_, spec, _) in enumerate(loaded):
+        groups.setdefault(spec, []).append(k)
 
-    def answer(images: Sequence, transform: Any = None) -> Verdicts:
-        return decision.verdicts(*score(model, images, Preprocessor(spec), device, cfg.batch_size, cfg.workers,
-                                        transform, cfg.amp))
+    def answer(images: Sequence, transform: Any = None) -> list[Verdicts]:
+        out: list[Verdicts | None] = [None] * len(loaded)
+        for spec, ks in groups.items():
+            scored = score_many([loaded[k][0] for k in ks], images, Preprocessor(spec), device, cfg.batch_size,
+                                cfg.workers, transform, cfg.amp)
+            for k, (logits, detail) in zip(ks, scored):
+                out[k] = decisions[k].verdicts(logits, detail)
+        return out
 
-    return answer, decision
+    return answer, decisions
 
 
 def run_robustness(
@@ -245,33 +268,69 @@ def run_robustness(
     threshold where given). ``families``: held-out images an update learned from, left out, and the new
     families' test images, as families of their own (an update's accuracy matrix). ``network_logits``: the
     network's logits remembered across calls (:func:`model_scorer`)."""
-    import pandas as pd
+    return run_robustness_many([model_path], data, heldout_dir, cfg, log, threshold, families, network_logits)[0]
 
+
+def run_robustness_many(
+    model_paths: Sequence[Path],
+    data: Manifest,
+    heldout_dir: Path | None,
+    cfg: RobustnessConfig,
+    log: Callable[[str], None] = print,
+    threshold: float | None = None,
+    families: Families | None = None,
+    network_logits: dict[str, dict] | None = None,
+) -> list[Robustness]:
+    """:func:`run_robustness` of each model file, in one pass over the images (:func:`models_scorer`): the same
+    tables as one call each."""
     t0 = time.perf_counter()
-    scorer, decision = model_scorer(Path(model_path), cfg, threshold, network_logits)
+    scorer, decisions = models_scorer([Path(p) for p in model_paths], cfg, threshold, network_logits)
     test = data.rows("test")
     y = is_fake(test["label"])
     # Decoded once and kept for every perturbation, unless there are many or workers decode them.
     images = ImageFiles(data.files(test), cache=cfg.workers == 0 and len(test) <= CACHE_IMAGES)
-    rows, pooled = [], []
+    rows: list[list[dict[str, Any]]] = [[] for _ in model_paths]
+    pooled: list[list[tuple]] = [[] for _ in model_paths]
     for pert in [None, *cfg.perturbations]:
-        v = scorer(images, None if pert is None else _Perturb(pert, cfg.seed))
+        verdicts = scorer(images, None if pert is None else _Perturb(pert, cfg.seed))
         name = "clean" if pert is None else pert.name
         kind, strength = ("clean", 0.0) if pert is None else (pert.kind, pert.strength)
-        rows.append({"kind": kind, "strength": strength, "name": name, **verdict_metrics(y, v)})
-        pooled.append((y, v.p_fake))
+        for k, v in enumerate(verdicts):
+            rows[k].append({"kind": kind, "strength": strength, "name": name, **verdict_metrics(y, v)})
+            pooled[k].append((y, v.p_fake))
         if pert is None:
-            clean = v
-        r = rows[-1]
-        log(f"robustness: {name}: reals called fake {r['reals_called_fake']}, fakes caught {r['fakes_caught']}, "
-            f"uncertain {r['uncertain']}, auc {r['auc']}")
-    real = _subset(clean, y == 0)
-    cross = cross_generator(heldout_dir, real, lambda paths: scorer(ImageFiles(paths), None), families)
-    for family, m in cross["families"].items():
-        log(f"robustness: held-out {family}: fakes caught {m['fakes_caught']}, uncertain {m['uncertain']}, "
-            f"auc {m['auc']}")
-    if cross["note"]:
-        log(f"robustness: cross-generator: {cross['note']}")
+            clean = verdicts
+        for r in (rows[k][-1] for k in range(len(verdicts))):
+            log(f"robustness: {name}: reals called fake {r['reals_called_fake']}, fakes caught {r['fakes_caught']}, "
+                f"uncertain {r['uncertain']}, auc {r['auc']}")
+    held: dict[tuple, list[Verdicts]] = {}  # the held-out images, scored once for every model
+
+    def held_out(k: int) -> Callable[[list[Path]], Verdicts]:
+        def score_paths(paths: list[Path]) -> Verdicts:
+            key = tuple(paths)
+            if key not in held:
+                held[key] = scorer(ImageFiles(paths), None)
+            return held[key][k]
+        return score_paths
+
+    results = []
+    for k, decision in enumerate(decisions):
+        cross = cross_generator(heldout_dir, _subset(clean[k], y == 0), held_out(k), families)
+        for family, m in cross["families"].items():
+            log(f"robustness: held-out {family}: fakes caught {m['fakes_caught']}, uncertain {m['uncertain']}, "
+                f"auc {m['auc']}")
+        if cross["note"]:
+            log(f"robustness: cross-generator: {cross['note']}")
+        results.append(_robustness(decision, test, rows[k], pooled[k], cross, t0))
+    return results
+
+
+def _robustness(decision: Decision, test, rows: list[dict[str, Any]], pooled: list[tuple], cross: dict[str, Any],
+                t0: float) -> Robustness:
+    """One model's :class:`Robustness` from its rows (clean first), pooled (targets, p_fake) and cross-generator
+    figures."""
+    import pandas as pd
+
     table = pd.DataFrame(rows, columns=COLUMNS)
     families = pd.DataFrame([{"family": f, **m} for f, m in cross["families"].items()],
                             columns=["family", *METRICS, "n_fake"])

@@ -31,7 +31,7 @@ from realfake.data.manifest import Manifest
 from realfake.data.newimages import NewImages, check_new_images
 from realfake.data.validation import ValidateConfig
 from realfake.evaluation import continual
-from realfake.evaluation.robustness import Families, RobustnessConfig, run_robustness
+from realfake.evaluation.robustness import Families, RobustnessConfig, run_robustness_many
 from realfake.mlops import registry
 from realfake.paths import PATHS, Paths
 from realfake.training.config import TrainConfig
@@ -98,11 +98,12 @@ def run(cfg: UpdateConfig, train_cfg: TrainConfig, validate_cfg: ValidateConfig,
                                         "learned": [str(p) for n in new for p in n.learn]})
         figures["update/seconds"] = time.perf_counter() - t0
         log(f"update: updated in {figures['update/seconds']:.0f} s")
-        rows, network_logits = [], {}  # the lineage shares its network: each image's network logit computed once
-        for label, f in [*zip([f"v{v.version}" for v in chain], files), ("updated", paths.updated_model)]:
-            log(f"update: scoring {label} on the robustness table and every family")
-            rows.append(continual.columns(run_robustness(f, data, paths.heldout_dir, robust_cfg, log=lambda s: None,
-                                                         families=changes, network_logits=network_logits).metrics))
+        labels = [*(f"v{v.version}" for v in chain), "updated"]
+        log(f"update: scoring {', '.join(labels)} on the robustness table and every family, in one pass (the "
+            "lineage shares its network: each image's network logit computed once)")
+        tables = run_robustness_many([*files, paths.updated_model], data, paths.heldout_dir, robust_cfg,
+                                     log=lambda s: None, families=changes)
+        rows = [continual.columns(t.metrics) for t in tables]
     taught = [(v.tags or {}).get("update_for") for v in chain]  # what each version of the lineage was updated for
     learned = [[continual.FAMILY + t] if t else [] for t in taught]
     names = [f"v{v.version}" + (f" +{t}" if t else "") for v, t in zip(chain, taught)]
