@@ -266,7 +266,8 @@ def test_the_lineage_scores_the_shared_network_once_with_the_same_verdicts(paren
     # the lineage in one pass: each image perturbed once for both models, the same tables as one run each
     perturbed = []
     apply = robustness._Perturb.__call__
-    monkeypatch.setattr(robustness._Perturb, "__call__", lambda self, img, i: perturbed.append(i) or apply(self, img, i))
+    monkeypatch.setattr(robustness._Perturb, "__call__",
+                        lambda self, img, i: perturbed.append(i) or apply(self, img, i))
     both = run_robustness_many([parent, updated], tiny_data, folder.parent, cfg, log=lambda s: None)
     assert [t.metrics for t in both] == [first, second]
     assert len(perturbed) == len(cfg.perturbations) * len(tiny_data.rows("test")), "one pass, not one per model"

@@ -253,22 +253,15 @@ def models_scorer(model_paths: Sequence[Path], cfg: RobustnessConfig, threshold:
     return answer, decisions
 
 
-def run_robustness(
-    model_path: Path,
-    data: Manifest,
-    heldout_dir: Path | None,
-    cfg: RobustnessConfig,
-    log: Callable[[str], None] = print,
-    threshold: float | None = None,
-    families: Families | None = None,
-    network_logits: dict[str, dict] | None = None,
-) -> Robustness:
+def run_robustness(model_path: Path, data: Manifest, heldout_dir: Path | None, cfg: RobustnessConfig,
+                   **options: Any) -> Robustness:
     """Score the test split clean and under every perturbation, and each held-out family against its reals,
-    with the decision in the model file (a single model's or an ensemble's; ``threshold`` replaces its
-    threshold where given). ``families``: held-out images an update learned from, left out, and the new
-    families' test images, as families of their own (an update's accuracy matrix). ``network_logits``: the
-    network's logits remembered across calls (:func:`model_scorer`)."""
-    return run_robustness_many([model_path], data, heldout_dir, cfg, log, threshold, families, network_logits)[0]
+    with the decision in the model file (a single model's or an ensemble's). ``options`` are
+    :func:`run_robustness_many`'s: ``log``; ``threshold``, which replaces the file's threshold where given;
+    ``families``, held-out images an update learned from, left out, and the new families' test images, as families
+    of their own (an update's accuracy matrix); ``network_logits``, the network's logits remembered across calls
+    (:func:`model_scorer`)."""
+    return run_robustness_many([model_path], data, heldout_dir, cfg, **options)[0]
 
 
 def run_robustness_many(
