@@ -56,7 +56,7 @@ RULES = ("either", "sum")
 #: The bands (lowest, highest radius in cycles per pixel) :func:`sharpness` measures, a column each: the
 #: high band, then the middle one (model files from before the middle band gate by the first alone).
 SHARPNESS_BANDS = ((HIGH_BAND, float("inf")), (LOW_BAND, HIGH_BAND))
-#: Windows whose features a CPU computes at once (:func:`pixel_features`).
+#: Images whose features a CPU computes at once (:func:`grey_features`).
 CPU_CHUNK = 8
 
 

@@ -34,8 +34,8 @@ from torch.utils.data import Dataset, Subset, default_collate
 from realfake.data.manifest import Manifest
 from realfake.detector.perturb import apply_draw, perturb_batch
 from realfake.detector.preprocess import Augment, InputSpec, Preprocessor
-from realfake.detector.scoring import batches, resolve_device
-from realfake.detector.spectrum import Fused, fit_probe, pixel_features, sharpness
+from realfake.detector.scoring import batches, image_detail, resolve_device
+from realfake.detector.spectrum import Fused, fit_probe, pixel_features
 from realfake.errors import RealfakeError
 from realfake.heap import trimmed
 from realfake.training.config import TrainConfig
@@ -171,7 +171,7 @@ def fit_spectral(network: nn.Module, train_cfg: TrainConfig, data: Manifest, *, 
     gate = None
     if cfg.gate:  # the sharpness of the training images as they are: the network's full say from its 5th percentile
         sharp, _ = score_windows(windows(Augment(hflip=False, jpeg_prob=0.0), 1),
-                                 lambda x: sharpness(pixel_features(x)), dev, batch_size, workers, phases,
+                                 image_detail, dev, batch_size, workers, phases,
                                  ("gate", "gate"))
         full = np.quantile(sharp, 0.05, axis=0)
         gate = torch.from_numpy(np.stack([full - sharp.std(0), full], 1)).float()  # a row (none, full) per measure
