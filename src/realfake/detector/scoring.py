@@ -173,10 +173,9 @@ def score_batches_many(models: Sequence[nn.Module], pixel_batches, device: torch
             inputs = to_model_input(x, device, layout)
             for out, model in zip(logits, models):  # each reads the input, none writes it
                 out.append(model(inputs).float().squeeze(1))
-    if not details and not any(logits):
+    if not logits[0]:  # no batches
         return [(np.zeros(0), np.zeros((0, 2 if detail else 0))) for _ in models]
-    n = sum(len(t) for t in logits[0])
-    found = torch.cat(details).cpu().numpy() if detail else np.zeros((n, 0))
+    found = torch.cat(details).cpu().numpy() if detail else np.zeros((sum(len(t) for t in logits[0]), 0))
     return [(torch.cat(out).cpu().numpy(), found) for out in logits]
 
 

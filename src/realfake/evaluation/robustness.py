@@ -205,29 +205,16 @@ class Robustness:
     seconds: float
 
 
-#: ``score(images, transform) -> Verdicts``: a detector's answers for each of ``images`` (decoded pixels),
-#: each first passed through ``transform(image, index)`` when one is given.
-Scorer = Callable[[Sequence, Any], Verdicts]
-
-
-def model_scorer(model_path: Path, cfg: RobustnessConfig, threshold: float | None = None,
-                 network_logits: dict[str, dict] | None = None) -> tuple[Scorer, Decision]:
-    """The :data:`Scorer` of one model file with its own decision (``threshold`` replaces its threshold where
-    given), on ``cfg``'s device, batch size and workers; and that decision. With ``network_logits`` (a dict the
-    caller keeps across model files), a fused model's network logits are remembered there, one store per network
-    weights (:class:`~realfake.detector.scoring.RememberedLogits`): another model file with the same network,
-    scored on the same images, does not run it again."""
-    answer, decisions = models_scorer([Path(model_path)], cfg, threshold, network_logits)
-    return (lambda images, transform=None: answer(images, transform)[0]), decisions[0]
-
-
 def models_scorer(model_paths: Sequence[Path], cfg: RobustnessConfig, threshold: float | None = None,
                   network_logits: dict[str, dict] | None = None
                   ) -> tuple[Callable[..., list[Verdicts]], list[Decision]]:
-    """:func:`model_scorer` of several model files at once: ``answer(images, transform)`` gives each model's
-    :class:`Verdicts`. Models that take the same input (an update's lineage) share one pass over the images: each
-    image is read, perturbed, standardised and measured once and handed to every model; a network they share
-    (``network_logits``) runs once."""
+    """What scores model files, each with its own decision (``threshold`` replaces their thresholds where given), on
+    ``cfg``'s device, batch size and workers: ``answer(images, transform)`` gives each model's :class:`Verdicts`
+    of ``images`` (each first passed through ``transform(image, index)`` where given); and the decisions. Models
+    that take the same input (an update's lineage) share one pass over the images: each image is read, perturbed,
+    standardised and measured once and handed to every model. Fused models' network logits are remembered in
+    ``network_logits`` (a dict the caller may keep across calls; one is made for several models), one store per
+    network weights (:class:`~realfake.detector.scoring.RememberedLogits`): a network they share runs once."""
     network_logits = {} if network_logits is None and len(model_paths) > 1 else network_logits
     loaded = [load_model_file(Path(p)) for p in model_paths]
     for model, _, _ in loaded:
@@ -260,7 +247,7 @@ def run_robustness(model_path: Path, data: Manifest, heldout_dir: Path | None, c
     :func:`run_robustness_many`'s: ``log``; ``threshold``, which replaces the file's threshold where given;
     ``families``, held-out images an update learned from, left out, and the new families' test images, as families
     of their own (an update's accuracy matrix); ``network_logits``, the network's logits remembered across calls
-    (:func:`model_scorer`)."""
+    (:func:`models_scorer`)."""
     return run_robustness_many([model_path], data, heldout_dir, cfg, **options)[0]
 
 
@@ -288,12 +275,12 @@ def run_robustness_many(
         verdicts = scorer(images, None if pert is None else _Perturb(pert, cfg.seed))
         name = "clean" if pert is None else pert.name
         kind, strength = ("clean", 0.0) if pert is None else (pert.kind, pert.strength)
-        for k, v in enumerate(verdicts):
-            rows[k].append({"kind": kind, "strength": strength, "name": name, **verdict_metrics(y, v)})
-            pooled[k].append((y, v.p_fake))
         if pert is None:
             clean = verdicts
-        for r in (rows[k][-1] for k in range(len(verdicts))):
+        for k, v in enumerate(verdicts):
+            r = {"kind": kind, "strength": strength, "name": name, **verdict_metrics(y, v)}
+            rows[k].append(r)
+            pooled[k].append((y, v.p_fake))
             log(f"robustness: {name}: reals called fake {r['reals_called_fake']}, fakes caught {r['fakes_caught']}, "
                 f"uncertain {r['uncertain']}, auc {r['auc']}")
     held: dict[tuple, list[Verdicts]] = {}  # the held-out images, scored once for every model

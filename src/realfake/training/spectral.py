@@ -123,17 +123,17 @@ def score_windows(windows: PerturbedWindows, fn: Callable[[torch.Tensor], torch.
     too (:class:`InLoader`: the same numbers), so the windows never cross between processes and the stage's process
     only collects; the time then shows under ``names[0]`` alone."""
     phases = phases if phases is not None else Phases(device)
-    outs, ys = [], []
-    if device.type == "cpu" and workers > 0 and made_in_loader(windows):
-        for out, y in phases.timed(trimmed(batches(windows, batch_size, workers, device, collate=InLoader(fn))),
-                                   names[0]):
-            outs.append(out)
-            ys.append(y)
-        return torch.cat(outs).numpy(), torch.cat(ys).numpy()
-    for x, y in perturbed_batches(windows, batch_size, workers, device, phases, names[0]):
-        with phases(names[1]):
-            outs.append(fn(x).float().cpu())
-        ys.append(y)
+
+    def computed_here() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x, y in perturbed_batches(windows, batch_size, workers, device, phases, names[0]):
+            with phases(names[1]):
+                out = fn(x).float().cpu()
+            yield out, y
+
+    in_loader = device.type == "cpu" and workers > 0 and made_in_loader(windows)
+    pairs = (phases.timed(trimmed(batches(windows, batch_size, workers, device, collate=InLoader(fn))), names[0])
+             if in_loader else computed_here())
+    outs, ys = map(list, zip(*pairs))
     return torch.cat(outs).numpy(), torch.cat(ys).numpy()
 
 
