@@ -56,3 +56,21 @@ def test_the_auc_is_never_reported_above_one(monkeypatch):
     assert binary_metrics(np.array([-1.0, 1.0]), np.array([0, 1]))["auc"] == 1.0
     monkeypatch.undo()
     assert np.isnan(binary_metrics(np.array([-1.0, 1.0]), np.array([1, 1]))["auc"]), "one class: no AUC"
+
+
+def test_remembered_network_logits_are_read_back_only_in_the_context_they_were_computed_in(tmp_path):
+    from realfake.errors import RealfakeError
+
+    stores = {"weights": {b"\x01" * 16: torch.tensor([0.5, -1.0], dtype=torch.bfloat16)}}
+    path = tmp_path / "logits.pt"
+    cpu = torch.device("cpu")
+    assert scoring.save_network_logits(stores, path, cpu, amp=False) == 1
+    back = scoring.load_network_logits(path, cpu, amp=False)
+    assert list(back) == ["weights"] and list(back["weights"]) == [b"\x01" * 16]
+    assert torch.equal(back["weights"][b"\x01" * 16], stores["weights"][b"\x01" * 16])  # bf16 kept as it was
+    assert scoring.load_network_logits(tmp_path / "absent.pt", cpu, amp=False) == {}
+    torch.save({"format": scoring.LOGITS_FORMAT, "context": "cuda/torch.bfloat16", "stores": {"w": {}}}, path)
+    assert scoring.load_network_logits(path, cpu, amp=False) == {}, "logits of another device are computed again"
+    torch.save({"something": "else"}, path)
+    with pytest.raises(RealfakeError, match="not a file of remembered network logits.*delete it"):
+        scoring.load_network_logits(path, cpu, amp=False)

@@ -276,6 +276,7 @@ def test_stage_logs_to_the_training_run_and_reports_an_absent_heldout_family(tra
     assert metrics["cross_generator_auc"] is None
     assert "data.source=dir has no held-out generator family" in metrics["cross_generator"]["note"]
     assert len(pd.read_csv(tmp_path / "reports/auc.csv")) == 3
+    assert (tmp_path / "reports/network_logits.pt").is_file(), "kept for an update of this model"
     r = mlflow.MlflowClient().get_run(run.info.run_id)
     assert {"robust/clean_auc", "robust/jpeg_q50_auc", "robust/noise_s2_acc"} <= set(r.data.metrics)
     assert not any(k.startswith("heldout/") for k in r.data.metrics)

@@ -239,6 +239,7 @@ def test_an_update_that_regresses_names_the_rows_and_keeps_the_champion(champion
 
 def test_the_lineage_scores_the_shared_network_once_with_the_same_verdicts(parent_model, tiny_data, tmp_path,
                                                                            monkeypatch):
+    from realfake.detector.scoring import load_network_logits, save_network_logits
     from realfake.evaluation import robustness
     from realfake.evaluation.robustness import RobustnessConfig, run_robustness, run_robustness_many
 
@@ -262,6 +263,13 @@ def test_the_lineage_scores_the_shared_network_once_with_the_same_verdicts(paren
     assert len(shared) == 1 and len(store) == batches > 0, "the updated model read every network logit it needed"
     assert first == table(parent) and second == table(updated), "remembered logits give the verdicts of a fresh run"
     assert second != first, "the two models are scored each with its own probe"
+
+    # kept on disk by the robustness stage, read by an update's process: the same verdicts, the network not run
+    saved = tmp_path / "network_logits.pt"
+    save_network_logits(shared, saved, torch.device("cpu"), cfg.amp)
+    known = load_network_logits(saved, torch.device("cpu"), cfg.amp)
+    assert table(updated, known) == second
+    assert [len(store) for store in known.values()] == [batches], "every network logit was read, none computed"
 
     # the lineage in one pass: each image perturbed once for both models, the same tables as one run each
     perturbed = []

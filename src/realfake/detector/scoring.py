@@ -121,7 +121,47 @@ class RememberedLogits(nn.Module):
         key = hashlib.blake2b(x.detach().float().contiguous().cpu().numpy().tobytes(), digest_size=16).digest()
         if key not in self.store:
             self.store[key] = self.network(x)
-        return self.store[key]
+        return self.store[key].to(x.device)
+
+
+#: The format of a file of remembered network logits (:func:`save_network_logits`).
+LOGITS_FORMAT = "realfake-network-logits/1"
+
+
+def scoring_context(device: torch.device, amp: bool) -> str:
+    """What besides the weights and the input decides a network's logits: the device's kind and the precision.
+    Logits remembered in one context are not read in another (bf16 on a CPU and on CUDA round differently)."""
+    return f"{device.type}/{amp_dtype(device, amp) or 'float32'}"
+
+
+def save_network_logits(stores: dict[str, dict[bytes, torch.Tensor]], path: Path, device: torch.device,
+                        amp: bool) -> int:
+    """Write the network logits remembered while scoring (``stores``: :class:`RememberedLogits`' stores by
+    :func:`weights_digest`) to ``path``, for a later process that scores the same images with the same network (an
+    update's lineage, after the robustness stage); the number of batches written."""
+    from realfake.atomic import write_file
+
+    tensors = {digest: {key.hex(): t.detach().cpu() for key, t in store.items()}
+               for digest, store in stores.items()}
+    write_file(path, lambda p: torch.save({"format": LOGITS_FORMAT, "context": scoring_context(device, amp),
+                                           "stores": tensors}, p))
+    return sum(len(store) for store in stores.values())
+
+
+def load_network_logits(path: Path, device: torch.device, amp: bool) -> dict[str, dict[bytes, torch.Tensor]]:
+    """The stores :func:`save_network_logits` wrote to ``path``, ready for :class:`RememberedLogits`; empty where
+    there is no such file or it was written in another :func:`scoring_context` (the logits are then computed). A
+    remembered logit is only read for the same weights and the same input bytes, so a file from another model or
+    data is harmless."""
+    if not Path(path).is_file():
+        return {}
+    saved = torch.load(path, map_location=device, weights_only=True)
+    if not isinstance(saved, dict) or saved.get("format") != LOGITS_FORMAT:
+        raise RealfakeError(f"{path} is not a file of remembered network logits ({LOGITS_FORMAT}); delete it, and "
+                            "the robustness stage (dvc repro) writes it again")
+    if saved["context"] != scoring_context(device, amp):
+        return {}
+    return {digest: {bytes.fromhex(key): t for key, t in store.items()} for digest, store in saved["stores"].items()}
 
 
 def weights_digest(module: nn.Module) -> str:

@@ -187,6 +187,9 @@ def parse_perturbations(items: Any) -> tuple[Perturbation, ...]:
 #: Up to this many decoded test images are kept in memory between perturbations (about 200 KB each
 #: at 256x256); larger sets (the full Kaggle test split) are decoded again for each one.
 CACHE_IMAGES = 4096
+#: In the report folder: the network's logits of the table's batches, which an update of the model reads instead of
+#: running the network its lineage shares (:func:`~realfake.detector.scoring.save_network_logits`).
+NETWORK_LOGITS = "network_logits.pt"
 
 
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from realfake.data.manifest import Manifest
-from realfake.evaluation.robustness import RobustnessConfig, flat_metrics, run_robustness, write_reports
+from realfake.detector.scoring import resolve_device, save_network_logits
+from realfake.evaluation.robustness import (
+    NETWORK_LOGITS,
+    RobustnessConfig,
+    flat_metrics,
+    run_robustness,
+    write_reports,
+)
 from realfake.paths import PATHS, Paths
 
 
@@ -13,8 +20,11 @@ def run(cfg: RobustnessConfig, paths: Paths = PATHS) -> dict[str, Any]:
     """Re-score the test split with the model's own decision; write the reports; log them."""
     from realfake.mlops import tracking
 
-    result = run_robustness(paths.model, Manifest(paths.manifest, paths.raw_dir), paths.heldout_dir, cfg)
+    network_logits: dict = {}  # kept for an update, whose lineage shares this network (update stage)
+    result = run_robustness(paths.model, Manifest(paths.manifest, paths.raw_dir), paths.heldout_dir, cfg,
+                            network_logits=network_logits)
     files = write_reports(result, paths.robustness_report)
+    save_network_logits(network_logits, paths.robustness_report / NETWORK_LOGITS, resolve_device(cfg.device), cfg.amp)
     with tracking.reopen_run(paths.run_info):
         import mlflow
 

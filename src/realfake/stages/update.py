@@ -30,8 +30,9 @@ from realfake.config import as_dict, flatten
 from realfake.data.manifest import Manifest
 from realfake.data.newimages import NewImages, check_new_images
 from realfake.data.validation import ValidateConfig
+from realfake.detector.scoring import load_network_logits, resolve_device
 from realfake.evaluation import continual
-from realfake.evaluation.robustness import Families, RobustnessConfig, run_robustness_many
+from realfake.evaluation.robustness import NETWORK_LOGITS, Families, RobustnessConfig, run_robustness_many
 from realfake.mlops import registry
 from realfake.paths import PATHS, Paths
 from realfake.training.config import TrainConfig
@@ -99,10 +100,13 @@ def run(cfg: UpdateConfig, train_cfg: TrainConfig, validate_cfg: ValidateConfig,
         figures["update/seconds"] = time.perf_counter() - t0
         log(f"update: updated in {figures['update/seconds']:.0f} s")
         labels = [*(f"v{v.version}" for v in chain), "updated"]
+        kept = paths.robustness_report / NETWORK_LOGITS
+        known = load_network_logits(kept, resolve_device(robust_cfg.device), robust_cfg.amp)
         log(f"update: scoring {', '.join(labels)} on the robustness table and every family, in one pass (the "
-            "lineage shares its network: each image's network logit computed once)")
+            "lineage shares its network: each image's network logit computed once, or read where the robustness "
+            f"stage left it: {sum(map(len, known.values()))} batches in {kept})")
         tables = run_robustness_many([*files, paths.updated_model], data, paths.heldout_dir, robust_cfg,
-                                     log=lambda s: None, families=changes)
+                                     log=lambda s: None, families=changes, network_logits=known)
         rows = [continual.columns(t.metrics) for t in tables]
     taught = [(v.tags or {}).get("update_for") for v in chain]  # what each version of the lineage was updated for
     learned = [[continual.FAMILY + t] if t else [] for t in taught]
