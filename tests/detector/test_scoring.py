@@ -71,6 +71,7 @@ def test_remembered_network_logits_are_read_back_only_in_the_context_they_were_c
     assert scoring.load_network_logits(tmp_path / "absent.pt", cpu, amp=False) == {}
     torch.save({"format": scoring.LOGITS_FORMAT, "context": "cuda/torch.bfloat16", "stores": {"w": {}}}, path)
     assert scoring.load_network_logits(path, cpu, amp=False) == {}, "logits of another device are computed again"
-    torch.save({"something": "else"}, path)
-    with pytest.raises(RealfakeError, match="not a file of remembered network logits.*delete it"):
-        scoring.load_network_logits(path, cpu, amp=False)
+    for wrong in (lambda p: torch.save({"something": "else"}, p), lambda p: p.write_bytes(b"half a file")):
+        wrong(path)
+        with pytest.raises(RealfakeError, match="not a file of remembered network logits.*delete it"):
+            scoring.load_network_logits(path, cpu, amp=False)

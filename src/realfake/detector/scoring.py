@@ -155,10 +155,14 @@ def load_network_logits(path: Path, device: torch.device, amp: bool) -> dict[str
     data is harmless."""
     if not Path(path).is_file():
         return {}
-    saved = torch.load(path, map_location=device, weights_only=True)
+    unreadable = RealfakeError(f"{path} is not a file of remembered network logits ({LOGITS_FORMAT}); delete it, "
+                               "and the robustness stage (dvc repro) writes it again")
+    try:
+        saved = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # torch raises several kinds for a file it cannot read (truncated, not a checkpoint)
+        raise unreadable from e
     if not isinstance(saved, dict) or saved.get("format") != LOGITS_FORMAT:
-        raise RealfakeError(f"{path} is not a file of remembered network logits ({LOGITS_FORMAT}); delete it, and "
-                            "the robustness stage (dvc repro) writes it again")
+        raise unreadable
     if saved["context"] != scoring_context(device, amp):
         return {}
     return {digest: {bytes.fromhex(key): t for key, t in store.items()} for digest, store in saved["stores"].items()}

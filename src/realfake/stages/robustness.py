@@ -24,7 +24,8 @@ def run(cfg: RobustnessConfig, paths: Paths = PATHS) -> dict[str, Any]:
     result = run_robustness(paths.model, Manifest(paths.manifest, paths.raw_dir), paths.heldout_dir, cfg,
                             network_logits=network_logits)
     files = write_reports(result, paths.robustness_report)
-    save_network_logits(network_logits, paths.robustness_report / NETWORK_LOGITS, resolve_device(cfg.device), cfg.amp)
+    kept = save_network_logits(network_logits, paths.robustness_report / NETWORK_LOGITS, resolve_device(cfg.device),
+                               cfg.amp)
     with tracking.reopen_run(paths.run_info):
         import mlflow
 
@@ -33,5 +34,6 @@ def run(cfg: RobustnessConfig, paths: Paths = PATHS) -> dict[str, Any]:
         mlflow.log_metrics({**flat_metrics(result.metrics), "robust/seconds": result.seconds})
         for path in files.values():
             mlflow.log_artifact(str(path), artifact_path="robustness")
-    print(f"robustness: {len(result.table)} conditions scored in {result.seconds:.1f} s")
+    print(f"robustness: {len(result.table)} conditions scored in {result.seconds:.1f} s; the network's logits of "
+          f"{kept} batches kept in {paths.robustness_report / NETWORK_LOGITS} for an update of this model")
     return result.metrics
