@@ -71,7 +71,20 @@ def test_remembered_network_logits_are_read_back_only_in_the_context_they_were_c
     assert scoring.load_network_logits(tmp_path / "absent.pt", cpu, amp=False) == {}
     torch.save({"format": scoring.LOGITS_FORMAT, "context": "cuda/torch.bfloat16", "stores": {"w": {}}}, path)
     assert scoring.load_network_logits(path, cpu, amp=False) == {}, "logits of another device are computed again"
+    torch.save({"format": "realfake-network-logits/1", "context": "cpu/float32", "stores": {"w": {}}}, path)
+    assert scoring.load_network_logits(path, cpu, amp=False) == {}, "keys of an older version are not read"
     for wrong in (lambda p: torch.save({"something": "else"}, p), lambda p: p.write_bytes(b"half a file")):
         wrong(path)
         with pytest.raises(RealfakeError, match="not a file of remembered network logits.*delete it"):
             scoring.load_network_logits(path, cpu, amp=False)
+
+
+def test_a_remembered_logit_is_keyed_by_the_values_shape_and_dtype_of_its_input():
+    x = torch.linspace(-1, 1, 4 * 3 * 8 * 8).reshape(4, 3, 8, 8)
+    key = scoring.input_key(x)
+    assert key == scoring.input_key(x.contiguous(memory_format=torch.channels_last)), "the layout in memory is not"
+    assert key == scoring.input_key(x[:, :, :, :].clone())
+    y = x.clone()
+    y[3, 2, 7, 7] += 1e-6  # one value, in its last bits
+    assert key != scoring.input_key(y)
+    assert key != scoring.input_key(x.reshape(2, 6, 8, 8)) and key != scoring.input_key(x.bfloat16())

@@ -118,14 +118,23 @@ class RememberedLogits(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The network's logits of ``x``: remembered, or computed and remembered."""
-        key = hashlib.blake2b(x.detach().float().contiguous().cpu().numpy().tobytes(), digest_size=16).digest()
+        key = input_key(x)
         if key not in self.store:
             self.store[key] = self.network(x)
         return self.store[key].to(x.device)
 
 
+def input_key(x: torch.Tensor) -> bytes:
+    """A digest of ``x``'s shape, dtype and every byte of its values: the key of a remembered logit. SHA-256 (which
+    CPUs compute in hardware) of the tensor's own memory, without copying it to a bytes object: about half the time of
+    BLAKE2b over a float32 copy, which took a quarter of an update's scoring."""
+    h = hashlib.sha256(f"{tuple(x.shape)} {x.dtype}".encode())
+    h.update(x.detach().contiguous().cpu().view(-1).view(torch.uint8).numpy())
+    return h.digest()[:16]
+
+
 #: The format of a file of remembered network logits (:func:`save_network_logits`).
-LOGITS_FORMAT = "realfake-network-logits/1"
+LOGITS_FORMAT = "realfake-network-logits/2"  # /1 keyed the inputs by BLAKE2b of their float32 copy
 
 
 def scoring_context(device: torch.device, amp: bool) -> str:
@@ -150,7 +159,8 @@ def save_network_logits(stores: dict[str, dict[bytes, torch.Tensor]], path: Path
 
 def load_network_logits(path: Path, device: torch.device, amp: bool) -> dict[str, dict[bytes, torch.Tensor]]:
     """The stores :func:`save_network_logits` wrote to ``path``, ready for :class:`RememberedLogits`; empty where
-    there is no such file or it was written in another :func:`scoring_context` (the logits are then computed). A
+    there is no such file, or it was written by another version of this format or in another
+    :func:`scoring_context` (the logits are then computed). A
     remembered logit is only read for the same weights and the same input bytes, so a file from another model or
     data is harmless."""
     if not Path(path).is_file():
@@ -161,10 +171,10 @@ def load_network_logits(path: Path, device: torch.device, amp: bool) -> dict[str
         saved = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # torch raises several kinds for a file it cannot read (truncated, not a checkpoint)
         raise unreadable from e
-    if not isinstance(saved, dict) or saved.get("format") != LOGITS_FORMAT:
+    if not isinstance(saved, dict) or not str(saved.get("format", "")).startswith(LOGITS_FORMAT.split("/")[0] + "/"):
         raise unreadable
-    if saved["context"] != scoring_context(device, amp):
-        return {}
+    if saved["format"] != LOGITS_FORMAT or saved.get("context") != scoring_context(device, amp):
+        return {}  # keyed another way (an older version), or computed on another device or precision
     return {digest: {bytes.fromhex(key): t for key, t in store.items()} for digest, store in saved["stores"].items()}
 
 
