@@ -133,8 +133,9 @@ def input_key(x: torch.Tensor) -> bytes:
     return h.digest()[:16]
 
 
-#: The format of a file of remembered network logits (:func:`save_network_logits`).
-LOGITS_FORMAT = "realfake-network-logits/2"  # /1 keyed the inputs by BLAKE2b of their float32 copy
+#: The format of a file of remembered network logits (:func:`save_network_logits`): its name, then its version.
+LOGITS_NAME = "realfake-network-logits"
+LOGITS_FORMAT = f"{LOGITS_NAME}/2"  # /1 keyed the inputs by BLAKE2b of their float32 copy
 
 
 def scoring_context(device: torch.device, amp: bool) -> str:
@@ -148,12 +149,11 @@ def save_network_logits(stores: dict[str, dict[bytes, torch.Tensor]], path: Path
     """Write the network logits remembered while scoring (``stores``: :class:`RememberedLogits`' stores by
     :func:`weights_digest`) to ``path``, for a later process that scores the same images with the same network (an
     update's lineage, after the robustness stage); the number of batches written."""
-    from realfake.atomic import write_file
+    from realfake.detector.modelfile import save_torch
 
     tensors = {digest: {key.hex(): t.detach().cpu() for key, t in store.items()}
                for digest, store in stores.items()}
-    write_file(path, lambda p: torch.save({"format": LOGITS_FORMAT, "context": scoring_context(device, amp),
-                                           "stores": tensors}, p))
+    save_torch({"format": LOGITS_FORMAT, "context": scoring_context(device, amp), "stores": tensors}, path)
     return sum(len(store) for store in stores.values())
 
 
@@ -163,15 +163,17 @@ def load_network_logits(path: Path, device: torch.device, amp: bool) -> dict[str
     :func:`scoring_context` (the logits are then computed). A
     remembered logit is only read for the same weights and the same input bytes, so a file from another model or
     data is harmless."""
+    from realfake.detector.network import load_state_dict
+
     if not Path(path).is_file():
         return {}
     unreadable = RealfakeError(f"{path} is not a file of remembered network logits ({LOGITS_FORMAT}); delete it, "
                                "and the robustness stage (dvc repro) writes it again")
-    try:
-        saved = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:  # torch raises several kinds for a file it cannot read (truncated, not a checkpoint)
+    try:  # on the CPU: RememberedLogits moves a logit to the device that reads it
+        saved = load_state_dict(path, what="remembered network logits")
+    except RealfakeError as e:
         raise unreadable from e
-    if not isinstance(saved, dict) or not str(saved.get("format", "")).startswith(LOGITS_FORMAT.split("/")[0] + "/"):
+    if not str(saved.get("format", "")).startswith(f"{LOGITS_NAME}/"):
         raise unreadable
     if saved["format"] != LOGITS_FORMAT or saved.get("context") != scoring_context(device, amp):
         return {}  # keyed another way (an older version), or computed on another device or precision

@@ -24,8 +24,8 @@ def run(cfg: RobustnessConfig, paths: Paths = PATHS) -> dict[str, Any]:
     result = run_robustness(paths.model, Manifest(paths.manifest, paths.raw_dir), paths.heldout_dir, cfg,
                             network_logits=network_logits)
     files = write_reports(result, paths.robustness_report)
-    kept = save_network_logits(network_logits, paths.robustness_report / NETWORK_LOGITS, resolve_device(cfg.device),
-                               cfg.amp)
+    logits_file = paths.robustness_report / NETWORK_LOGITS
+    kept = save_network_logits(network_logits, logits_file, resolve_device(cfg.device), cfg.amp)
     with tracking.reopen_run(paths.run_info):
         import mlflow
 
@@ -35,5 +35,5 @@ def run(cfg: RobustnessConfig, paths: Paths = PATHS) -> dict[str, Any]:
         for path in files.values():
             mlflow.log_artifact(str(path), artifact_path="robustness")
     print(f"robustness: {len(result.table)} conditions scored in {result.seconds:.1f} s; the network's logits of "
-          f"{kept} batches kept in {paths.robustness_report / NETWORK_LOGITS} for an update of this model")
+          f"{kept} batches kept in {logits_file} for an update of this model")
     return result.metrics
