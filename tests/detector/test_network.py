@@ -93,7 +93,7 @@ def test_a_six_channel_model_is_saved_and_loaded_as_such(tmp_path):
     loaded, loaded_spec, _ = load_model_file(tmp_path / "m.pt")
     assert loaded_spec == spec and loaded.members[0].conv2d_1a.conv.in_channels == 6
     with torch.no_grad():
-        assert torch.equal(loaded(x), model(represent(x, "rgb+npr")))
+        torch.testing.assert_close(loaded(x), model(represent(x, "rgb+npr")), atol=1e-4, rtol=1e-4)
         with pytest.raises(RuntimeError, match="expected input"):
             loaded.members[0](x)
 
@@ -137,3 +137,33 @@ def test_an_ensemble_file_takes_model_files_of_one_size_and_policy_only(tmp_path
     with pytest.raises(RealfakeError, match="is not a single realfake model file.*realfake-ensemble/2"):
         save_ensemble_file(tmp_path / "nested.pt", [tmp_path / "ens.pt", tmp_path / "a.pt"], {})
     assert not (tmp_path / "nested.pt").exists()
+
+
+def test_a_loaded_network_scores_with_its_batch_norms_folded_and_the_file_keeps_them(tmp_path):
+    from realfake.detector.modelfile import load_model_file, save_model_file
+    from realfake.detector.network import for_scoring
+    from realfake.detector.preprocess import InputSpec, represent
+
+    torch.manual_seed(0)
+    model = build_model("none", dropout=0.0).eval()
+    with torch.no_grad():  # statistics far from a fresh network's identity, so folding them is not a no-op
+        for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.running_mean.uniform_(-0.5, 0.5), bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.uniform_(0.5, 1.5), bn.bias.uniform_(-0.2, 0.2)
+    spec = InputSpec(96, "crop", representation="npr-white")
+    save_model_file(tmp_path / "m.pt", model.state_dict(), spec, {})
+    loaded, _, _ = load_model_file(tmp_path / "m.pt")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in loaded.modules())
+    assert loaded.members[0].conv2d_1a.conv.bias is not None and loaded.members[0].conv2d_1a.relu.inplace
+    x = torch.randn(3, 3, 96, 96)
+    with torch.no_grad():
+        r = represent(x, "npr-white")
+        torch.testing.assert_close(loaded(x), model(r), atol=1e-4, rtol=1e-4)
+        stem = [lambda z, m=m: m.conv2d_2b(m.conv2d_2a(m.conv2d_1a(z))) for m in (model, loaded.members[0])]
+        expected = stem[0](r)  # activations that vary (a fresh network's logits hardly do)
+        assert expected.std() > 0.1 and (expected > 0).float().mean() < 0.9
+        torch.testing.assert_close(stem[1](r), expected, atol=1e-4, rtol=1e-4)
+    # the file keeps the weights as trained: its batch norms are there for training, or another load, to read
+    assert "conv2d_1a.bn.running_var" in load_state_dict(tmp_path / "m.pt", what="a model file")["state_dict"]
+    with pytest.raises(RealfakeError, match="eval mode"):
+        for_scoring(build_model("none", dropout=0.0).train())

@@ -12,7 +12,7 @@ import torch
 from helpers.training import RUN_ID, TINY_TRAIN, kill_after_epoch_1, outputs, run_train, train_process
 from realfake.data.manifest import Manifest
 from realfake.detector.modelfile import load_model_file
-from realfake.detector.network import Network
+from realfake.detector.network import Network, load_state_dict
 from realfake.errors import ConfigError, RealfakeError
 from realfake.training.checkpoint import Checkpoint, finished, resumable_run
 from realfake.training.config import TrainConfig
@@ -37,7 +37,7 @@ def test_tiny_training_run_writes_model_history_and_checkpoint(manifest, tiny_sa
     # keep: best saves the epoch of the best valid AUC, which the checkpoint also holds
     assert info["keep"] == "best" and info["epoch"] == ckpt.best_epoch == result.metrics["best_epoch"]
     assert info["val_auc"] == result.metrics["best_val_auc"] == max(hist["val_auc"])
-    assert_same_weights(model, ckpt.best_state)
+    assert_same_weights(stored_weights(tmp_path / "model.pt"), ckpt.best_state)
 
 
 def test_keep_last_saves_the_final_epoch_whatever_its_valid_auc(manifest, tiny_sample, tmp_path, monkeypatch):
@@ -61,8 +61,9 @@ def test_keep_last_saves_the_final_epoch_whatever_its_valid_auc(manifest, tiny_s
     assert result.metrics["best_epoch"] == ckpt.best_epoch == 1 and result.metrics["best_val_auc"] == 0.9
     assert info["keep"] == "last" and info["epoch"] == result.metrics["model_epoch"] == 2
     assert info["val_auc"] == result.metrics["model_val_auc"] == 0.6
-    assert_same_weights(model, ckpt.model)  # the weights the run ended with ...
-    assert not all(torch.equal(v, ckpt.best_state[k]) for k, v in model.members[0].state_dict().items())  # not 1st
+    stored = stored_weights(tmp_path / "model.pt")
+    assert_same_weights(stored, ckpt.model)  # the weights the run ended with ...
+    assert not all(torch.equal(v, ckpt.best_state[k]) for k, v in stored.items())  # ... not the 1st epoch's
     with pytest.raises(ConfigError, match="train.keep is 'worst'; use best"):
         TrainConfig(**TINY_TRAIN, keep="worst")
 
@@ -87,9 +88,17 @@ def test_early_stopping_ends_the_run_after_patience_epochs_without_a_valid_auc_g
     assert info["epoch"] == result.metrics["best_epoch"] == 1 and info["val_auc"] == 0.9
 
 
-def assert_same_weights(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """``model`` (an Inception-ResNet, or a loaded model file's one-member :class:`Network`) holds ``state``."""
-    saved = (model.members[0] if isinstance(model, Network) else model).state_dict()
+def stored_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The network's weights as a one-network model file keeps them (as trained: loading folds them for scoring)."""
+    return load_state_dict(path, what="a model file")["state_dict"]
+
+
+def assert_same_weights(model: torch.nn.Module | dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> None:
+    """``model`` (an Inception-ResNet, a loaded model file's one-member :class:`Network`, or a state dict) holds
+    ``state``."""
+    if not isinstance(model, dict):
+        model = (model.members[0] if isinstance(model, Network) else model).state_dict()
+    saved = model
     assert saved.keys() == state.keys()
     assert all(torch.equal(saved[k], state[k]) for k in saved)
 
