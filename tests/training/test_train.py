@@ -54,7 +54,7 @@ def test_keep_last_saves_the_final_epoch_whatever_its_valid_auc(manifest, tiny_s
     monkeypatch.setattr(training, "validate", validate)
     result = run_train(TrainConfig(**{**TINY_TRAIN, "network_window": 128}, keep="last"), manifest, tiny_sample,
                        tmp_path)
-    model, spec, info = load_model_file(tmp_path / "model.pt")
+    _, spec, info = load_model_file(tmp_path / "model.pt")
     # The model file scores the 128 px window; validation during training took the 80 px training crop.
     assert (spec.image_size, spec.network_window, spec.fit_size, windows) == (80, 128, 128, {(80, 80)})
     ckpt = Checkpoint.load(tmp_path / "checkpoints" / "last.pt")
