@@ -132,7 +132,7 @@ def for_scoring(model: nn.Module) -> nn.Module:
 
     if model.training:
         raise RealfakeError("for_scoring folds the batch norms' running statistics: put the model in eval mode first.")
-    for module in model.modules():
+    for module in list(model.modules()):  # listed first: the loop replaces children
         conv, bn = getattr(module, "conv", None), getattr(module, "bn", None)
         if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):  # facenet's BasicConv2d
             module.conv, module.bn = fuse_conv_bn_eval(conv, bn), nn.Identity()
