@@ -83,6 +83,52 @@ def test_champion_on_other_data_is_rescored_on_this_data(mlflow_store, monkeypat
     assert not rec["alias_moved"] and rec["champion_score_source"] == "recorded"
 
 
+def test_a_rescored_champion_is_not_scored_again_by_the_next_run_on_the_same_data(mlflow_store, monkeypatch):
+    # An update's version is champion: every run after it compares with it on other data. The first re-scores it;
+    # the next ones on the same data read the figure the first kept on the champion's version.
+    mlflow = mlflow_store
+    _new_version(mlflow, 0.99, "old-data")
+    seen = []
+
+    def rescore(uri, figure, rescoring):
+        seen.append(uri)
+        return 0.95
+
+    monkeypatch.setattr(register_stage, "rescore", rescore)
+    first = _new_version(mlflow, 0.92, "new-data")
+    assert not first["alias_moved"] and first["champion_score_source"] == "re-scored on this data"
+    tags = mlflow.MlflowClient().get_model_version("realfake", "1").tags
+    assert float(tags[register_stage.rescored_tag("test_roc_auc", "new-data", None)]) == 0.95
+    second = _new_version(mlflow, 0.94, "new-data")
+    assert seen == ["models:/realfake/1"]  # not scored again
+    assert second["champion_score_source"] == "re-scored on this data by an earlier run"
+    assert not second["alias_moved"] and second["previous_champion_score"] == 0.95
+    third = _new_version(mlflow, 0.96, "newer-data")  # other data: scored again
+    assert seen == ["models:/realfake/1"] * 2 and third["alias_moved"]
+
+
+def test_a_rescored_figure_is_kept_by_data_and_by_robustness_table(tmp_path):
+    from realfake.evaluation.robustness import Perturbation, RobustnessConfig
+    from realfake.paths import PATHS
+
+    paths = PATHS.under(tmp_path)
+    table = register_stage.Rescoring(None, paths, RobustnessConfig())
+
+    def tag(figure="robust_score", fp="fp", rescoring=table):
+        return register_stage.rescored_tag(figure, fp, rescoring)
+
+    assert tag() == tag() and tag() != tag(fp="fp2") and tag() != tag(figure="robust_mean_auc")
+    fewer = register_stage.Rescoring(None, paths, RobustnessConfig(perturbations=(Perturbation("jpeg", 50),)))
+    assert tag(rescoring=fewer) != tag()
+    assert tag(rescoring=register_stage.Rescoring(None, paths, RobustnessConfig(seed=1))) != tag()
+    before = tag()
+    paths.heldout_dir.mkdir(parents=True)
+    (paths.heldout_dir / "heldout.csv").write_text("id,label,label_str,family,path\n")
+    assert tag() != before  # other held-out families
+    # the test split's AUC does not depend on the table
+    assert tag("test_roc_auc", rescoring=fewer) == tag("test_roc_auc") == tag("test_roc_auc", rescoring=None)
+
+
 def test_the_champion_can_be_chosen_by_the_robustness_figure(mlflow_store):
     mlflow = mlflow_store
     first = _new_version(mlflow, 1.00, "fp", robust=0.70, by="robust_mean_auc")

@@ -159,7 +159,8 @@ class Candidate:
 
 
 #: What the register stage gives :func:`register`: the current champion (None: none) -> its figure on this
-#: run's data and how it was obtained ("recorded", "re-scored on this data"), or (None, None) without a champion.
+#: run's data and how it was obtained ("recorded", "re-scored on this data", "re-scored on this data by an
+#: earlier run"), or (None, None) without a champion.
 ChampionScorer = Callable[[Any], tuple[float | None, str | None]]
 
 
