@@ -335,6 +335,8 @@ def test_a_malformed_probe_entry_is_a_clear_error(fused_run, tmp_path):
         ({"probe_window": 128}, r"train.spectral.probe_window is 128; the probe reads at least the network's window "
                                 r"\(train.network_window, 192 px\)"),
         ({"window": 256}, r"params.yaml 'train.spectral.window' is now 'train.spectral.probe_window'"),
+        ({"synthetic_prob": 1.5}, r"train.spectral.synthetic_prob must be a share in \[0, 1\]"),
+        ({"synthetic_prob": "more"}, r"train.spectral.synthetic_prob must be a share in \[0, 1\].*or null"),
         ({"score_size": 192}, r"params.yaml 'train.score_size' is now 'train.network_window'"),
     ],
 )
@@ -372,6 +374,30 @@ def test_the_probe_is_fitted_on_at_most_max_windows_spread_over_the_passes(fused
     assert facts["n_train"] == n + 1
     with pytest.raises(ConfigError, match="max_windows must be an integer of at least 2"):
         TrainConfig.from_params({"spectral": {"max_windows": 1}})
+
+
+def test_the_probe_may_see_another_share_of_synthetic_fakes_than_the_network(fused_run, tiny_manifest, tiny_sample,
+                                                                           monkeypatch):
+    from realfake.training import spectral as spectral_module
+
+    _, out = fused_run
+    network = load_model_file(out / "net" / "model.pt")[0]
+    data = Manifest(tiny_manifest, tiny_sample)
+    shares = []
+    made = spectral_module.PerturbedWindows.__init__
+
+    def spy(self, images, *args, **kwargs):
+        shares.append(images.synthetic.prob)
+        made(self, images, *args, **kwargs)
+
+    monkeypatch.setattr(spectral_module.PerturbedWindows, "__init__", spy)
+    for share, expected in ((None, 0.25), (1.0, 1.0)):
+        shares.clear()
+        spectral = {"enabled": True, "passes": 1, "hidden": 0, "synthetic_prob": share}
+        cfg = TrainConfig(**{**TINY_TRAIN, "synthetic": {"prob": 0.25}, "spectral": spectral})
+        spectral_module.fit_spectral(network, cfg, data, log=lambda s: None)
+        assert shares[0] == expected  # the probe's training windows; the gate reads the images as they are
+    assert cfg.synthetic.prob == 0.25  # the network's share is its own
 
 
 def test_windows_made_on_the_device_are_the_loaders_windows_by_the_same_draws(tiny_data):

@@ -50,8 +50,13 @@ class Spectral:
     probe_window: int | None = 256  # the centred window the probe reads (crop), the network its network_window centre;
     # None: network_window
     augment: Augment = field(default_factory=wild)  # the perturbations the probe and the fusion learn under
+    synthetic_prob: float | None = None  # share of the probe's fake windows that are synthesised fakes; None: the
+    # network's (train.synthetic.prob)
 
     def __post_init__(self) -> None:
+        require(self.synthetic_prob is None or (is_number(self.synthetic_prob) and 0 <= self.synthetic_prob <= 1),
+                "train.spectral.synthetic_prob must be a share in [0, 1] (of the probe's fake windows made from "
+                f"real ones by a random up-sampler) or null (train.synthetic.prob), got {self.synthetic_prob!r}.")
         for name in ("enabled", "gate"):
             require(isinstance(getattr(self, name), bool),
                     f"train.spectral.{name} must be true or false, got {getattr(self, name)!r}.")
@@ -65,6 +70,10 @@ class Spectral:
         require(self.probe_window is None or is_int(self.probe_window), "train.spectral.probe_window must be an "
                 f"integer (the side of the window the probe reads) or null (the network's window), got "
                 f"{self.probe_window!r}.")
+
+    def synthetic(self, network: Synthetic) -> Synthetic:
+        """The synthetic fakes of the probe's windows: the network's (``train.synthetic``), at ``synthetic_prob``."""
+        return network if self.synthetic_prob is None else replace(network, prob=float(self.synthetic_prob))
 
 
 def degrade() -> Augment:

@@ -162,7 +162,7 @@ def fit_spectral(network: nn.Module, train_cfg: TrainConfig, data: Manifest, *, 
                                 on_device=on_device)
 
     phases = phases if phases is not None else Phases(dev)
-    train_windows = windows(cfg.augment, cfg.passes, train_cfg.synthetic)
+    train_windows = windows(cfg.augment, cfg.passes, cfg.synthetic(train_cfg.synthetic))
     if len(train_windows) > cfg.max_windows:  # evenly spread over the passes and the images
         train_windows = Subset(train_windows, np.linspace(0, len(train_windows) - 1, cfg.max_windows).astype(int))
     feats, y = score_windows(train_windows, pixel_features, dev, batch_size, workers, phases)

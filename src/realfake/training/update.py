@@ -131,7 +131,7 @@ def update_model(parent: Path, out: Path, new: list[NewImages], data: Manifest, 
     t0 = time.perf_counter()
     augment = train_cfg.spectral.augment
     replay = features(split_pixels(data, "train", packed_dir), targets(data, "train"), spec, augment, cfg.passes,
-                      REPLAY_STREAM, train_cfg, phases, train_cfg.synthetic)
+                      REPLAY_STREAM, train_cfg, phases, train_cfg.spectral.synthetic(train_cfg.synthetic))
     paths = [p for n in new for p in n.learn]
     fresh = features(ImageFiles(paths, cache=True), np.concatenate([np.full(len(n.learn), n.target) for n in new]),
                      spec, augment, cfg.new_passes, NEW_STREAM, train_cfg, phases)
