@@ -129,6 +129,42 @@ def test_a_rescored_figure_is_kept_by_data_and_by_robustness_table(tmp_path):
     assert tag("test_roc_auc", rescoring=fewer) == tag("test_roc_auc") == tag("test_roc_auc", rescoring=None)
 
 
+def test_a_champion_measured_on_another_robustness_table_is_rescored_on_this_one(mlflow_store, monkeypatch, tmp_path):
+    # `dvc exp run -S robustness.perturbations=...`: the same data, another table; its robust_score and the
+    # champion's recorded one are not comparable, so the champion is scored on this run's table.
+    from realfake.evaluation.robustness import Perturbation, RobustnessConfig
+    from realfake.paths import PATHS
+
+    mlflow = mlflow_store
+    cfg = RegisterConfig(min_auc=0.8, champion_by="robust_score")
+    paths = PATHS.under(tmp_path)
+    full = register_stage.Rescoring(None, paths, RobustnessConfig())
+    short = register_stage.Rescoring(None, paths, RobustnessConfig(perturbations=(Perturbation("jpeg", 50),)))
+    seen = []
+
+    def rescore(uri, figure, rescoring):
+        seen.append((uri, rescoring))
+        return 0.97
+
+    monkeypatch.setattr(register_stage, "rescore", rescore)
+
+    def version(score, rescoring):
+        with mlflow.start_run() as run:
+            uri = log_dummy_model(mlflow)
+            new = Candidate(uri, run.info.run_id, "fp", {"test_roc_auc": 0.99, "robust_score": score},
+                            register_stage.robust_table(rescoring))
+            return registry.register(new, cfg, lambda c: register_stage.champion_score_on(c, cfg, "fp", rescoring))
+
+    assert version(0.90, full)["alias_moved"]
+    tags = mlflow.MlflowClient().get_model_version("realfake", "1").tags
+    assert tags["robust_table"] == register_stage.robust_table(full) != register_stage.robust_table(short)
+    other_table = version(0.95, short)
+    assert seen == [("models:/realfake/1", short)] and other_table["champion_score_source"] == "re-scored on this data"
+    assert not other_table["alias_moved"] and other_table["previous_champion_score"] == 0.97
+    same_table = version(0.91, full)  # the champion's own table: its recorded figure
+    assert len(seen) == 1 and same_table["champion_score_source"] == "recorded" and same_table["alias_moved"]
+
+
 def test_the_champion_can_be_chosen_by_the_robustness_figure(mlflow_store):
     mlflow = mlflow_store
     first = _new_version(mlflow, 1.00, "fp", robust=0.70, by="robust_mean_auc")

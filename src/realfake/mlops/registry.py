@@ -134,12 +134,16 @@ def champion(cfg: RegisterConfig):
         return None
 
 
-def recorded(version, data_fingerprint: str, figure: str) -> float | None:
-    """A version's recorded ``figure`` when it was measured on the same data (same fingerprint), else None."""
+def recorded(version, data_fingerprint: str, figure: str, robust_table: str | None = None) -> float | None:
+    """A version's recorded ``figure`` when it was measured on the same data (same fingerprint) and, for a
+    robustness figure with ``robust_table`` given, on the same robustness table (its ``robust_table`` tag); else
+    None."""
     tags = (version.tags or {}) if version is not None else {}
-    if tags.get("data_fingerprint") == data_fingerprint and figure in tags:
-        return float(tags[figure])
-    return None
+    if tags.get("data_fingerprint") != data_fingerprint or figure not in tags:
+        return None
+    if figure in ROBUST_FIGURES and robust_table is not None and tags.get("robust_table") != robust_table:
+        return None
+    return float(tags[figure])
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,7 @@ class Candidate:
     run_id: str
     data_fingerprint: str
     metrics: dict[str, float]
+    robust_table: str | None = None  # what the robustness figures were measured on (the register stage's key)
 
     @property
     def test_auc(self) -> float:
@@ -177,7 +182,10 @@ def register(new: Candidate, cfg: RegisterConfig, score_champion: ChampionScorer
     from realfake.mlops import tracking
 
     client = mlflow.MlflowClient()
-    version = mlflow.register_model(new.model_uri, cfg.model_name, tags={"data_fingerprint": new.data_fingerprint})
+    tags = {"data_fingerprint": new.data_fingerprint}
+    if new.robust_table:
+        tags["robust_table"] = new.robust_table
+    version = mlflow.register_model(new.model_uri, cfg.model_name, tags=tags)
     for key, value in new.metrics.items():
         client.set_model_version_tag(cfg.model_name, version.version, key, f"{value:.6g}")
     client.set_model_version_tag(cfg.model_name, version.version, "run_id", new.run_id)

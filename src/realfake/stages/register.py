@@ -41,7 +41,8 @@ def run(cfg: registry.RegisterConfig, robust_cfg: RobustnessConfig, paths: Paths
 
         mlflow.set_tags(flatten({"register": as_dict(cfg)}))
         info = registry.log_pyfunc(paths.model, example)
-        new = registry.Candidate(info.model_uri, run.info.run_id, metrics["data_fingerprint"], figures)
+        new = registry.Candidate(info.model_uri, run.info.run_id, metrics["data_fingerprint"], figures,
+                                 robust_table(rescoring))
         record = registry.register(
             new, cfg, lambda current: champion_score_on(current, cfg, metrics["data_fingerprint"], rescoring)
         )
@@ -63,12 +64,14 @@ def champion_score_on(current, cfg: registry.RegisterConfig, data_fingerprint: s
                       rescoring: Rescoring | None) -> tuple[float | None, str | None]:
     """The champion's ``cfg.champion_by`` figure on this run's data, and how it was obtained (None, None: none).
 
-    A champion measured on other data (an update's version, or a model of another dataset) is re-scored here, and
-    the figure is kept as a tag of its version (:func:`rescored_tag`), so the next run on the same data and table
-    reads it instead of scoring the champion again: on 2 cores the robustness table is a minute of every run."""
+    A champion measured on other data (an update's version, a model of another dataset) or, for a robustness
+    figure, on another robustness table is re-scored here, and the figure is kept as a tag of its version
+    (:func:`rescored_tag`), so the next run on the same data and table reads it instead of scoring the champion
+    again: on 2 cores the robustness table is a minute of every run."""
     if current is None:
         return None, None
-    score = registry.recorded(current, data_fingerprint, cfg.champion_by)
+    table = robust_table(rescoring)
+    score = registry.recorded(current, data_fingerprint, cfg.champion_by, table)
     if score is not None:
         return score, "recorded"
     tag = rescored_tag(cfg.champion_by, data_fingerprint, rescoring)
@@ -81,18 +84,24 @@ def champion_score_on(current, cfg: registry.RegisterConfig, data_fingerprint: s
     return score, "re-scored on this data"
 
 
+def robust_table(rescoring: Rescoring | None) -> str | None:
+    """A key of the robustness table this run's figures come from: its perturbations, the noise's seed, the
+    precision and the held-out families' index (None without one). Robustness figures of two tables are not
+    compared."""
+    if rescoring is None:
+        return None
+    r = rescoring.robust_cfg
+    index = rescoring.paths.heldout_dir / "heldout.csv"
+    what = [[p.name for p in r.perturbations], r.seed, r.amp,
+            hashlib.sha256(index.read_bytes()).hexdigest() if index.is_file() else None]
+    return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:16]
+
+
 def rescored_tag(figure: str, data_fingerprint: str, rescoring: Rescoring | None) -> str:
-    """The version tag that keeps a champion's ``figure`` re-scored on data ``data_fingerprint``: for a robustness
-    figure, also by the table it was scored on (the perturbations, the noise's seed, the precision, and the held-out
-    families' index), so a changed table is scored again."""
-    table = "test"
-    if figure in registry.ROBUST_FIGURES and rescoring is not None:
-        r = rescoring.robust_cfg
-        index = rescoring.paths.heldout_dir / "heldout.csv"
-        what = [[p.name for p in r.perturbations], r.seed, r.amp,
-                hashlib.sha256(index.read_bytes()).hexdigest() if index.is_file() else None]
-        table = hashlib.sha256(json.dumps(what).encode()).hexdigest()[:16]
-    return f"rescored/{figure}/{data_fingerprint}/{table}"
+    """The version tag that keeps a champion's ``figure`` re-scored on data ``data_fingerprint`` (and, for a
+    robustness figure, on the :func:`robust_table`), so other data or a changed table is scored again."""
+    table = robust_table(rescoring) if figure in registry.ROBUST_FIGURES else None
+    return f"rescored/{figure}/{data_fingerprint}/{table or 'test'}"
 
 
 def rescore(model_uri: str, figure: str, rescoring: Rescoring) -> float:
