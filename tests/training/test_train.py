@@ -96,9 +96,8 @@ def stored_weights(path: Path) -> dict[str, torch.Tensor]:
 def assert_same_weights(model: torch.nn.Module | dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> None:
     """``model`` (an Inception-ResNet, a loaded model file's one-member :class:`Network`, or a state dict) holds
     ``state``."""
-    if not isinstance(model, dict):
-        model = (model.members[0] if isinstance(model, Network) else model).state_dict()
-    saved = model
+    network = model.members[0] if isinstance(model, Network) else model
+    saved = model if isinstance(model, dict) else network.state_dict()
     assert saved.keys() == state.keys()
     assert all(torch.equal(saved[k], state[k]) for k in saved)
 
