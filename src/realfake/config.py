@@ -55,8 +55,8 @@ def build_config(cls: type[T], values: Mapping[str, Any] | None, name: str) -> T
     """``cls(**values)`` for a config dataclass, from a params.yaml section called ``name``.
 
     Unknown keys are an error that lists the known ones (and names the new name of a key ``cls.RENAMED``
-    maps); a nested mapping whose field is a dataclass is built the same way; a list whose field is a tuple
-    becomes a tuple.
+    maps, or the key that replaced one ``cls.REPLACED`` names); a nested mapping whose field is a dataclass is
+    built the same way; a list whose field is a tuple becomes a tuple.
     """
     values = dict(values or {})
     fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
@@ -65,6 +65,11 @@ def build_config(cls: type[T], values: Mapping[str, Any] | None, name: str) -> T
     if renamed:
         raise ConfigError("; ".join(f"params.yaml '{name}.{old}' is now '{name}.{new}'" for old, new in renamed.items())
                           + ": rename it (the meaning is the same).")
+    replaced = {old: new for old, new in getattr(cls, "REPLACED", {}).items() if old in unknown}
+    if replaced:
+        raise ConfigError("; ".join(f"params.yaml '{name}.{old}' was replaced by '{name}.{new}' ({why})"
+                                    for old, (new, why) in replaced.items()) + ": remove it, and set the new key "
+                          "if the default does not suit you.")
     if unknown:
         raise ConfigError(f"Unknown keys in params.yaml '{name}': {sorted(unknown)}; known: {sorted(fields)}.")
     hints = typing.get_type_hints(cls)

@@ -1,11 +1,12 @@
 """The decision: a calibrated p_fake, one threshold held to its false-alarm budget, and "uncertain" only where
-the score no longer ranks fakes above reals."""
+the threshold no longer catches the fakes."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import roc_auc_score
 
 from realfake.detector.decision import (
     TOO_SOFT,
@@ -47,6 +48,34 @@ def test_the_fit_keeps_its_false_alarm_budget_and_says_uncertain_where_the_trace
     # without the rule, the soft half gets confident verdicts, half of them wrong
     never = fit_decision(logit, detail, y, sharp, DecisionConfig(uncertain=False))
     assert never.min_detail is None and not (never.verdicts(logit, detail).label == "uncertain").any()
+
+
+def three_levels(n: int = 6000, seed: int = 0):
+    """A mix at three levels of detail, softest first: noise (the trace is gone; a fifth of the mix); a weakened
+    trace, whose fakes rank above its reals with a ROC-AUC under 0.9 while many still clear the threshold (two
+    fifths); and sharp (two fifths). The levels fall on the edges of the decision's bins and strata."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    level = np.searchsorted([n // 5, 3 * n // 5], np.arange(n), side="right")
+    logit = np.choose(level, [rng.normal(-1, 1, n), np.where(y == 1, rng.normal(0.5, 3.0, n), rng.normal(-3, 0.5, n)),
+                              np.where(y == 1, 3.0, -3.0) + rng.normal(0, 1, n)])
+    middle = np.choose(level, [rng.normal(-8, 0.2, n), rng.normal(-6, 0.2, n), rng.normal(-4, 0.2, n)])
+    return logit, np.column_stack([rng.normal(-6, 0.5, n), middle]), y, level
+
+
+def test_uncertain_is_read_from_the_fakes_the_threshold_catches_not_from_the_ranking():
+    logit, detail, y, level = three_levels()
+    weak = level == 1
+    assert roc_auc_score(y[weak], logit[weak]) < 0.9  # what the ranking rule before called "no trace"
+    d = fit_decision(logit, detail, y, level == 2, DecisionConfig(max_false_alarm=0.02))
+    v = d.verdicts(logit, detail)
+    assert np.mean(v.label[level == 0] == "uncertain") > 0.95
+    assert not (v.label[level > 0] == "uncertain").any()
+    assert np.mean(v.label[weak & (y == 1)] == "fake") > 0.3  # a verdict that still catches fakes is given
+    # a stricter rule takes the weakened level too; min_caught 0 never says uncertain
+    strict = fit_decision(logit, detail, y, level == 2, DecisionConfig(max_false_alarm=0.02, min_caught=0.9))
+    assert np.mean(strict.verdicts(logit, detail).label[weak] == "uncertain") > 0.95
+    assert fit_decision(logit, detail, y, level == 2, DecisionConfig(min_caught=0.0)).min_detail is None
 
 
 def test_the_false_alarm_budget_holds_at_every_level_of_detail():
@@ -132,7 +161,8 @@ def test_one_class_is_a_clear_error():
 
 @pytest.mark.parametrize("params, message", [
     ({"max_false_alarm": 0}, "max_false_alarm must be a share in"),
-    ({"min_auc": 1.5}, "min_auc must be in"),
+    ({"min_caught": 1.5}, "min_caught must be a share in"),
+    ({"min_auc": 0.9}, "'train.decision.min_auc' was replaced by 'train.decision.min_caught' "),
     ({"passes": 0}, "passes must be a positive integer"),
     ({"strata": 0}, "strata must be a positive integer"),
     ({"fusion": "average"}, "fusion is 'average'; use either"),

@@ -108,8 +108,11 @@ class Consistency:
 class DecisionConfig:
     """How the decision is fitted (``train.decision`` in params.yaml)."""
 
+    REPLACED: ClassVar[dict[str, tuple[str, str]]] = {  # keys of earlier params.yaml files whose meaning changed
+        "min_auc": ("min_caught", "a level of detail is answered uncertain where the threshold catches fewer than "
+                                  "this share of its fakes, instead of where their ROC-AUC is under min_auc")}
     max_false_alarm: float = 0.02  # share of the mix's reals the threshold may call fake
-    min_auc: float = 0.9  # ROC-AUC below which a level of detail is answered "uncertain"
+    min_caught: float = 0.3  # share of a level of detail's fakes caught at the threshold below which it is "uncertain"
     bins: int = 10  # detail bins of the mix the "uncertain" level is read from
     strata: int = 5  # detail bins of the mix each held to max_false_alarm (1: one threshold for every image)
     fusion: str = "either"  # how the network and the probe are joined (realfake.detector.spectrum.RULES)
@@ -121,8 +124,8 @@ class DecisionConfig:
     def __post_init__(self) -> None:
         require(is_number(self.max_false_alarm) and 0 < self.max_false_alarm < 1,
                 f"train.decision.max_false_alarm must be a share in (0, 1), got {self.max_false_alarm!r}.")
-        require(is_number(self.min_auc) and 0.5 <= self.min_auc <= 1,
-                f"train.decision.min_auc must be in [0.5, 1], got {self.min_auc!r}.")
+        require(is_number(self.min_caught) and 0 <= self.min_caught <= 1,
+                f"train.decision.min_caught must be a share in [0, 1], got {self.min_caught!r}.")
         require(self.fusion in RULES, f"train.decision.fusion is {self.fusion!r}; use either (fake when the more "
                 "confident of the network and the probe says so) or sum (their logits added, weighed on the mix).")
         for name in ("bins", "strata", "passes"):

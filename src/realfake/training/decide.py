@@ -90,10 +90,13 @@ def fit_model_decision(model_file: Path, train_cfg: TrainConfig, data: Manifest,
     f = decision.facts
     level = "never" if decision.min_detail is None else f"below detail {decision.min_detail:.3f}"
     soft = "".join(f", {t:.4f} below detail {below:.3f}" for below, t in decision.soft_thresholds)
+    def share(key: str) -> str:
+        return "none judged" if f[key] is None else f"{f[key]:.1%}"
+
     log(f"train: decision on {f['n_mix']} valid images (clean + {cfg.passes} perturbed passes): threshold "
         f"{decision.threshold:.4f}{soft}; uncertain {level} ({f['mix_uncertain']:.1%} of the mix, "
-        f"{f['clean_uncertain']:.1%} of clean); reals called fake {f['mix_false_alarm']:.1%} (at most "
-        f"{f['mix_worst_bin_false_alarm']:.1%} in a bin of detail), fakes caught {f['mix_fakes_caught']:.1%}, "
+        f"{share('clean_uncertain')} of clean); reals called fake {share('mix_false_alarm')} (at most "
+        f"{share('mix_worst_bin_false_alarm')} in a bin of detail), fakes caught {share('mix_fakes_caught')}, "
         f"ECE {f['mix_ece']:.3f}")
     return {**figures, "decision/threshold": decision.threshold,
             **{f"decision/{k}": float(v) for k, v in f.items() if v is not None}}
