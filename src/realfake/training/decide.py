@@ -90,7 +90,8 @@ def fit_model_decision(model_file: Path, train_cfg: TrainConfig, data: Manifest,
     f = decision.facts
     level = "never" if decision.min_detail is None else f"below detail {decision.min_detail:.3f}"
     soft = "".join(f", {t:.4f} below detail {below:.3f}" for below, t in decision.soft_thresholds)
-    def share(key: str) -> str:
+
+    def share(key: str) -> str:  # a share of the images given a verdict: none where every image is uncertain
         return "none judged" if f[key] is None else f"{f[key]:.1%}"
 
     log(f"train: decision on {f['n_mix']} valid images (clean + {cfg.passes} perturbed passes): threshold "
