@@ -115,7 +115,7 @@ def test_a_rescored_figure_is_kept_by_data_and_by_robustness_table(tmp_path):
     table = register_stage.Rescoring(None, paths, RobustnessConfig())
 
     def tag(figure="robust_score", fp="fp", rescoring=table):
-        return register_stage.rescored_tag(figure, fp, rescoring)
+        return register_stage.rescored_tag(figure, fp, register_stage.robust_table(rescoring))
 
     assert tag() == tag() and tag() != tag(fp="fp2") and tag() != tag(figure="robust_mean_auc")
     fewer = register_stage.Rescoring(None, paths, RobustnessConfig(perturbations=(Perturbation("jpeg", 50),)))

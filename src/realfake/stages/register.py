@@ -74,7 +74,7 @@ def champion_score_on(current, cfg: registry.RegisterConfig, data_fingerprint: s
     score = registry.recorded(current, data_fingerprint, cfg.champion_by, table)
     if score is not None:
         return score, "recorded"
-    tag = rescored_tag(cfg.champion_by, data_fingerprint, rescoring)
+    tag = rescored_tag(cfg.champion_by, data_fingerprint, table)
     if tag in (current.tags or {}):
         return float(current.tags[tag]), "re-scored on this data by an earlier run"
     score = rescore(f"models:/{cfg.model_name}/{current.version}", cfg.champion_by, rescoring)
@@ -97,11 +97,11 @@ def robust_table(rescoring: Rescoring | None) -> str | None:
     return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:16]
 
 
-def rescored_tag(figure: str, data_fingerprint: str, rescoring: Rescoring | None) -> str:
+def rescored_tag(figure: str, data_fingerprint: str, table: str | None) -> str:
     """The version tag that keeps a champion's ``figure`` re-scored on data ``data_fingerprint`` (and, for a
-    robustness figure, on the :func:`robust_table`), so other data or a changed table is scored again."""
-    table = robust_table(rescoring) if figure in registry.ROBUST_FIGURES else None
-    return f"rescored/{figure}/{data_fingerprint}/{table or 'test'}"
+    robustness figure, on the robustness table keyed ``table``, :func:`robust_table`'s), so other data or a changed
+    table is scored again."""
+    return f"rescored/{figure}/{data_fingerprint}/{(table if figure in registry.ROBUST_FIGURES else None) or 'test'}"
 
 
 def rescore(model_uri: str, figure: str, rescoring: Rescoring) -> float:
