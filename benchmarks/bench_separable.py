@@ -4,7 +4,8 @@ The verdict issue asks for at least 90 % of every held-out family caught while a
 called fake under each perturbation of the robustness table. This asks whether the evidence the model has
 would allow that even if the family were *not* held out: for each family, a classifier is fitted on the
 model's own per-image evidence (the probe's 544 spectrum features, the network's logit, the probe's logit,
-the network's share) of the valid split's reals under every condition below and half the family's images
+the network's share; with ``--embedding`` also the network's 512-value face embedding, the input of its
+one-logit layer) of the valid split's reals under every condition below and half the family's images
 (even positions), and scored on the test split's reals under the same conditions and the family's other half.
 Its threshold is the most generous one: the lowest that keeps every condition's test reals at most 3 % fake
 (chosen on the test reals themselves). The shipped network's and probe's logits are scored the same way.
@@ -16,7 +17,7 @@ set the threshold.
 Run it in a workspace where `dvc repro` has run (it reads models/model.pt, data/ and data/heldout; nothing is
 written there; about 5 minutes on 2 cores):
 
-    python benchmarks/bench_separable.py [--families bilinear bicubic] [--budget 0.03]
+    python benchmarks/bench_separable.py [--families bilinear bicubic] [--budget 0.03] [--embedding]
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def main() -> None:
     p.add_argument("--workspace", type=Path, default=Path("."))
     p.add_argument("--families", nargs="+", default=["bilinear", "bicubic"])
     p.add_argument("--budget", type=float, default=0.03, help="the most reals called fake in any condition")
+    p.add_argument("--embedding", action="store_true",
+                   help="add the network's 512-value face embedding (its last layer's input) to the evidence")
     args = p.parse_args()
 
     import numpy as np
@@ -63,13 +66,20 @@ def main() -> None:
     pre, data = Preprocessor(spec), Manifest(paths.manifest, paths.raw_dir)
     t0 = time.perf_counter()
 
+    embedded: list[torch.Tensor] = []
+    if args.embedding:  # the input of the network's one-logit layer, caught on its way there
+        for member in model.members:
+            member.logits.register_forward_hook(lambda _m, inputs, _out: embedded.append(inputs[0].float()))
+
     @torch.no_grad()
-    def evidence(images) -> np.ndarray:  # (N, 544 + 3): spectrum features, network logit, probe logit, share
+    def evidence(images) -> np.ndarray:  # (N, 544 [+ 512] + 3): spectrum features, [embedding,] the three parts
         x = torch.from_numpy(np.stack([pre.pixels(im) for im in images]))
         out = []
         for k in range(0, len(x), 64):
             b = standardise(x[k:k + 64])
-            out.append(torch.cat([spectrum_features(b), *model.parts(b)], 1))
+            embedded.clear()
+            parts = model.parts(b)
+            out.append(torch.cat([spectrum_features(b), *embedded, *parts], 1))
         return torch.cat(out).numpy()
 
     def reals(split: str) -> dict[str, np.ndarray]:
