@@ -22,6 +22,7 @@ from realfake.detector.spectrum import SpectralProbe, fit_probe, pixel_features,
 from realfake.errors import ConfigError, RealfakeError
 from realfake.images import ImageFiles
 from realfake.training.config import TrainConfig
+from realfake.training.data import targets
 from realfake.training.update import UpdateConfig, update_model
 
 #: The tiny run's settings: the network and a small probe.
@@ -88,7 +89,7 @@ def parent_model(tiny_manifest, tiny_sample, module_tmp):
 def test_an_update_tunes_the_probe_keeps_the_network_and_refits_the_decision(parent_model, tiny_data, tmp_path):
     parent, folder = parent_model
     new = [check_new_images(folder, "fakes", ValidateConfig(), tiny_data, count=20)]
-    cfg = UpdateConfig(fakes=str(folder), count=20, passes=1, new_passes=2, steps=200, refit=True)
+    cfg = UpdateConfig(fakes=str(folder), count=20, method="probe", passes=1, new_passes=2, steps=200, refit=True)
     out = tmp_path / "updated.pt"
     lines = []
     figures = update_model(parent, out, new, tiny_data, cfg, TrainConfig(**TINY_FUSED),
@@ -105,8 +106,9 @@ def test_an_update_tunes_the_probe_keeps_the_network_and_refits_the_decision(par
     assert figures["update/n_replay_windows"] == len(tiny_data.rows("train"))
     assert any("probe tuned on 40 windows of 20 new images" in line for line in lines)
     kept = tmp_path / "kept.pt"  # the default: the parent's fusion and decision stay as they were
-    update_model(parent, kept, new, tiny_data, UpdateConfig(fakes=str(folder), count=20, passes=1, new_passes=2,
-                                                            steps=200), TrainConfig(**TINY_FUSED), lineage={},
+    update_model(parent, kept, new, tiny_data, UpdateConfig(fakes=str(folder), count=20, method="probe", passes=1,
+                                                            new_passes=2, steps=200), TrainConfig(**TINY_FUSED),
+                 lineage={},
                  log=lambda s: None)
     same = load_state_dict(kept)
     assert same["decision"] == before["decision"]
@@ -119,6 +121,43 @@ def test_an_update_tunes_the_probe_keeps_the_network_and_refits_the_decision(par
             x = torch.from_numpy(np.stack([ImageFiles(new[0].learn)[i] for i in range(20)]))
             return m.probe.logit(pixel_features(x)).squeeze(1)
         assert probe_logits(out).mean() > probe_logits(parent).mean(), "the new fakes score higher"
+
+
+def test_a_head_learns_the_new_family_and_leaves_the_parent_as_it_was(parent_model, tiny_data, tmp_path):
+    from realfake.detector.decision import FAKE, Decision
+    from realfake.detector.preprocess import Preprocessor
+    from realfake.detector.scoring import score
+
+    parent, folder = parent_model
+    new = [check_new_images(folder, "fakes", ValidateConfig(), tiny_data, count=20)]
+    out, lines = tmp_path / "headed.pt", []
+    train_cfg = TrainConfig(**TINY_FUSED)
+    figures = update_model(parent, out, new, tiny_data, UpdateConfig(fakes=str(folder), count=20, real_passes=1,
+                                                                     new_passes=2),
+                           train_cfg, lineage={"parent_version": 1, "family": "bicubic"}, log=lines.append)
+    before, after = load_state_dict(parent), load_state_dict(out)
+    assert torch.equal(torch.cat([v.flatten() for v in before["state_dict"].values()]),
+                       torch.cat([v.flatten() for v in after["state_dict"].values()])), "the network is the parent's"
+    assert after["decision"] == before["decision"] and after["updates"] == [{"parent_version": 1, "family": "bicubic"}]
+    assert all(torch.equal(v, after["spectral"]["state_dict"][k]) for k, v in before["spectral"]["state_dict"].items())
+    (head,) = after["heads"]
+    n_reals, n_valid = (int((targets(tiny_data, split) == 0).sum()) for split in ("train", "valid"))
+    assert (head["family"], head["n_fakes"], head["n_reals"]) == ("bicubic", 20 * 3, n_reals * 2)
+    assert head["n_bar_reals"] == n_valid * (1 + train_cfg.decision.passes)
+    assert figures["update/head_fires_on_learned"] > 0
+    assert any("a head for bicubic learned 60 windows of 20 new images" in line for line in lines)
+
+    (parent_model_, spec, extra), (headed, _, _) = load_model_file(parent), load_model_file(out)
+    decision = Decision.from_entry(extra["decision"], "parent")
+    images = [*ImageFiles(tiny_data.files(tiny_data.rows("test"))), *ImageFiles(new[0].learn + new[0].test)]
+    (lp, detail), (lu, _) = (score(m, images, Preprocessor(spec), torch.device("cpu"), 16, amp=False)
+                             for m in (parent_model_, headed))
+    was, now = decision.verdicts(lp, detail), decision.verdicts(lu, detail)
+    lifted = lu != lp
+    assert lifted[-len(new[0].learn + new[0].test):].any(), "it recognises some of the new family"
+    assert np.all(lu >= lp) and np.all(now.label[was.label == FAKE] == FAKE), "a head never takes a fake back"
+    judged = lifted & (now.threshold == decision.threshold) & (now.label != "uncertain")  # at the one threshold
+    assert judged.any() and np.all(now.label[judged] == FAKE), "what it recognises is called fake"
 
 
 def test_an_update_from_a_model_without_a_probe_says_how_to_get_one(tiny_data, tmp_path, parent_model):
@@ -138,6 +177,9 @@ def test_an_update_from_a_model_without_a_probe_says_how_to_get_one(tiny_data, t
     ({"new_share": 1.0}, "update.new_share must be a share in"),
     ({"distill": -1}, "update.distill must be a number >= 0"),
     ({"start": True}, "update.start must be a registry alias"),
+    ({"method": "lora"}, "update.method must be one of head, probe"),
+    ({"refit": True}, "update.refit applies to update.method: probe"),
+    ({"hidden": 0}, "update.hidden must be a positive integer"),
     ({"epochs": 3}, "epochs"),
 ])
 def test_update_settings_errors_are_clear(params, message):
@@ -246,9 +288,9 @@ def test_the_lineage_scores_the_shared_network_once_with_the_same_verdicts(paren
     parent, folder = parent_model
     new = [check_new_images(folder, "fakes", ValidateConfig(), tiny_data, count=20)]
     updated = tmp_path / "updated.pt"
-    update_model(parent, updated, new, tiny_data, UpdateConfig(fakes=str(folder), count=20, passes=1, new_passes=2,
-                                                               steps=200), TrainConfig(**TINY_FUSED), lineage={},
-                 log=lambda s: None)
+    update_model(parent, updated, new, tiny_data, UpdateConfig(fakes=str(folder), count=20, method="probe", passes=1,
+                                                               new_passes=2, steps=200), TrainConfig(**TINY_FUSED),
+                 lineage={}, log=lambda s: None)
     cfg = RobustnessConfig.from_params({"perturbations": [{"kind": "blur", "strength": 1.0},
                                                           {"kind": "noise", "strength": 2}], "device": "cpu"})
 
@@ -270,6 +312,14 @@ def test_the_lineage_scores_the_shared_network_once_with_the_same_verdicts(paren
     known = load_network_logits(saved, torch.device("cpu"), cfg.amp)
     assert table(updated, known) == second
     assert [len(store) for store in known.values()] == [batches], "every network logit was read, none computed"
+
+    # a model with a head reads the network's face embeddings too: remembered with the logits, none computed again
+    headed = tmp_path / "headed.pt"
+    update_model(parent, headed, new, tiny_data, UpdateConfig(fakes=str(folder), count=20, real_passes=1,
+                                                              new_passes=2), TrainConfig(**TINY_FUSED), lineage={},
+                 log=lambda s: None)
+    assert table(headed, known) == table(headed)
+    assert [len(store) for store in known.values()] == [batches], "the embeddings were remembered with the logits"
 
     # the lineage in one pass: each image perturbed once for both models, the same tables as one run each
     perturbed = []

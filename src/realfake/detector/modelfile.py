@@ -13,7 +13,9 @@ Every model takes standardised RGB (:class:`realfake.detector.network.Network` r
 Either may carry a ``spectral`` entry: the spectral probe the train stage fitted beside the
 network and the weights that fuse their logits (:mod:`realfake.detector.spectrum`); its input spec
 then names the ``probe_window`` the probe reads (the network reads the ``network_window`` centre of it),
-and it scores as :class:`realfake.detector.spectrum.Fused`.
+and it scores as :class:`realfake.detector.spectrum.Fused`. A fused model an update taught a new generator
+also carries ``heads`` (:mod:`realfake.detector.heads`), each reading the probe's features and the network's
+face embedding.
 
 Files of the first format (``realfake-detector/1``, ``realfake-ensemble/1``: the scoring window was
 ``score_size`` and the probe's the spectral entry's ``window``) are read through :func:`upgrade`.
@@ -32,9 +34,10 @@ import torch
 from torch import nn
 
 from realfake.atomic import write_file
-from realfake.detector.network import Network, load_model, load_state_dict
+from realfake.detector.heads import heads_from_entries
+from realfake.detector.network import EMBEDDING, Network, load_model, load_state_dict
 from realfake.detector.preprocess import InputSpec
-from realfake.detector.spectrum import fuse
+from realfake.detector.spectrum import N_FEATURES, fuse
 from realfake.errors import RealfakeError
 
 MODEL_FORMAT = "realfake-detector/2"
@@ -96,6 +99,15 @@ def model_from_blob(blob: dict[str, Any], path: Path) -> tuple[nn.Module, InputS
     if "spectral" in blob:
         model = fuse(model, spec, blob["spectral"], source=str(path))
         extra["spectral"] = {k: v for k, v in blob["spectral"].items() if k != "state_dict"}
+        model.heads.extend(heads_from_entries(blob.get("heads"), str(path)))
+        wanted = N_FEATURES + EMBEDDING * len(model.members)
+        if any(head.n_inputs != wanted for head in model.heads):
+            raise RealfakeError(f"{path}: a head reads {[h.n_inputs for h in model.heads]} inputs where this model "
+                                f"gives {wanted}; update the model again.")
+        extra["heads"] = [{k: v for k, v in e.items() if k != "state_dict"} for e in blob.get("heads") or []]
+    elif blob.get("heads"):
+        raise RealfakeError(f"{path}: it has heads but no spectral probe, whose features they read; update the "
+                            "model again.")
     return model, spec, extra
 
 
@@ -118,8 +130,8 @@ def _network(blob: dict[str, Any], path: Path) -> tuple[nn.Module, InputSpec, di
                   for i, (m, s) in enumerate(zip(blob["members"], specs))]
         model = Network(models, [s.representation for s in specs]).eval()
         members = [{k: v for k, v in m.items() if k != "state_dict"} for m in blob["members"]]
-        return model, spec, {**{k: v for k, v in blob.items() if k not in ("format", "input", "members", "spectral")},
-                             "members": members}
+        kept = {k: v for k, v in blob.items() if k not in ("format", "input", "members", "spectral", "heads")}
+        return model, spec, {**kept, "members": members}
     if fmt != MODEL_FORMAT or "state_dict" not in blob:
         raise RealfakeError(
             f"{path} is not a realfake model file (format {fmt!r}); expected one written by "
@@ -127,7 +139,7 @@ def _network(blob: dict[str, Any], path: Path) -> tuple[nn.Module, InputSpec, di
         )
     model = Network([load_model(blob["state_dict"], source=str(path), in_channels=spec.channels)],
                     [spec.representation]).eval()
-    extra = {k: v for k, v in blob.items() if k not in ("format", "input", "state_dict", "spectral")}
+    extra = {k: v for k, v in blob.items() if k not in ("format", "input", "state_dict", "spectral", "heads")}
     return model, spec, extra
 
 

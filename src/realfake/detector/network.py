@@ -167,6 +167,35 @@ class Network(nn.Module):
             logits.append(member(r if layout is None else r.contiguous(memory_format=layout)))
         return logits[0] if len(logits) == 1 else torch.stack(logits).mean(0)
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 512 * members + 1): each member's :func:`face_embedding` of ``x``, then the network's logit
+        (:meth:`forward`'s numbers), computed in one pass: what an update's new-family head reads."""
+        layout = _layout(x)
+        embeddings, logits = [], []
+        for member, representation in zip(self.members, self.representations):
+            r = represent(x, representation)
+            e = face_embedding(member, r if layout is None else r.contiguous(memory_format=layout))
+            embeddings.append(e)
+            logits.append(member.logits(e))
+        logit = logits[0] if len(logits) == 1 else torch.stack(logits).mean(0)
+        return torch.cat([*embeddings, logit], 1)
+
+
+#: The width of a member's face embedding (:func:`face_embedding`).
+EMBEDDING = 512
+#: Inception-ResNet-V1's layers from the input to its 512-value face embedding, in facenet-pytorch's order.
+TRUNK = ("conv2d_1a", "conv2d_2a", "conv2d_2b", "maxpool_3a", "conv2d_3b", "conv2d_4a", "conv2d_4b", "repeat_1",
+         "mixed_6a", "repeat_2", "mixed_7a", "repeat_3", "block8", "avgpool_1a")
+
+
+def face_embedding(member: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """(B, 512) the input of ``member``'s one-logit layer (``member.logits``): the face embedding it ends in,
+    computed as facenet-pytorch's forward computes it (in eval mode, where dropout does nothing). ``member.logits``
+    of it is ``member(x)``, the same numbers."""
+    for name in TRUNK:
+        x = getattr(member, name)(x)
+    return member.last_bn(member.last_linear(x.flatten(1)))
+
 
 def _layout(x: torch.Tensor) -> torch.memory_format | None:
     """The memory format ``x`` is laid out in; None for a view in neither (a window of a larger batch)."""

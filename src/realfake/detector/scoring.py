@@ -107,20 +107,26 @@ def own_generator() -> torch.Generator:
 
 
 class RememberedLogits(nn.Module):
-    """``network``, its logits remembered by the bytes of its input batch in ``store`` (a dict the caller keeps):
-    models that hold the same network weights (the versions of an update's lineage, which tune only the probe)
-    share one store, and the second one scoring the same images reads the network's logits instead of running
-    it. Keyed by content, so a different image, perturbation or batch never reads another's logits."""
+    """``network`` (a :class:`~realfake.detector.network.Network`), its face embeddings and logits
+    (:meth:`~realfake.detector.network.Network.embed`, one pass) remembered by the bytes of its input batch in
+    ``store`` (a dict the caller keeps): models that hold the same network weights (the versions of an update's
+    lineage, which leave the network as it was) share one store, and the second one scoring the same images reads
+    the network's outputs instead of running it, whether it reads the logit alone or the embedding too (a head).
+    Keyed by content, so a different image, perturbation or batch never reads another's."""
 
     def __init__(self, network: nn.Module, store: dict[bytes, torch.Tensor]):
         super().__init__()
         self.network, self.store = network, store
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The network's logits of ``x``: remembered, or computed and remembered."""
+        """The network's logits (B, 1) of ``x``: remembered, or computed and remembered."""
+        return self.embed(x)[:, -1:]
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's face embeddings and logits (B, E + 1) of ``x``: remembered, or computed and remembered."""
         key = input_key(x)
         if key not in self.store:
-            self.store[key] = self.network(x)
+            self.store[key] = self.network.embed(x)
         return self.store[key].to(x.device)
 
 
@@ -135,7 +141,7 @@ def input_key(x: torch.Tensor) -> bytes:
 
 #: The format of a file of remembered network logits (:func:`save_network_logits`): its name, then its version.
 LOGITS_NAME = "realfake-network-logits"
-LOGITS_FORMAT = f"{LOGITS_NAME}/2"  # /1 keyed the inputs by BLAKE2b of their float32 copy
+LOGITS_FORMAT = f"{LOGITS_NAME}/3"  # /1 keyed the inputs by BLAKE2b of their float32 copy; /2 kept the logit alone
 
 
 def scoring_context(device: torch.device, amp: bool) -> str:

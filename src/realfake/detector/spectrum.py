@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from realfake.detector.heads import FamilyHead
 from realfake.detector.preprocess import PIXEL_SCALE, InputSpec, centre_box
 from realfake.errors import RealfakeError
 
@@ -275,13 +276,17 @@ class Fused(nn.Module):
     ``network_window`` of it (None: the whole input), where the probe's is larger: the spectrum of more pixels
     is more evidence, while more of the network's scoring adds little and costs in proportion.
 
-    ``members`` are the network's Inception-ResNets (Grad-CAM explains them; the probe has no map).
+    ``members`` are the network's Inception-ResNets (Grad-CAM explains them; the probe has no map). ``heads`` are
+    what updates added for new generators (:mod:`realfake.detector.heads`): each lifts the fused logit of the images
+    it recognises to a FAKE verdict, and leaves every other image's as it was.
     """
 
     def __init__(self, network: nn.Module, probe: SpectralProbe, weights: torch.Tensor, bias: torch.Tensor,
-                 gate: torch.Tensor | None = None, network_window: int | None = None, rule: str = "sum"):
+                 gate: torch.Tensor | None = None, network_window: int | None = None, rule: str = "sum",
+                 heads: list[FamilyHead] | None = None):
         super().__init__()
         self.network, self.probe = network, probe
+        self.heads = nn.ModuleList(heads or [])
         self.network_window = network_window
         self.rule = rule
         self.register_buffer("weights", torch.as_tensor(weights, dtype=torch.float32).reshape(2))
@@ -303,6 +308,12 @@ class Fused(nn.Module):
         """The network's logit (B, 1) in float32, on its window of ``x``."""
         top, left, h, w = centre_box(*x.shape[-2:], self.network_window)
         return self.network(x[..., top:top + h, left:left + w]).float()
+
+    def network_evidence(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's face embedding and logit (B, E + 1) in float32, on its window of ``x``
+        (:meth:`~realfake.detector.network.Network.embed`)."""
+        top, left, h, w = centre_box(*x.shape[-2:], self.network_window)
+        return self.network.embed(x[..., top:top + h, left:left + w]).float()
 
     def share(self, features: torch.Tensor) -> torch.Tensor:
         """The network's share (B,) of images with :func:`spectrum_features` ``features``: 1 without a gate."""
@@ -329,21 +340,33 @@ class Fused(nn.Module):
     def dense(self, x: torch.Tensor) -> torch.Tensor:
         """The fused logit (B, 1) with the network run on every image, whatever its share (what gradients
         through the network, as Grad-CAM's, need): :meth:`forward`'s figures."""
-        return self.combine(*self.parts(x))
+        return self._fused(x, dense=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The fused logit (B, 1) of p_fake, :meth:`combine`'s. The network runs only on the images the gate gives
-        a share: on a batch of blurred photos it is not run at all (the logits are those of :meth:`parts`)."""
+        """The fused logit (B, 1) of p_fake, :meth:`combine`'s, lifted by any :attr:`heads`. The network runs only
+        on the images the gate gives a share: on a batch of blurred photos it is not run at all (the logits are
+        those of :meth:`parts`), and no head speaks there."""
+        return self._fused(x, dense=False)
+
+    def _fused(self, x: torch.Tensor, dense: bool) -> torch.Tensor:
         features = spectrum_features(x)
         probe, share = self.probe.logit(features).float(), self.share(features).unsqueeze(1)
-        live = share.squeeze(1) > 0
+        live = torch.ones_like(share.squeeze(1), dtype=torch.bool) if dense else share.squeeze(1) > 0
+        read = self.network_evidence if self.heads else self.network_logit
         if bool(live.all()):
-            net = self.network_logit(x)
+            evidence = read(x)
+        elif bool(live.any()):
+            found = read(x[live])
+            evidence = found.new_zeros(len(x), found.shape[1])
+            evidence[live] = found
         else:
-            net = torch.zeros_like(probe)
-            if bool(live.any()):
-                net[live] = self.network_logit(x[live])
-        return self.combine(net, probe, share)
+            return self.combine(torch.zeros_like(probe), probe, share)
+        fused = self.combine(evidence[:, -1:], probe, share)
+        if self.heads:
+            inputs, detail = torch.cat([features, evidence[:, :-1]], 1), sharpness(features)
+            for head in self.heads:
+                fused = head.lift(fused, inputs, detail, live)
+        return fused
 
 
 def fusion_inputs(parts: np.ndarray) -> np.ndarray:

@@ -34,6 +34,8 @@ import torch
 from realfake.config import build_config, is_int, require
 from realfake.data.manifest import Manifest
 from realfake.data.newimages import NewImages
+from realfake.detector.decision import Decision
+from realfake.detector.heads import head_entry
 from realfake.detector.modelfile import model_from_blob, save_torch
 from realfake.detector.network import load_state_dict
 from realfake.detector.preprocess import Augment, InputSpec, Preprocessor
@@ -44,12 +46,16 @@ from realfake.images import ImageFiles
 from realfake.training.config import TrainConfig
 from realfake.training.data import TrainImages, split_pixels, targets
 from realfake.training.decide import fit_model_decision
+from realfake.training.heads import Picked, fit_head, windows_evidence
 from realfake.training.phases import Phases
 from realfake.training.spectral import PerturbedWindows, score_windows
 
 #: The random-number streams of an update's windows: the replay's, and the new images' (the train stage's probe
-#: starts at 1,000, its mix at 2,000).
-REPLAY_STREAM, NEW_STREAM = 3_000, 3_500
+#: starts at 1,000, its mix at 2,000); a head's reals: those it learns from, and those that set its bar.
+REPLAY_STREAM, NEW_STREAM, HEAD_REALS_STREAM, HEAD_BAR_STREAM = 3_000, 3_500, 4_000, 4_500
+#: What an update changes: ``head`` adds a new-family head and leaves the parent as it was; ``probe`` tunes the
+#: spectral probe with replay and distillation.
+METHODS = ("head", "probe")
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,9 @@ class UpdateConfig:
     reals: str | None = None
     count: int = 100
     start: str = "champion"
+    method: str = "head"
+    hidden: int = 128
+    real_passes: int = 2
     passes: int = 4
     new_passes: int = 8
     new_share: float = 0.25
@@ -73,7 +82,11 @@ class UpdateConfig:
         require(isinstance(self.fakes, str) and self.fakes, "update.fakes must name a folder of the new fakes.")
         require(self.reals is None or (isinstance(self.reals, str) and self.reals),
                 f"update.reals must be a folder or null, got {self.reals!r}.")
-        for name in ("count", "passes", "new_passes", "steps"):
+        require(self.method in METHODS, f"update.method must be one of {', '.join(METHODS)}, got {self.method!r}.")
+        require(not (self.refit and self.method == "head"),
+                "update.refit applies to update.method: probe; a head keeps the parent's decision (its bar is read "
+                "against it): set update.refit: false, or update.method: probe.")
+        for name in ("count", "passes", "new_passes", "steps", "hidden", "real_passes"):
             value = getattr(self, name)
             require(is_int(value) and value >= 1, f"update.{name} must be a positive integer, got {value!r}.")
         require(isinstance(self.start, (str, int)) and not isinstance(self.start, bool) and str(self.start) != "",
@@ -128,6 +141,9 @@ def update_model(parent: Path, out: Path, new: list[NewImages], data: Manifest, 
     assert isinstance(model, Fused)  # read_parent checked the spectral entry
     device = resolve_device(train_cfg.device)
     phases = Phases(device)
+    if cfg.method == "head":
+        return add_head(blob, model, spec, parent, out, new, data, cfg, train_cfg, lineage=lineage,
+                        packed_dir=packed_dir, log=log, phases=phases)
     t0 = time.perf_counter()
     augment = train_cfg.spectral.augment
     replay = features(split_pixels(data, "train", packed_dir), targets(data, "train"), spec, augment, cfg.passes,
@@ -151,3 +167,44 @@ def update_model(parent: Path, out: Path, new: list[NewImages], data: Manifest, 
                                      keep_probe=True)
     phases.report(log)
     return {**{f"update/{k}": float(v) for k, v in learned.items()}, **figures, **phases.metrics()}
+
+
+def add_head(blob: dict[str, Any], model: Fused, spec: InputSpec, parent: Path, out: Path, new: list[NewImages],
+             data: Manifest, cfg: UpdateConfig, train_cfg: TrainConfig, *, lineage: dict[str, Any],
+             packed_dir: Path | None, log: Callable[[str], None], phases: Phases) -> dict[str, float]:
+    """``update.method: head``: write ``out``, the parent's model file with one more head (the parent's heads and
+    everything else as they were), fitted on ``new`` as :mod:`realfake.training.heads` says; the update's figures."""
+    t0 = time.perf_counter()
+    decision = Decision.from_entry(blob.get("decision"), str(parent))
+
+    def reals(split: str, passes: int, stream: int, name: str) -> np.ndarray:
+        pixels = split_pixels(data, split, packed_dir)
+        index = np.flatnonzero(targets(data, split) == 0)
+        return windows_evidence(model, Picked(pixels, index), 0.0, train_cfg.decision.augment, passes, stream,
+                                True, spec, train_cfg, phases, name)
+
+    learned = reals("train", cfg.real_passes, HEAD_REALS_STREAM, "head_reals")
+    bar_reals = reals("valid", train_cfg.decision.passes, HEAD_BAR_STREAM, "head_bar_reals")
+    fakes = []
+    for n in new:  # new reals join the head's reals; new fakes are what it learns to catch
+        found = windows_evidence(model, ImageFiles(n.learn, cache=True), n.target, train_cfg.spectral.augment,
+                                 cfg.new_passes, NEW_STREAM, True, spec, train_cfg, phases, "head_new")
+        if n.target:
+            fakes.append(found)
+        else:
+            learned = np.concatenate([learned, found])
+    with phases("head_fit"):
+        head, facts = fit_head(np.concatenate(fakes), learned, bar_reals, cfg.hidden, cfg.seed,
+                               str(lineage.get("family", "")))
+        head.set_decision(decision.threshold, decision.coef, decision.intercept)
+    heads = [*blob.get("heads", []), head_entry(head, **facts)]
+    save_torch({**blob, "heads": heads, "updates": [*blob.get("updates", []), lineage]}, out)
+    seconds = time.perf_counter() - t0
+    log(f"update: a head for {lineage.get('family', 'the new images')} learned {facts['n_fakes']} windows of "
+        f"{sum(len(n.learn) for n in new)} new images against {facts['n_reals']} of reals; it fires on "
+        f"{facts['fires_on_learned']:.1%} of its own, from logit {facts['bar']:.3f} (the highest of "
+        f"{facts['n_bar_reals']} reals it did not learn from) ({seconds:.0f} s)")
+    phases.report(log)
+    figures = {"learn_seconds": seconds, "n_new": sum(len(n.learn) for n in new), "n_new_windows": facts["n_fakes"],
+               "n_head_reals": facts["n_reals"], "head_fires_on_learned": facts["fires_on_learned"]}
+    return {**{f"update/{k}": float(v) for k, v in figures.items()}, **phases.metrics()}
