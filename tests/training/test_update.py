@@ -23,10 +23,15 @@ from realfake.errors import ConfigError, RealfakeError
 from realfake.images import ImageFiles
 from realfake.training.config import TrainConfig
 from realfake.training.data import targets
-from realfake.training.update import UpdateConfig, update_model
+from realfake.training.update import HeadUpdate, ProbeUpdate, UpdateConfig, update_model
 
 #: The tiny run's settings: the network and a small probe.
 TINY_FUSED = {**TINY_TRAIN, "epochs": 1, "spectral": {"enabled": True, "passes": 1, "hidden": 8}}
+#: An update's settings for the tiny run: a head on one perturbed pass of the reals and two of the new fakes; a probe
+#: tuned for 200 steps on one replayed pass and two of the new fakes.
+TINY_HEAD = HeadUpdate(real_passes=1, new_passes=2)
+TINY_PROBE = ProbeUpdate(passes=1, new_passes=2, steps=200)
+TINY_PROBE_REFIT = ProbeUpdate(passes=1, new_passes=2, steps=200, refit=True)
 
 
 def _clusters(n: int, centre: float, seed: int, dims: int = 40) -> torch.Tensor:
@@ -89,7 +94,7 @@ def parent_model(tiny_manifest, tiny_sample, module_tmp):
 def test_an_update_tunes_the_probe_keeps_the_network_and_refits_the_decision(parent_model, tiny_data, tmp_path):
     parent, folder = parent_model
     new = [check_new_images(folder, "fakes", ValidateConfig(), tiny_data, count=20)]
-    cfg = UpdateConfig(fakes=str(folder), count=20, method="probe", passes=1, new_passes=2, steps=200, refit=True)
+    cfg = UpdateConfig(fakes=str(folder), count=20, method="probe", probe=TINY_PROBE_REFIT)
     out = tmp_path / "updated.pt"
     lines = []
     figures = update_model(parent, out, new, tiny_data, cfg, TrainConfig(**TINY_FUSED),
@@ -106,8 +111,8 @@ def test_an_update_tunes_the_probe_keeps_the_network_and_refits_the_decision(par
     assert figures["update/n_replay_windows"] == len(tiny_data.rows("train"))
     assert any("probe tuned on 40 windows of 20 new images" in line for line in lines)
     kept = tmp_path / "kept.pt"  # the default: the parent's fusion and decision stay as they were
-    update_model(parent, kept, new, tiny_data, UpdateConfig(fakes=str(folder), count=20, method="probe", passes=1,
-                                                            new_passes=2, steps=200), TrainConfig(**TINY_FUSED),
+    update_model(parent, kept, new, tiny_data,
+                 UpdateConfig(fakes=str(folder), count=20, method="probe", probe=TINY_PROBE), TrainConfig(**TINY_FUSED),
                  lineage={},
                  log=lambda s: None)
     same = load_state_dict(kept)
@@ -132,8 +137,7 @@ def test_a_head_learns_the_new_family_and_leaves_the_parent_as_it_was(parent_mod
     new = [check_new_images(folder, "fakes", ValidateConfig(), tiny_data, count=20)]
     out, lines = tmp_path / "headed.pt", []
     train_cfg = TrainConfig(**TINY_FUSED)
-    figures = update_model(parent, out, new, tiny_data, UpdateConfig(fakes=str(folder), count=20, real_passes=1,
-                                                                     new_passes=2),
+    figures = update_model(parent, out, new, tiny_data, UpdateConfig(fakes=str(folder), count=20, head=TINY_HEAD),
                            train_cfg, lineage={"parent_version": 1, "family": "bicubic"}, log=lines.append)
     before, after = load_state_dict(parent), load_state_dict(out)
     assert torch.equal(torch.cat([v.flatten() for v in before["state_dict"].values()]),
@@ -172,14 +176,16 @@ def test_an_update_from_a_model_without_a_probe_says_how_to_get_one(tiny_data, t
 
 
 @pytest.mark.parametrize(("params", "message"), [
-    ({"count": 0}, "update.count must be a positive integer"),
+    ({"count": 0}, "update.count must be an integer >= 1"),
     ({"fakes": ""}, "update.fakes must name a folder"),
-    ({"new_share": 1.0}, "update.new_share must be a share in"),
-    ({"distill": -1}, "update.distill must be a number >= 0"),
+    ({"probe": {"new_share": 1.0}}, "update.probe.new_share must be a share in"),
+    ({"probe": {"distill": -1}}, "update.probe.distill must be a number >= 0"),
+    ({"distill": 1.0}, "'update.distill' is now 'update.probe.distill'"),
+    ({"head": {"new_passes": -1}}, "update.head.new_passes must be an integer >= 0"),
+    ({"head": {"alpha": 0}}, "update.head.alpha must be a number > 0"),
     ({"start": True}, "update.start must be a registry alias"),
     ({"method": "lora"}, "update.method must be one of head, probe"),
-    ({"refit": True}, "update.refit applies to update.method: probe"),
-    ({"hidden": 0}, "update.hidden must be a positive integer"),
+    ({"head": {"hidden": 0}}, "update.head.hidden must be an integer >= 1"),
     ({"epochs": 3}, "epochs"),
 ])
 def test_update_settings_errors_are_clear(params, message):
@@ -223,7 +229,7 @@ def test_two_updates_in_a_row_are_registered_with_their_lineage_and_measured(cha
     mlflow, register_cfg, paths, folder = champion
     robust = RobustnessConfig.from_params({"perturbations": [{"kind": "blur", "strength": 1.0}], "device": "cpu",
                                            "batch_size": 16})
-    common = dict(count=20, passes=1, new_passes=2, steps=200, tolerance=1.0)
+    common = dict(count=20, head=TINY_HEAD, tolerance=1.0)
     args = (TrainConfig(**TINY_FUSED), ValidateConfig(), robust, register_cfg, paths)
     first = update.run(UpdateConfig(fakes=str(folder), **common), *args, log=lambda s: None)
     second = update.run(UpdateConfig(fakes=str(folder.parent / "nearest"), start=str(first["version"]), **common),
@@ -269,7 +275,7 @@ def test_an_update_that_regresses_names_the_rows_and_keeps_the_champion(champion
 
     monkeypatch.setattr(continual, "gate", strict)
     lines = []
-    record = update.run(UpdateConfig(fakes=str(folder), count=20, passes=1, new_passes=2, steps=200),
+    record = update.run(UpdateConfig(fakes=str(folder), count=20, head=TINY_HEAD),
                         TrainConfig(**TINY_FUSED), ValidateConfig(), robust, register_cfg, paths, log=lines.append)
     assert not record["alias_moved"] and record["champion"] == 1
     assert any(r.startswith("clean: fakes caught") and "(-5.0 points)" in r for r in record["regressions"])
@@ -288,8 +294,8 @@ def test_the_lineage_scores_the_shared_network_once_with_the_same_verdicts(paren
     parent, folder = parent_model
     new = [check_new_images(folder, "fakes", ValidateConfig(), tiny_data, count=20)]
     updated = tmp_path / "updated.pt"
-    update_model(parent, updated, new, tiny_data, UpdateConfig(fakes=str(folder), count=20, method="probe", passes=1,
-                                                               new_passes=2, steps=200), TrainConfig(**TINY_FUSED),
+    update_model(parent, updated, new, tiny_data,
+                 UpdateConfig(fakes=str(folder), count=20, method="probe", probe=TINY_PROBE), TrainConfig(**TINY_FUSED),
                  lineage={}, log=lambda s: None)
     cfg = RobustnessConfig.from_params({"perturbations": [{"kind": "blur", "strength": 1.0},
                                                           {"kind": "noise", "strength": 2}], "device": "cpu"})
@@ -315,9 +321,8 @@ def test_the_lineage_scores_the_shared_network_once_with_the_same_verdicts(paren
 
     # a model with a head reads the network's face embeddings too: remembered with the logits, none computed again
     headed = tmp_path / "headed.pt"
-    update_model(parent, headed, new, tiny_data, UpdateConfig(fakes=str(folder), count=20, real_passes=1,
-                                                              new_passes=2), TrainConfig(**TINY_FUSED), lineage={},
-                 log=lambda s: None)
+    update_model(parent, headed, new, tiny_data, UpdateConfig(fakes=str(folder), count=20, head=TINY_HEAD),
+                 TrainConfig(**TINY_FUSED), lineage={}, log=lambda s: None)
     assert table(headed, known) == table(headed)
     assert [len(store) for store in known.values()] == [batches], "the embeddings were remembered with the logits"
 

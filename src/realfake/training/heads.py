@@ -3,17 +3,18 @@
 The head reads each image's evidence, the probe's spectrum features and the network's face embedding
 (:func:`evidence`), and learns the new family's fakes against reals the parent model passes:
 
-- its **fakes** are the new images, in ``update.new_passes`` passes of the probe's perturbations
-  (``train.spectral.augment``), as the probe learned its own;
-- its **reals** are the train split's, clean and in ``update.real_passes`` passes of the validation mix's
+- its **fakes** are the new images as they are, and in ``update.head.new_passes`` passes of the probe's
+  perturbations (``train.spectral.augment``; none by default: on the sample, the perturbed copies of a new family's
+  fakes look like perturbed reals, and learning them cost the clean family more than it added);
+- its **reals** are the train split's, clean and in ``update.head.real_passes`` passes of the validation mix's
   perturbations (``train.decision.augment``), so it learns what a resized, blurred or re-compressed real looks like
   rather than calling them fake;
 - its **bar** is read from reals it did not learn from: the valid split's, clean and in ``train.decision.passes``
   passes of the same perturbations (the validation mix's reals); the head fires from the highest logit among them,
   so on the mix it adds no false alarm.
 
-Fitted by scikit-learn's ``MLPClassifier`` (one ReLU layer, Adam, L2 ``alpha``) on standardised evidence; the
-weights are copied into the head, whose logit is the classifier's log-odds.
+Fitted by scikit-learn's ``MLPClassifier`` (one ReLU layer, Adam, L2 ``update.head.alpha``) on standardised
+evidence; the weights are copied into the head, whose logit is the classifier's log-odds.
 """
 
 from __future__ import annotations
@@ -32,9 +33,6 @@ from realfake.training.config import TrainConfig
 from realfake.training.data import TrainImages
 from realfake.training.phases import Phases
 from realfake.training.spectral import PerturbedWindows, perturbed_batches
-
-#: The L2 penalty of the head's classifier (scikit-learn's ``alpha``).
-HEAD_ALPHA = 1e-2
 
 
 class Picked(Sequence):
@@ -65,7 +63,7 @@ def windows_evidence(model: Fused, pixels: Sequence, target: float, augment: Aug
     device = resolve_device(train_cfg.device)
     images = TrainImages(pixels, np.full(len(pixels), target, dtype=np.float32), Preprocessor(spec), train_cfg.seed)
     on_device = train_cfg.perturbs_on_device(device)
-    sets = [PerturbedWindows(images, augment, passes, first=first + 1, on_device=on_device)]
+    sets = [PerturbedWindows(images, augment, passes, first=first + 1, on_device=on_device)] if passes else []
     if clean:
         sets.insert(0, PerturbedWindows(images, Augment(hflip=False, jpeg_prob=0.0), 1, first=first,
                                         on_device=on_device))
@@ -79,9 +77,10 @@ def windows_evidence(model: Fused, pixels: Sequence, target: float, augment: Aug
     return torch.cat(out).numpy()
 
 
-def fit_head(fakes: np.ndarray, reals: np.ndarray, bar_reals: np.ndarray, hidden: int, seed: int,
+def fit_head(fakes: np.ndarray, reals: np.ndarray, bar_reals: np.ndarray, hidden: int, alpha: float, seed: int,
              family: str = "") -> tuple[FamilyHead, dict[str, float]]:
-    """A :class:`FamilyHead` fitted on evidence of ``fakes`` against ``reals``, firing from the highest logit of
+    """A :class:`FamilyHead` (``hidden`` units, L2 penalty ``alpha``) fitted on evidence of ``fakes`` against ``reals``,
+    firing from the highest logit of
     ``bar_reals`` (reals it did not learn from); and its figures (the share of its own fakes it fires on, the
     bar). Not yet mapped into a decision (:meth:`FamilyHead.set_decision`)."""
     from sklearn.neural_network import MLPClassifier
@@ -90,7 +89,7 @@ def fit_head(fakes: np.ndarray, reals: np.ndarray, bar_reals: np.ndarray, hidden
     x = np.concatenate([reals, fakes])
     y = np.r_[np.zeros(len(reals)), np.ones(len(fakes))]
     scaler = StandardScaler().fit(x)
-    mlp = MLPClassifier((hidden,), alpha=HEAD_ALPHA, max_iter=500, random_state=seed).fit(scaler.transform(x), y)
+    mlp = MLPClassifier((hidden,), alpha=alpha, max_iter=500, random_state=seed).fit(scaler.transform(x), y)
     head = FamilyHead(x.shape[1], hidden, family)
     with torch.no_grad():
         head.mean.copy_(torch.from_numpy(scaler.mean_))

@@ -1,21 +1,26 @@
 """Teaching a trained detector a new generator from a few of its fakes (``update`` in params.yaml), without
-forgetting what it knew: :func:`update_model`.
+forgetting what it knew: :func:`update_model`. The update starts from a model file (the champion's), not from
+scratch, in one of two ways (``update.method``):
 
-The update starts from a model file (the champion's), not from scratch, and changes the part of the detector that
-reads a generator's trace from a few examples: the spectral probe (:mod:`realfake.detector.spectrum`). Its
-windows are made as the train stage makes them (the same perturbations, ``train.spectral.augment``): ``passes``
-perturbed passes over the original train split (the replay) and ``new_passes`` over the new images
-(:class:`~realfake.data.newimages.NewImages`: what it learns from; the rest test it). The probe is then tuned from
-the parent's weights (:func:`~realfake.detector.spectrum.tune_probe`): each batch draws ``new_share`` of its
-windows from the new images and the rest from the replay, and the loss adds ``distill`` times the squared
-difference of the replayed windows' logits from the parent probe's (replay plus distillation: the simple, strong
-baseline of continual deepfake detection, CDDB and DFIL). The network, and the gate that gives it its say, keep the
-parent's weights: on the sample, tuning the network with replay and distillation did not raise the share of a new
-family it catches (docs/method.md).
+- **head** (the default, ``update.head``, :func:`add_head`): the parent stays as it was, bit for bit, and gains a
+  head for the new family (:mod:`realfake.detector.heads`, fitted by :mod:`realfake.training.heads`): a small
+  classifier of the probe's spectrum features and the network's face embedding that turns to FAKE the verdicts of
+  the images it recognises, and leaves every other image's logit as the parent gave it. Nothing the parent catches
+  can be lost, and the reals it adds as false alarms are bounded by its bar, read on reals it did not learn from.
+  A second update adds a second head beside the first.
+- **probe** (``update.probe``): the spectral probe (:mod:`realfake.detector.spectrum`) is tuned from the parent's
+  weights (:func:`~realfake.detector.spectrum.tune_probe`) on windows made as the train stage makes them (the same
+  perturbations, ``train.spectral.augment``): ``passes`` perturbed passes over the original train split (the
+  replay) and ``new_passes`` over the new images (:class:`~realfake.data.newimages.NewImages`: what it learns
+  from; the rest test it); each batch draws ``new_share`` of its windows from the new images, and the loss adds
+  ``distill`` times the squared difference of the replayed windows' logits from the parent probe's (replay plus
+  distillation: the simple, strong baseline of continual deepfake detection, CDDB and DFIL). The probe is shared
+  by every verdict, so what it learns moves the verdicts on resized and re-compressed reals too (docs/method.md).
+  The fusion and the decision stay the parent's; with ``refit`` they are fitted again on the validation mix
+  (:func:`realfake.training.decide.fit_model_decision`).
 
-What the method fits after the probe (the fusion weights, the calibration, the threshold and the "uncertain" level)
-stays the parent's, so the verdicts on everything the probe still scores as before stay put; with ``refit`` they are
-fitted again on the validation mix (:func:`realfake.training.decide.fit_model_decision`).
+Either way the network keeps the parent's weights: on the sample, tuning the network with replay and distillation
+did not raise the share of a new family it catches (docs/method.md).
 
 Nothing here knows MLflow or DVC: the update stage (:mod:`realfake.stages.update`) fetches the parent, evaluates
 before and after, and registers.
@@ -24,9 +29,9 @@ before and after, and registers.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import torch
@@ -58,23 +63,67 @@ REPLAY_STREAM, NEW_STREAM, HEAD_REALS_STREAM, HEAD_BAR_STREAM = 3_000, 3_500, 4_
 METHODS = ("head", "probe")
 
 
-@dataclass(frozen=True)
-class UpdateConfig:
-    """The ``update`` section of params.yaml."""
+def _count(value: Any, key: str, least: int = 1) -> None:
+    require(is_int(value) and value >= least, f"{key} must be an integer >= {least}, got {value!r}.")
 
-    fakes: str = "data/heldout/bilinear"
-    reals: str | None = None
-    count: int = 100
-    start: str = "champion"
-    method: str = "head"
+
+def _number(value: Any, key: str) -> None:
+    require(isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0,
+            f"{key} must be a number >= 0, got {value!r}.")
+
+
+@dataclass(frozen=True)
+class HeadUpdate:
+    """``update.head``: how a new family's head is fitted (:mod:`realfake.training.heads`)."""
+
     hidden: int = 128
+    alpha: float = 0.1
     real_passes: int = 2
+    new_passes: int = 0
+
+    def __post_init__(self) -> None:
+        _count(self.hidden, "update.head.hidden")
+        _count(self.real_passes, "update.head.real_passes")
+        _count(self.new_passes, "update.head.new_passes", least=0)
+        require(isinstance(self.alpha, (int, float)) and not isinstance(self.alpha, bool) and self.alpha > 0,
+                f"update.head.alpha must be a number > 0, got {self.alpha!r}.")
+
+
+@dataclass(frozen=True)
+class ProbeUpdate:
+    """``update.probe``: how the spectral probe is tuned (:func:`~realfake.detector.spectrum.tune_probe`)."""
+
     passes: int = 4
     new_passes: int = 8
     new_share: float = 0.25
     steps: int = 1000
     distill: float = 1.0
     refit: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("passes", "new_passes", "steps"):
+            _count(getattr(self, name), f"update.probe.{name}")
+        _number(self.distill, "update.probe.distill")
+        require(isinstance(self.new_share, (int, float)) and 0 < self.new_share < 1,
+                f"update.probe.new_share must be a share in (0, 1), got {self.new_share!r}.")
+        require(isinstance(self.refit, bool), f"update.probe.refit must be true or false, got {self.refit!r}.")
+
+
+@dataclass(frozen=True)
+class UpdateConfig:
+    """The ``update`` section of params.yaml."""
+
+    #: The probe's settings, which sat at the top of the section before there was a head.
+    RENAMED: ClassVar[dict[str, str]] = {k: f"probe.{k}" for k in ("passes", "new_passes", "new_share", "steps",
+                                                                    "distill", "refit")}
+
+    fakes: str = "data/heldout/bilinear"
+    reals: str | None = None
+    count: int = 100
+    start: str = "champion"
+    method: str = "head"
+    head: HeadUpdate = field(default_factory=HeadUpdate)
+    probe: ProbeUpdate = field(default_factory=ProbeUpdate)
     tolerance: float = 0.01
     seed: int = 0
 
@@ -83,21 +132,10 @@ class UpdateConfig:
         require(self.reals is None or (isinstance(self.reals, str) and self.reals),
                 f"update.reals must be a folder or null, got {self.reals!r}.")
         require(self.method in METHODS, f"update.method must be one of {', '.join(METHODS)}, got {self.method!r}.")
-        require(not (self.refit and self.method == "head"),
-                "update.refit applies to update.method: probe; a head keeps the parent's decision (its bar is read "
-                "against it): set update.refit: false, or update.method: probe.")
-        for name in ("count", "passes", "new_passes", "steps", "hidden", "real_passes"):
-            value = getattr(self, name)
-            require(is_int(value) and value >= 1, f"update.{name} must be a positive integer, got {value!r}.")
+        _count(self.count, "update.count")
         require(isinstance(self.start, (str, int)) and not isinstance(self.start, bool) and str(self.start) != "",
                 f"update.start must be a registry alias (champion) or a version number, got {self.start!r}.")
-        for name in ("distill", "tolerance"):
-            value = getattr(self, name)
-            require(isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0,
-                    f"update.{name} must be a number >= 0, got {value!r}.")
-        require(isinstance(self.new_share, (int, float)) and 0 < self.new_share < 1,
-                f"update.new_share must be a share in (0, 1), got {self.new_share!r}.")
-        require(isinstance(self.refit, bool), f"update.refit must be true or false, got {self.refit!r}.")
+        _number(self.tolerance, "update.tolerance")
         require(is_int(self.seed), f"update.seed must be an integer, got {self.seed!r}.")
 
     @classmethod
@@ -146,23 +184,24 @@ def update_model(parent: Path, out: Path, new: list[NewImages], data: Manifest, 
                         packed_dir=packed_dir, log=log, phases=phases)
     t0 = time.perf_counter()
     augment = train_cfg.spectral.augment
-    replay = features(split_pixels(data, "train", packed_dir), targets(data, "train"), spec, augment, cfg.passes,
+    tune = cfg.probe
+    replay = features(split_pixels(data, "train", packed_dir), targets(data, "train"), spec, augment, tune.passes,
                       REPLAY_STREAM, train_cfg, phases, train_cfg.spectral.synthetic(train_cfg.synthetic))
     paths = [p for n in new for p in n.learn]
     fresh = features(ImageFiles(paths, cache=True), np.concatenate([np.full(len(n.learn), n.target) for n in new]),
-                     spec, augment, cfg.new_passes, NEW_STREAM, train_cfg, phases)
+                     spec, augment, tune.new_passes, NEW_STREAM, train_cfg, phases)
     with phases("update_probe"):
-        probe = tune_probe(model.probe.to(device), *replay, *fresh, distill=cfg.distill, new_share=cfg.new_share,
-                           l2=train_cfg.spectral.l2, steps=cfg.steps, seed=cfg.seed)
+        probe = tune_probe(model.probe.to(device), *replay, *fresh, distill=tune.distill, new_share=tune.new_share,
+                           l2=train_cfg.spectral.l2, steps=tune.steps, seed=cfg.seed)
     entry = {**blob["spectral"], "state_dict": {k: v.detach().cpu() for k, v in probe.state_dict().items()}}
-    kept = {k: v for k, v in blob.items() if k not in ("spectral",) + (("decision",) if cfg.refit else ())}
+    kept = {k: v for k, v in blob.items() if k not in ("spectral",) + (("decision",) if tune.refit else ())}
     save_torch({**kept, "spectral": entry, "updates": [*blob.get("updates", []), lineage]}, out)
     learned = {"learn_seconds": time.perf_counter() - t0, "n_new": len(paths), "n_new_windows": len(fresh[0]),
                "n_replay_windows": len(replay[0])}
     log(f"update: probe tuned on {len(fresh[0])} windows of {len(paths)} new images and {len(replay[0])} replayed "
         f"({learned['learn_seconds']:.0f} s)")
     figures = {}
-    if cfg.refit:
+    if tune.refit:
         figures = fit_model_decision(out, train_cfg, data, packed_dir=packed_dir, log=log, phases=phases,
                                      keep_probe=True)
     phases.report(log)
@@ -183,18 +222,18 @@ def add_head(blob: dict[str, Any], model: Fused, spec: InputSpec, parent: Path, 
         return windows_evidence(model, Picked(pixels, index), 0.0, train_cfg.decision.augment, passes, stream,
                                 True, spec, train_cfg, phases, name)
 
-    learned = reals("train", cfg.real_passes, HEAD_REALS_STREAM, "head_reals")
+    learned = reals("train", cfg.head.real_passes, HEAD_REALS_STREAM, "head_reals")
     bar_reals = reals("valid", train_cfg.decision.passes, HEAD_BAR_STREAM, "head_bar_reals")
     fakes = []
     for n in new:  # new reals join the head's reals; new fakes are what it learns to catch
         found = windows_evidence(model, ImageFiles(n.learn, cache=True), n.target, train_cfg.spectral.augment,
-                                 cfg.new_passes, NEW_STREAM, True, spec, train_cfg, phases, "head_new")
+                                 cfg.head.new_passes, NEW_STREAM, True, spec, train_cfg, phases, "head_new")
         if n.target:
             fakes.append(found)
         else:
             learned = np.concatenate([learned, found])
     with phases("head_fit"):
-        head, facts = fit_head(np.concatenate(fakes), learned, bar_reals, cfg.hidden, cfg.seed,
+        head, facts = fit_head(np.concatenate(fakes), learned, bar_reals, cfg.head.hidden, cfg.head.alpha, cfg.seed,
                                str(lineage.get("family", "")))
         head.set_decision(decision.threshold, decision.coef, decision.intercept)
     heads = [*blob.get("heads", []), head_entry(head, **facts)]
