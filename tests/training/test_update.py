@@ -241,6 +241,7 @@ def test_two_updates_in_a_row_are_registered_with_their_lineage_and_measured(cha
     v3 = client.get_model_version(register_cfg.model_name, "3")
     assert v3.tags["parent_version"] == "2" and v3.tags["update_for"] == "nearest"
     assert "updated from version 2 for a new generator, 'nearest' (20 of its fakes" in v3.description
+    assert "by a head for it added beside the parent" in v3.description
     champion = str(client.get_model_version_by_alias(register_cfg.model_name, "champion").version)
     assert champion == ("3" if second["alias_moved"] else "2" if first["alias_moved"] else "1")
     run = mlflow.get_run(second["run_id"])

@@ -38,6 +38,10 @@ from realfake.paths import PATHS, Paths
 from realfake.training.config import TrainConfig
 from realfake.training.update import UpdateConfig, read_parent, update_model
 
+#: How each ``update.method`` taught the model, as its registered version's description says it.
+HOW = {"head": "by a head for it added beside the parent, which it leaves as it was",
+       "probe": "its spectral probe tuned with replay and distillation"}
+
 
 def run_from_params(params: Path | str = "params.yaml", paths: Paths = PATHS, **overrides: Any) -> dict[str, Any]:
     """:func:`run` with the sections of ``params`` (the ``update`` section's keys replaced by ``overrides``): what
@@ -103,7 +107,7 @@ def run(cfg: UpdateConfig, train_cfg: TrainConfig, validate_cfg: ValidateConfig,
         kept = paths.robustness_report / NETWORK_LOGITS
         known = load_network_logits(kept, resolve_device(robust_cfg.device), robust_cfg.amp)
         log(f"update: scoring {', '.join(labels)} on the robustness table and every family, in one pass (the "
-            "lineage shares its network: each image's network logit computed once, or read where the robustness "
+            "lineage shares its network: each image's network output computed once, or read where the robustness "
             f"stage left it: {sum(map(len, known.values()))} batches in {kept})")
         tables = run_robustness_many([*files, paths.updated_model], data, paths.heldout_dir, robust_cfg,
                                      log=lambda s: None, families=changes, network_logits=known)
@@ -140,8 +144,8 @@ def register(cfg: UpdateConfig, register_cfg: registry.RegisterConfig, paths: Pa
         info = registry.log_pyfunc(paths.updated_model, new[0].learn[0].read_bytes())
         description = (f"realfake detector updated from version {parent.version} for a new generator, '{name}' "
                        f"({len(new[0].learn)} of its fakes from {cfg.fakes}"
-                       f"{f', and reals from {cfg.reals}' if cfg.reals else ''}), with replay and distillation, in "
-                       f"run {run.info.run_id}.")
+                       f"{f', and reals from {cfg.reals}' if cfg.reals else ''}), {HOW[cfg.method]}, in run "
+                       f"{run.info.run_id}.")
         record = registry.register_update(info.model_uri, run.info.run_id, register_cfg, parent, check.promote,
                                           check.reason, {"update_for": name}, description)
         mlflow.set_tags({"registered_version": str(record["version"]), "champion": str(record["alias_moved"])})

@@ -170,10 +170,10 @@ def features(pixels, y: np.ndarray, spec: InputSpec, augment: Augment, passes: i
 def update_model(parent: Path, out: Path, new: list[NewImages], data: Manifest, cfg: UpdateConfig,
                  train_cfg: TrainConfig, *, lineage: dict[str, Any], packed_dir: Path | None = None,
                  log: Callable[[str], None] = print) -> dict[str, float]:
-    """Write ``out``: the model file of ``parent`` with its probe tuned on ``new`` (see the module's docstring),
-    its fusion and decision fitted again on the validation mix, and its ``updates`` list (the parent's, plus
-    ``lineage``: what this update was for). The figures of the update (``update/...``, ``decision/...``,
-    ``phase/...``)."""
+    """Write ``out``: the model file of ``parent`` taught ``new`` by ``cfg.method`` (see the module's docstring:
+    a head added, or the probe tuned and, with ``update.probe.refit``, the fusion and decision fitted again on the
+    validation mix), with its ``updates`` list (the parent's, plus ``lineage``: what this update was for). The
+    figures of the update (``update/...``, ``decision/...``, ``phase/...``)."""
     blob = read_parent(parent)
     model, spec, _ = model_from_blob(blob, parent)  # the file is read once
     assert isinstance(model, Fused)  # read_parent checked the spectral entry
