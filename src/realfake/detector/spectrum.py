@@ -351,7 +351,8 @@ class Fused(nn.Module):
     def _fused(self, x: torch.Tensor, dense: bool) -> torch.Tensor:
         features = spectrum_features(x)
         probe, share = self.probe.logit(features).float(), self.share(features).unsqueeze(1)
-        live = torch.ones_like(share.squeeze(1), dtype=torch.bool) if dense else share.squeeze(1) > 0
+        gated = share.squeeze(1) > 0  # the images the network has a say on, and a head too
+        live = torch.ones_like(gated) if dense else gated
         read = self.network_evidence if self.heads else self.network_logit
         if bool(live.all()):
             evidence = read(x)
@@ -365,7 +366,7 @@ class Fused(nn.Module):
         if self.heads:
             inputs, detail = torch.cat([features, evidence[:, :-1]], 1), sharpness(features)
             for head in self.heads:
-                fused = head.lift(fused, inputs, detail, live)
+                fused = head.lift(fused, inputs, detail, gated)
         return fused
 
 
