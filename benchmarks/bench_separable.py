@@ -66,20 +66,15 @@ def main() -> None:
     pre, data = Preprocessor(spec), Manifest(paths.manifest, paths.raw_dir)
     t0 = time.perf_counter()
 
-    embedded: list[torch.Tensor] = []
-    if args.embedding:  # the input of the network's one-logit layer, caught on its way there
-        for member in model.members:
-            member.logits.register_forward_hook(lambda _m, inputs, _out: embedded.append(inputs[0].float()))
-
     @torch.no_grad()
     def evidence(images) -> np.ndarray:  # (N, 544 [+ 512] + 3): spectrum features, [embedding,] the three parts
         x = torch.from_numpy(np.stack([pre.pixels(im) for im in images]))
         out = []
         for k in range(0, len(x), 64):
             b = standardise(x[k:k + 64])
-            embedded.clear()
-            parts = model.parts(b)
-            out.append(torch.cat([spectrum_features(b), *embedded, *parts], 1))
+            f, network = spectrum_features(b), model.network_evidence(b)  # embedding and logit, one pass
+            seen = [f, network[:, :-1]] if args.embedding else [f]
+            out.append(torch.cat([*seen, network[:, -1:], model.probe.logit(f).float(), model.share(f)[:, None]], 1))
         return torch.cat(out).numpy()
 
     def reals(split: str) -> dict[str, np.ndarray]:

@@ -8,6 +8,7 @@ Weights are always stored and loaded as a plain state dict with
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -160,25 +161,25 @@ class Network(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The members' mean logit, each member fed ``x`` in its representation, laid out as ``x`` is."""
-        layout = _layout(x)
-        logits = []
-        for member, representation in zip(self.members, self.representations):
-            r = represent(x, representation)
-            logits.append(member(r if layout is None else r.contiguous(memory_format=layout)))
-        return logits[0] if len(logits) == 1 else torch.stack(logits).mean(0)
+        return _mean([member(r) for member, r in self._inputs(x)])
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 512 * members + 1): each member's :func:`face_embedding` of ``x``, then the network's logit
         (:meth:`forward`'s numbers), computed in one pass: what an update's new-family head reads."""
+        embeddings = [(member, face_embedding(member, r)) for member, r in self._inputs(x)]
+        return torch.cat([*(e for _, e in embeddings), _mean([member.logits(e) for member, e in embeddings])], 1)
+
+    def _inputs(self, x: torch.Tensor) -> Iterator[tuple[nn.Module, torch.Tensor]]:
+        """Each member, and ``x`` in its representation, laid out as ``x`` is."""
         layout = _layout(x)
-        embeddings, logits = [], []
         for member, representation in zip(self.members, self.representations):
             r = represent(x, representation)
-            e = face_embedding(member, r if layout is None else r.contiguous(memory_format=layout))
-            embeddings.append(e)
-            logits.append(member.logits(e))
-        logit = logits[0] if len(logits) == 1 else torch.stack(logits).mean(0)
-        return torch.cat([*embeddings, logit], 1)
+            yield member, r if layout is None else r.contiguous(memory_format=layout)
+
+
+def _mean(logits: list[torch.Tensor]) -> torch.Tensor:
+    """An ensemble's logit: its members' mean (a single member's as it is)."""
+    return logits[0] if len(logits) == 1 else torch.stack(logits).mean(0)
 
 
 #: The width of a member's face embedding (:func:`face_embedding`).

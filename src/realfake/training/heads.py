@@ -35,19 +35,6 @@ from realfake.training.phases import Phases
 from realfake.training.spectral import PerturbedWindows, perturbed_batches
 
 
-class Picked(Sequence):
-    """Items ``index`` of ``items`` (a split's pixels), in that order."""
-
-    def __init__(self, items: Sequence, index: np.ndarray):
-        self.items, self.index = items, np.asarray(index)
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, i: int) -> Any:
-        return self.items[int(self.index[i])]
-
-
 @torch.no_grad()
 def evidence(model: Fused, x: torch.Tensor) -> torch.Tensor:
     """(B, spectrum features + face embedding) of a standardised RGB batch: what a head reads."""

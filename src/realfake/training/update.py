@@ -35,6 +35,7 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 import torch
+from torch.utils.data import Subset
 
 from realfake.config import build_config, is_int, require
 from realfake.data.manifest import Manifest
@@ -51,7 +52,7 @@ from realfake.images import ImageFiles
 from realfake.training.config import TrainConfig
 from realfake.training.data import TrainImages, split_pixels, targets
 from realfake.training.decide import fit_model_decision
-from realfake.training.heads import Picked, fit_head, windows_evidence
+from realfake.training.heads import fit_head, windows_evidence
 from realfake.training.phases import Phases
 from realfake.training.spectral import PerturbedWindows, score_windows
 
@@ -219,7 +220,7 @@ def add_head(blob: dict[str, Any], model: Fused, spec: InputSpec, parent: Path, 
     def reals(split: str, passes: int, stream: int, name: str) -> np.ndarray:
         pixels = split_pixels(data, split, packed_dir)
         index = np.flatnonzero(targets(data, split) == 0)
-        return windows_evidence(model, Picked(pixels, index), 0.0, train_cfg.decision.augment, passes, stream,
+        return windows_evidence(model, Subset(pixels, index.tolist()), 0.0, train_cfg.decision.augment, passes, stream,
                                 True, spec, train_cfg, phases, name)
 
     learned = reals("train", cfg.head.real_passes, HEAD_REALS_STREAM, "head_reals")
@@ -239,11 +240,12 @@ def add_head(blob: dict[str, Any], model: Fused, spec: InputSpec, parent: Path, 
     heads = [*blob.get("heads", []), head_entry(head, **facts)]
     save_torch({**blob, "heads": heads, "updates": [*blob.get("updates", []), lineage]}, out)
     seconds = time.perf_counter() - t0
+    n_new = sum(len(n.learn) for n in new)
     log(f"update: a head for {lineage.get('family', 'the new images')} learned {facts['n_fakes']} windows of "
-        f"{sum(len(n.learn) for n in new)} new images against {facts['n_reals']} of reals; it fires on "
+        f"{n_new} new images against {facts['n_reals']} of reals; it fires on "
         f"{facts['fires_on_learned']:.1%} of its own, from logit {facts['bar']:.3f} (the highest of "
         f"{facts['n_bar_reals']} reals it did not learn from) ({seconds:.0f} s)")
     phases.report(log)
-    figures = {"learn_seconds": seconds, "n_new": sum(len(n.learn) for n in new), "n_new_windows": facts["n_fakes"],
+    figures = {"learn_seconds": seconds, "n_new": n_new, "n_new_windows": facts["n_fakes"],
                "n_head_reals": facts["n_reals"], "head_fires_on_learned": facts["fires_on_learned"]}
     return {**{f"update/{k}": float(v) for k, v in figures.items()}, **phases.metrics()}
