@@ -27,6 +27,7 @@ from realfake.detector.spectrum import (
 )
 from realfake.errors import ConfigError, RealfakeError
 from realfake.training.config import TrainConfig
+from realfake.training.data import targets
 
 CPU = torch.device("cpu")
 
@@ -222,7 +223,7 @@ def test_the_train_stage_fuses_the_probe_without_touching_the_network(fused_run,
     assert 0 <= result.metrics["spectral/fused_auc"] <= 1
     # where the time went, phase by phase: the epochs, the probe's windows, features and fit, the gate, the mix
     for phase in ("epochs", "probe_windows", "probe_features", "probe_fit", "gate", "mix_windows", "mix_scoring",
-                  "fusion_fit", "decision_fit"):
+                  "fusion_fit", "decision_fit", "synthetic_head_fit"):
         assert result.metrics[f"phase/{phase}_seconds"] > 0 and result.metrics[f"phase/{phase}_peak_mb"] > 0, phase
 
     # scored as one model: each logit calibrated by its fitted weight and bias, the larger where the network has
@@ -241,7 +242,13 @@ def test_the_train_stage_fuses_the_probe_without_touching_the_network(fused_run,
     assert np.shape(info["spectral"]["gate"]) == (2, 2)  # a row (none, full) per band of sharpness
     assert info["spectral"]["rule"] == model.rule == "either"  # the more confident of the two, each calibrated
     n, p = wn * net_logit + bn, wp * probe_logit + bp
-    torch.testing.assert_close(got, p + share * torch.clamp(n - p, min=0), atol=1e-4, rtol=1e-4)
+    fused = p + share * torch.clamp(n - p, min=0)
+    # ... lifted where the synthetic head (train.synthetic_head) fires on an image the network reads, never lowered
+    (head,) = model.heads
+    with torch.no_grad():
+        fires = (head.logit(model.evidence_parts(x)[0]) >= head.bar) & (share.squeeze(1) > 0)
+    torch.testing.assert_close(got[~fires], fused[~fires], atol=1e-4, rtol=1e-4)
+    assert (got[fires] >= fused[fires] - 1e-4).all()
     detector = Detector(out / "fused" / "model.pt", amp=False)
     p = detector.p_fake(ImageFiles(files))  # the fused logit, calibrated by the decision in the model file
     np.testing.assert_allclose(p, detector.decision.p_fake(got.squeeze(1).numpy()), rtol=1e-5)
@@ -265,11 +272,13 @@ def test_the_fused_model_runs_its_network_only_on_the_images_the_gate_lets_it_se
     h = sharpness(spectrum_features(x))
     lo, hi = h[1::2].max(0).values, h[0::2].min(0).values  # every blurred image below every sharp one, both bands
     model.gate = torch.stack([lo, hi], 1)
-    seen = []
-    model.network.register_forward_hook(lambda module, inputs, output: seen.append(len(inputs[0])))
+    seen = []  # the images the network's first convolution reads, whether the logit or the embedding is asked for
+    first = next(m for m in model.network.modules() if isinstance(m, torch.nn.Conv2d))
+    first.register_forward_hook(lambda module, inputs, output: seen.append(len(inputs[0])))
+    assert len(model.heads) == 1  # the train stage's synthetic head: it speaks only where the network does
     with torch.no_grad():
-        net, probe, share = model.parts(x)
-        expected = model.combine(net, probe, share)
+        share = model.parts(x)[2]
+        expected = model.dense(x)  # the network run on every image: the same figures
         seen.clear()
         mixed, only_blurred, only_sharp = model(x), model(x[1::2]), model(x[0::2])
     assert share[1::2].eq(0).all() and share[0::2].gt(0).all(), share
@@ -277,6 +286,38 @@ def test_the_fused_model_runs_its_network_only_on_the_images_the_gate_lets_it_se
     torch.testing.assert_close(mixed, expected, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(only_blurred, expected[1::2], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(only_sharp, expected[0::2], atol=1e-5, rtol=1e-5)
+
+
+def test_the_synthetic_head_learns_a_fake_of_each_train_real_and_fires_above_every_real_of_the_mix(
+        fused_run, tiny_manifest, tiny_sample, tmp_path):
+    """train.synthetic_head: one synthesised fake of each real of the train split, against those reals clean and in
+    two perturbed passes; its bar the highest logit of the validation mix's reals, so it adds no false alarm there."""
+    from realfake.training.decide import fit_model_decision, score_mix, validation_mix
+    from realfake.training.heads import SYNTHETIC_FAMILY
+
+    result, out = fused_run
+    model, spec, info = load_model_file(out / "fused" / "model.pt")
+    data = Manifest(tiny_manifest, tiny_sample)
+    (entry,), (head,) = info["heads"], model.heads
+    n_train, n_valid = (int((targets(data, split) == 0).sum()) for split in ("train", "valid"))
+    cfg = TrainConfig(**{**TINY_TRAIN, "epochs": 1, "spectral": {"enabled": True, "passes": 1, "hidden": 8}})
+    assert entry["family"] == head.family == SYNTHETIC_FAMILY
+    assert (entry["n_fakes"], entry["n_reals"]) == (n_train, n_train * (1 + cfg.synthetic_head.real_passes))
+    assert entry["n_bar_reals"] == n_valid * (1 + cfg.decision.passes)
+    assert result.metrics["synthetic_head/bar"] == pytest.approx(float(head.bar))
+    mix, _ = validation_mix(data, spec, cfg, None)
+    _, _, y, evidence = score_mix(model, mix, CPU, 16, 0, cfg.amp, reals_evidence=True)
+    with torch.no_grad():
+        logits = head.logit(torch.from_numpy(evidence))
+    assert len(evidence) == (y == 0).sum() == entry["n_bar_reals"]
+    allowed = int(cfg.synthetic_head.max_false_alarm * len(logits))  # 0.2 %: none of the tiny mix's reals
+    assert int((logits >= head.bar).sum()) == allowed == 0 and float(logits.max()) == pytest.approx(float(head.bar))
+    assert "heads" not in load_model_file(out / "net" / "model.pt")[2], "no probe, no head: it reads the probe's"
+    lines = []  # off: the model has no head, and scores as the probe and the network alone
+    fit_model_decision(out / "net" / "model.pt", replace(cfg, synthetic_head={"enabled": False}), data,
+                       out=tmp_path / "plain.pt", log=lines.append)
+    plain, _, plain_info = load_model_file(tmp_path / "plain.pt")
+    assert not plain.heads and plain_info["heads"] == [] and not any("head" in line for line in lines)
 
 
 def test_fitting_a_probe_onto_a_file_that_has_one_is_a_clear_error_that_changes_nothing(fused_run, tiny_manifest,

@@ -10,7 +10,7 @@ from realfake.detector.preprocess import InputSpec, Preprocessor
 from realfake.errors import ConfigError
 from realfake.training.config import TrainConfig
 from realfake.training.data import TrainImages, split_pixels, targets
-from realfake.training.synthetic import ARCHITECTURES, Synthetic, random_upsample, synthesise
+from realfake.training.synthetic import ARCHITECTURES, Synthesised, Synthetic, random_upsample, synthesise
 
 
 @pytest.fixture
@@ -25,6 +25,14 @@ def test_a_synthesised_fake_has_the_real_images_shape_and_is_a_function_of_the_r
     assert a.dtype == np.uint8 and a.shape == real.shape
     assert np.array_equal(a, b) and not np.array_equal(a, c)
     assert np.abs(a.astype(int) - real).mean() > 1, "the image went through a lossy down-up path"
+
+
+def test_synthesised_gives_each_index_its_own_fake_and_the_same_one_every_time(real):
+    other = np.asarray(random_photo(seed=5, size=64))
+    made = Synthesised([real, other], seed=0, stream=7)
+    assert len(made) == 2 and np.array_equal(made[0], made[0]) and made[0].shape == real.shape
+    assert np.array_equal(made[1], synthesise(other, np.random.default_rng([0, 7, 1])))
+    assert not np.array_equal(made[0], Synthesised([real], seed=0, stream=8)[0]), "another stream, another fake"
 
 
 def test_every_architecture_is_drawn_and_keeps_the_mean(real):

@@ -204,6 +204,12 @@ def test_config_errors_are_clear():
         TrainConfig.from_params({"learning_rate": 0.1})
     with pytest.raises(RealfakeError, match="train.schedule is 'step'"):
         TrainConfig.from_params({"schedule": "step"})
+    with pytest.raises(RealfakeError, match=r"train.synthetic_head.hidden must be an integer >= 1, got 0\."):
+        TrainConfig.from_params({"synthetic_head": {"hidden": 0}})
+    with pytest.raises(RealfakeError, match=r"train.synthetic_head.alpha must be a number > 0, got -1"):
+        TrainConfig.from_params({"synthetic_head": {"alpha": -1}})
+    with pytest.raises(RealfakeError, match=r"train.synthetic_head.enabled must be true or false, got 'yes'"):
+        TrainConfig.from_params({"synthetic_head": {"enabled": "yes"}})
     with pytest.raises(ConfigError, match=r"train.representation is \['npr', 'npr'\]; an ensemble lists distinct"):
         TrainConfig.from_params({"representation": ["npr", "npr"]})
     with pytest.raises(ConfigError, match=r"train.representation is \[\]"):

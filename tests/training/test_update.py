@@ -16,6 +16,8 @@ from helpers.training import TINY_TRAIN, run_train
 from realfake.data.newimages import check_new_images
 from realfake.data.sample.generate import generate_heldout
 from realfake.data.validation import ValidateConfig
+from realfake.detector.decision import Decision
+from realfake.detector.heads import FamilyHead
 from realfake.detector.modelfile import load_model_file, save_torch
 from realfake.detector.network import load_state_dict
 from realfake.detector.spectrum import SpectralProbe, fit_probe, pixel_features, tune_probe
@@ -107,6 +109,14 @@ def test_an_update_tunes_the_probe_keeps_the_network_and_refits_the_decision(par
     assert changed, "the probe was not tuned"
     assert after["updates"] == [{"parent_version": 1, "family": "bicubic"}]
     assert after["decision"] != before["decision"] and "threshold" in after["decision"]
+    (was,), (now,) = before["heads"], after["heads"]  # the train stage's synthetic head, kept ...
+    assert now["family"] == was["family"] and all(torch.equal(v, now["state_dict"][k])
+                                                  for k, v in was["state_dict"].items() if k != "to_fused")
+    refitted = Decision.from_entry(after["decision"], "updated")  # ... its lift mapped into the refitted decision
+    mapped = FamilyHead(now["n_inputs"], now["hidden"])
+    mapped.set_decision(refitted.threshold, refitted.coef, refitted.intercept)
+    assert torch.equal(now["state_dict"]["to_fused"], mapped.to_fused)
+    assert not torch.equal(now["state_dict"]["to_fused"], was["state_dict"]["to_fused"])
     assert figures["update/n_new"] == 20 and figures["update/n_new_windows"] == 40
     assert figures["update/n_replay_windows"] == len(tiny_data.rows("train"))
     assert any("probe tuned on 40 windows of 20 new images" in line for line in lines)
@@ -129,7 +139,7 @@ def test_an_update_tunes_the_probe_keeps_the_network_and_refits_the_decision(par
 
 
 def test_a_head_learns_the_new_family_and_leaves_the_parent_as_it_was(parent_model, tiny_data, tmp_path):
-    from realfake.detector.decision import FAKE, Decision
+    from realfake.detector.decision import FAKE
     from realfake.detector.preprocess import Preprocessor
     from realfake.detector.scoring import score
 
@@ -144,7 +154,9 @@ def test_a_head_learns_the_new_family_and_leaves_the_parent_as_it_was(parent_mod
                        torch.cat([v.flatten() for v in after["state_dict"].values()])), "the network is the parent's"
     assert after["decision"] == before["decision"] and after["updates"] == [{"parent_version": 1, "family": "bicubic"}]
     assert all(torch.equal(v, after["spectral"]["state_dict"][k]) for k, v in before["spectral"]["state_dict"].items())
-    (head,) = after["heads"]
+    (synthetic, head) = after["heads"]  # the parent's head (the train stage's) as it was, and the new one
+    assert synthetic["family"] == before["heads"][0]["family"] == "synthetic up-samplers"
+    assert all(torch.equal(v, synthetic["state_dict"][k]) for k, v in before["heads"][0]["state_dict"].items())
     n_reals, n_valid = (int((targets(tiny_data, split) == 0).sum()) for split in ("train", "valid"))
     assert (head["family"], head["n_fakes"], head["n_reals"]) == ("bicubic", 20 * 3, n_reals * 2)
     assert head["n_bar_reals"] == n_valid * (1 + train_cfg.decision.passes)
@@ -166,6 +178,21 @@ def test_a_head_learns_the_new_family_and_leaves_the_parent_as_it_was(parent_mod
     assert np.all((now.label[judged] == FAKE) | (now.threshold[judged] > decision.threshold))
 
 
+def test_a_heads_bar_lets_through_at_most_its_share_of_the_reals_it_did_not_learn_from():
+    from realfake.training.heads import fit_head
+
+    g = np.random.default_rng(0)
+    reals, fakes, bar_reals = g.normal(0, 1, (200, 6)), g.normal(3, 1, (200, 6)), g.normal(0, 1, (100, 6))
+    for share, fired in ((0.0, 0), (0.05, 5)):
+        head, facts = fit_head(fakes, reals, bar_reals, 8, 0.1, 0, "toy", share)
+        with torch.no_grad():
+            logits = head.logit(torch.from_numpy(bar_reals))
+        assert int((logits >= head.bar).sum()) == fired and facts["fires_on_bar_reals"] == pytest.approx(fired / 100)
+        assert facts["bar"] == float(head.bar) and facts["fires_on_learned"] > 0.5
+    with pytest.raises(ConfigError, match=r"update.head.max_false_alarm must be a share in \[0, 1\), got 1"):
+        HeadUpdate(max_false_alarm=1)
+
+
 def test_new_reals_join_the_reals_a_head_learns_from(parent_model, tiny_data, tmp_path):
     from realfake.data.newimages import NewImages
 
@@ -177,7 +204,7 @@ def test_new_reals_join_the_reals_a_head_learns_from(parent_model, tiny_data, tm
     update_model(parent, tmp_path / "headed.pt", new, tiny_data, UpdateConfig(fakes=str(folder), count=20,
                                                                             head=TINY_HEAD),
                  TrainConfig(**TINY_FUSED), lineage={}, log=lambda s: None)
-    (head,) = load_state_dict(tmp_path / "headed.pt")["heads"]
+    _, head = load_state_dict(tmp_path / "headed.pt")["heads"]
     n_reals = int((targets(tiny_data, "train") == 0).sum())
     assert (head["n_reals"], head["n_fakes"]) == (n_reals * 2 + 10 * 3, 20 * 3)
 

@@ -326,6 +326,13 @@ class Fused(nn.Module):
         features = spectrum_features(x)
         return self.network_logit(x), self.probe.logit(features).float(), self.share(features).unsqueeze(1)
 
+    def evidence_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(what a head reads: the spectrum features and the network's face embedding (B, F + E); :meth:`parts`
+        as (B, 3) columns), from one run of the network over every image."""
+        features, found = spectrum_features(x), self.network_evidence(x)
+        parts = torch.cat([found[:, -1:], self.probe.logit(features).float(), self.share(features).unsqueeze(1)], 1)
+        return torch.cat([features.float(), found[:, :-1]], 1), parts
+
     def combine(self, net: torch.Tensor, probe: torch.Tensor, share: torch.Tensor) -> torch.Tensor:
         """The fusion, the one formula, of :meth:`parts`. ``either``: with each detector calibrated,
         ``n = weights[0] * net + bias[0]`` and ``p = weights[1] * probe + bias[1]``, the larger of the two where

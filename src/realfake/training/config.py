@@ -105,6 +105,44 @@ class Consistency:
 
 
 @dataclass(frozen=True)
+class HeadFit:
+    """How a family head (:mod:`realfake.detector.heads`) is fitted: its hidden layer, its L2 penalty, and the
+    perturbed passes over the train split's reals it learns from (the validation mix's perturbations), besides
+    the clean one. ``SECTION`` names the params.yaml section in errors."""
+
+    SECTION: ClassVar[str] = "head"
+    hidden: int = 128
+    alpha: float = 0.1
+    real_passes: int = 2
+    max_false_alarm: float = 0.0  # share of the validation mix's reals it may fire on; 0: it fires above every one
+
+    def __post_init__(self) -> None:
+        for name in ("hidden", "real_passes"):
+            value = getattr(self, name)
+            require(is_int(value) and value >= 1, f"{self.SECTION}.{name} must be an integer >= 1, got {value!r}.")
+        require(is_number(self.alpha) and self.alpha > 0,
+                f"{self.SECTION}.alpha must be a number > 0, got {self.alpha!r}.")
+        require(is_number(self.max_false_alarm) and 0 <= self.max_false_alarm < 1,
+                f"{self.SECTION}.max_false_alarm must be a share in [0, 1), got {self.max_false_alarm!r}.")
+
+
+@dataclass(frozen=True)
+class SyntheticHead(HeadFit):
+    """``train.synthetic_head``: a family head fitted after the decision on synthesised fakes (one per real of the
+    train split, :class:`~realfake.training.synthetic.Synthesised`): up-sampling traces in general, so that
+    generators the network never saw are caught where they leave one."""
+
+    SECTION: ClassVar[str] = "train.synthetic_head"
+    max_false_alarm: float = 0.002
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(isinstance(self.enabled, bool),
+                f"train.synthetic_head.enabled must be true or false, got {self.enabled!r}.")
+
+
+@dataclass(frozen=True)
 class DecisionConfig:
     """How the decision is fitted (``train.decision`` in params.yaml)."""
 
@@ -153,6 +191,7 @@ class TrainConfig:
     consistency: Consistency = field(default_factory=Consistency)  # clean/perturbed pairs held to one logit
     spectral: Spectral = field(default_factory=Spectral)  # the spectral probe fused with the network
     decision: DecisionConfig = field(default_factory=DecisionConfig)  # calibration, threshold, "uncertain"
+    synthetic_head: SyntheticHead = field(default_factory=SyntheticHead)  # a head for up-samplers in general
     epochs: int = 4
     batch_size: int = 32  # the global batch (summed over torchrun processes)
     lr: float = 2e-3  # at lr_reference_batch; see effective_lr

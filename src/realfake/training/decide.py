@@ -22,7 +22,8 @@ from torch import nn
 from torch.utils.data import ConcatDataset
 
 from realfake.data.manifest import Manifest
-from realfake.detector.decision import fit_decision
+from realfake.detector.decision import Decision, fit_decision
+from realfake.detector.heads import head_entry
 from realfake.detector.modelfile import model_from_blob, write_entries
 from realfake.detector.network import load_state_dict
 from realfake.detector.preprocess import Augment, Preprocessor, to_model_input
@@ -30,6 +31,7 @@ from realfake.detector.scoring import autocast, binary_metrics, image_detail, me
 from realfake.detector.spectrum import Fused, fit_fusion, spectral_entry
 from realfake.training.config import TrainConfig
 from realfake.training.data import TrainImages, split_pixels, targets
+from realfake.training.heads import fit_synthetic_head
 from realfake.training.phases import Phases
 from realfake.training.spectral import PerturbedWindows, fit_spectral, perturbed_batches
 
@@ -55,15 +57,11 @@ def fit_model_decision(model_file: Path, train_cfg: TrainConfig, data: Manifest,
                                                    phases=phases, source=str(model_file))
     else:
         spectral_facts = {"n_train": (extra.get("spectral") or {}).get("n_train", 0)}
-    images = TrainImages(split_pixels(data, "valid", packed_dir), targets(data, "valid"), Preprocessor(spec),
-                         train_cfg.seed)
-    on_device = train_cfg.perturbs_on_device(dev)
-    clean = PerturbedWindows(images, Augment(hflip=False, jpeg_prob=0.0), 1, first=DECISION_STREAM,
-                             on_device=on_device)
-    mix = ConcatDataset([clean, PerturbedWindows(images, cfg.augment, cfg.passes, first=DECISION_STREAM + 1,
-                                                 on_device=on_device)])
+    mix, n_clean = validation_mix(data, spec, train_cfg, packed_dir)
     workers = train_cfg.loader_workers(dev, windows=True)
-    scored, detail, y = score_mix(model, mix, dev, 2 * train_cfg.batch_size, workers, train_cfg.amp, phases)
+    head = isinstance(model, Fused) and train_cfg.synthetic_head.enabled and not keep_probe
+    scored, detail, y, real_evidence = score_mix(model, mix, dev, 2 * train_cfg.batch_size, workers, train_cfg.amp,
+                                                 phases, reals_evidence=head)
     entries, figures = {**(facts or {}), "input": spec.to_dict()}, {}  # with a probe fitted now, its window too
     if isinstance(model, Fused):
         with phases("fusion_fit"):
@@ -81,10 +79,17 @@ def fit_model_decision(model_file: Path, train_cfg: TrainConfig, data: Manifest,
             f"the network's mean share {facts['network_share']:.2f})")
     else:
         logit = scored[:, 0]
-    is_clean = np.arange(len(y)) < len(clean)
+    is_clean = np.arange(len(y)) < n_clean
     with phases("decision_fit"):
         decision = fit_decision(logit, detail, y, is_clean, cfg)
     entries["decision"] = decision.to_entry()
+    if head:
+        figures.update(add_synthetic_head(model, decision, real_evidence, data, spec, train_cfg, packed_dir, phases,
+                                          entries, log))
+    elif keep_probe and isinstance(model, Fused) and model.heads:  # the heads' lift follows the decision refitted
+        entries["heads"] = remapped_heads(model, decision, blob["heads"])
+    elif train_cfg.synthetic_head.enabled and not keep_probe:
+        log("train: no synthetic head: it reads the spectral probe's features, and train.spectral.enabled is false")
     with phases("write"):
         write_entries(blob, entries, out or model_file)
     f = decision.facts
@@ -103,21 +108,68 @@ def fit_model_decision(model_file: Path, train_cfg: TrainConfig, data: Manifest,
             **{f"decision/{k}": float(v) for k, v in f.items() if v is not None}}
 
 
+def validation_mix(data: Manifest, spec: Any, train_cfg: TrainConfig,
+                   packed_dir: Path | None) -> tuple[ConcatDataset, int]:
+    """The validation mix the decision is fitted on: the valid split's windows as they are, then in
+    ``train.decision.passes`` passes of its perturbations; and how many come first as they are."""
+    images = TrainImages(split_pixels(data, "valid", packed_dir), targets(data, "valid"), Preprocessor(spec),
+                         train_cfg.seed)
+    on_device = train_cfg.perturbs_on_device(resolve_device(train_cfg.device))
+    clean = PerturbedWindows(images, Augment(hflip=False, jpeg_prob=0.0), 1, first=DECISION_STREAM,
+                             on_device=on_device)
+    perturbed = PerturbedWindows(images, train_cfg.decision.augment, train_cfg.decision.passes,
+                                 first=DECISION_STREAM + 1, on_device=on_device)
+    return ConcatDataset([clean, perturbed]), len(clean)
+
+
+def add_synthetic_head(model: Fused, decision: Decision, bar_reals: np.ndarray, data: Manifest, spec: Any,
+                       train_cfg: TrainConfig, packed_dir: Path | None, phases: Phases, entries: dict[str, Any],
+                       log: Callable[[str], None]) -> dict[str, float]:
+    """Fit ``train.synthetic_head`` (:func:`~realfake.training.heads.fit_synthetic_head`) for the model's
+    ``decision``, its bar read from ``bar_reals`` (the evidence of the mix's reals), into ``entries`` (its only
+    head); its figures (``synthetic_head/...``)."""
+    head, facts = fit_synthetic_head(model, decision, bar_reals, data, spec, train_cfg, packed_dir, phases)
+    entries["heads"] = [head_entry(head, **facts)]
+    log(f"train: a head for {head.family} learned {facts['n_fakes']} synthesised fakes against {facts['n_reals']} "
+        f"windows of the train split's reals; it fires on {facts['fires_on_learned']:.1%} of its own, from logit "
+        f"{facts['bar']:.3f} (on {facts['fires_on_bar_reals']:.1%} of the validation mix's {facts['n_bar_reals']} "
+        f"reals)")
+    return {f"synthetic_head/{k}": float(v) for k, v in facts.items()}
+
+
+def remapped_heads(model: Fused, decision: Decision, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The model file's ``heads`` entries with each head's lift mapped into ``decision`` (a decision fitted again),
+    the rest of each entry as it was."""
+    out = []
+    for head, entry in zip(model.heads, entries):
+        head.set_decision(decision.threshold, decision.coef, decision.intercept)
+        out.append({**entry, **head_entry(head)})
+    return out
+
+
 @torch.no_grad()
-def score_mix(model: nn.Module, mix, device: torch.device, batch_size: int, workers: int,
-              amp: bool, phases: Phases | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(scores, detail (N, 2), targets) of every item of ``mix``: a :class:`Fused` model's parts (network logit,
-    probe logit, the network's share: (N, 3)), any other model's logit ((N, 1)); ``phases`` times making the
+def score_mix(model: nn.Module, mix, device: torch.device, batch_size: int, workers: int, amp: bool,
+              phases: Phases | None = None, reals_evidence: bool = False
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """(scores, detail (N, 2), targets, the reals' evidence) of every item of ``mix``: a :class:`Fused` model's parts
+    (network logit, probe logit, the network's share: (N, 3)), any other model's logit ((N, 1)); with
+    ``reals_evidence`` (a :class:`Fused` model), what a head reads of each real (its spectrum features and face
+    embedding, :meth:`~realfake.detector.spectrum.Fused.evidence_parts`), else None. ``phases`` times making the
     perturbed windows (``mix_windows``) and scoring them (``mix_scoring``)."""
     phases = phases if phases is not None else Phases(device)
     model = model.to(device, memory_format=memory_format(device, amp)).eval()
-    scores, details, ys = [], [], []
+    scores, details, ys, kept = [], [], [], []
     for x, y in perturbed_batches(mix, batch_size, workers, device, phases, "mix_windows"):
         with phases("mix_scoring"):
             details.append(image_detail(x).cpu())
             inputs = to_model_input(x, device, memory_format(device, amp))
             with autocast(device, amp):
-                out = torch.cat(model.parts(inputs), 1) if isinstance(model, Fused) else model(inputs)
+                if reals_evidence:
+                    found, out = model.evidence_parts(inputs)
+                    kept.append(found[torch.as_tensor(y, device=found.device) == 0].float().cpu())
+                else:
+                    out = torch.cat(model.parts(inputs), 1) if isinstance(model, Fused) else model(inputs)
             scores.append(out.float().cpu())
         ys.append(y)
-    return torch.cat(scores).numpy(), torch.cat(details).numpy(), torch.cat(ys).numpy()
+    evidence = torch.cat(kept).numpy() if reals_evidence else None
+    return torch.cat(scores).numpy(), torch.cat(details).numpy(), torch.cat(ys).numpy(), evidence

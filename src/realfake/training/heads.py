@@ -1,4 +1,5 @@
-"""Fitting a new generator's head (:class:`~realfake.detector.heads.FamilyHead`): what ``update.method: head`` adds.
+"""Fitting a family head (:class:`~realfake.detector.heads.FamilyHead`): what ``update.method: head`` adds for a new
+generator, and what the train stage adds for up-sampling in general (``train.synthetic_head``, below).
 
 The head reads each image's evidence, the probe's spectrum features and the network's face embedding
 (:func:`evidence`), and learns the new family's fakes against reals the parent model passes:
@@ -10,35 +11,55 @@ The head reads each image's evidence, the probe's spectrum features and the netw
   perturbations (``train.decision.augment``), so it learns what a resized, blurred or re-compressed real looks like
   rather than calling them fake;
 - its **bar** is read from reals it did not learn from: the valid split's, clean and in ``train.decision.passes``
-  passes of the same perturbations (the validation mix's reals); the head fires from the highest logit among them,
-  so on the mix it adds no false alarm.
+  passes of the same perturbations (the validation mix's reals); the head fires just above the highest logit among
+  them, so on the mix it adds no false alarm (``max_false_alarm``: above all but that share of them).
 
 Fitted by scikit-learn's ``MLPClassifier`` (one ReLU layer, Adam, L2 ``update.head.alpha``) on standardised
 evidence; the weights are copied into the head, whose logit is the classifier's log-odds.
+
+The train stage's head (:func:`fit_synthetic_head`) is the same fit with other fakes: one synthesised fake of each
+real of the train split (a random up-sampler's, :mod:`realfake.training.synthetic`), its bar read from the
+validation mix's reals the decision was fitted on, above all but ``train.synthetic_head.max_false_alarm`` (0.2 %)
+of them: the few reals that carry an enlargement's trace as strongly as a generator's would otherwise set it. The
+network and the probe learn the sample's generator first; this head learns what up-sampling leaves in the face
+embedding and the spectrum whatever the generator, so that a family the model never saw is called fake where the
+decision's one threshold, held down by perturbed reals, does not reach it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import Subset
 
+from realfake.data.manifest import Manifest
+from realfake.detector.decision import Decision
 from realfake.detector.heads import FamilyHead
 from realfake.detector.preprocess import Augment, Preprocessor, to_model_input
 from realfake.detector.scoring import autocast, memory_format, resolve_device
-from realfake.detector.spectrum import Fused, spectrum_features
+from realfake.detector.spectrum import Fused
 from realfake.training.config import TrainConfig
-from realfake.training.data import TrainImages
+from realfake.training.data import TrainImages, split_pixels, targets
 from realfake.training.phases import Phases
 from realfake.training.spectral import PerturbedWindows, perturbed_batches
+from realfake.training.synthetic import Synthesised
+
+#: The family name of the train stage's head (``train.synthetic_head``).
+SYNTHETIC_FAMILY = "synthetic up-samplers"
+#: The random-number streams of a head's reals (those it learns from, and those that set an update's bar) and of
+#: the synthesised fakes the train stage's head learns (the probe's windows start at 1,000, the mix's at 2,000).
+HEAD_REALS_STREAM, HEAD_BAR_STREAM, SYNTHETIC_STREAM = 4_000, 4_500, 5_000
 
 
 @torch.no_grad()
 def evidence(model: Fused, x: torch.Tensor) -> torch.Tensor:
     """(B, spectrum features + face embedding) of a standardised RGB batch: what a head reads."""
-    return torch.cat([spectrum_features(x), model.network_evidence(x)[:, :-1]], 1)
+    return model.evidence_parts(x)[0]
 
 
 @torch.no_grad()
@@ -64,12 +85,43 @@ def windows_evidence(model: Fused, pixels: Sequence, target: float, augment: Aug
     return torch.cat(out).numpy()
 
 
+def reals_evidence(model: Fused, data: Manifest, split: str, passes: int, stream: int, spec: Any,
+                   train_cfg: TrainConfig, packed_dir: Path | None, phases: Phases, name: str) -> np.ndarray:
+    """The :func:`evidence` of ``split``'s reals as they are and in ``passes`` passes of the validation mix's
+    perturbations (``train.decision.augment``), drawn from streams ``stream`` on."""
+    pixels = split_pixels(data, split, packed_dir)
+    index = np.flatnonzero(targets(data, split) == 0)
+    return windows_evidence(model, Subset(pixels, index.tolist()), 0.0, train_cfg.decision.augment, passes, stream,
+                            True, spec, train_cfg, phases, name)
+
+
+def fit_synthetic_head(model: Fused, decision: Decision, bar_reals: np.ndarray, data: Manifest, spec: Any,
+                       train_cfg: TrainConfig, packed_dir: Path | None, phases: Phases) -> tuple[FamilyHead, dict]:
+    """``train.synthetic_head``: a head fitted on one synthesised fake of each real of the train split (a random
+    up-sampler's, :class:`~realfake.training.synthetic.Synthesised`) against those reals as they are and perturbed,
+    firing above all but ``train.synthetic_head.max_false_alarm`` of ``bar_reals`` (the evidence of the validation
+    mix's reals), mapped into ``decision``; and its figures (:func:`fit_head`'s)."""
+    cfg = train_cfg.synthetic_head
+    reals = reals_evidence(model, data, "train", cfg.real_passes, HEAD_REALS_STREAM, spec, train_cfg, packed_dir,
+                           phases, "synthetic_head_reals")
+    pixels = split_pixels(data, "train", packed_dir)
+    index = np.flatnonzero(targets(data, "train") == 0).tolist()
+    made = Synthesised(Subset(pixels, index), train_cfg.seed, SYNTHETIC_STREAM, train_cfg.synthetic.jpeg_quality)
+    fakes = windows_evidence(model, made, 1.0, Augment(hflip=False, jpeg_prob=0.0), 0, SYNTHETIC_STREAM, True, spec,
+                             train_cfg, phases, "synthetic_head_fakes")
+    with phases("synthetic_head_fit"):
+        head, facts = fit_head(fakes, reals, bar_reals, cfg.hidden, cfg.alpha, train_cfg.seed, SYNTHETIC_FAMILY,
+                               cfg.max_false_alarm)
+        head.set_decision(decision.threshold, decision.coef, decision.intercept)
+    return head, facts
+
+
 def fit_head(fakes: np.ndarray, reals: np.ndarray, bar_reals: np.ndarray, hidden: int, alpha: float, seed: int,
-             family: str = "") -> tuple[FamilyHead, dict[str, float]]:
+             family: str = "", max_false_alarm: float = 0.0) -> tuple[FamilyHead, dict[str, float]]:
     """A :class:`FamilyHead` (``hidden`` units, L2 penalty ``alpha``) fitted on evidence of ``fakes`` against ``reals``,
-    firing from the highest logit of
-    ``bar_reals`` (reals it did not learn from); and its figures (the share of its own fakes it fires on, the
-    bar). Not yet mapped into a decision (:meth:`FamilyHead.set_decision`)."""
+    firing just above the logit of all but ``max_false_alarm`` of ``bar_reals`` (reals it did not learn from; 0: above
+    every one); and its figures (the bar, the share of ``bar_reals`` and of its own fakes it fires on). Not yet mapped
+    into a decision (:meth:`FamilyHead.set_decision`)."""
     from sklearn.neural_network import MLPClassifier
     from sklearn.preprocessing import StandardScaler
 
@@ -85,8 +137,10 @@ def fit_head(fakes: np.ndarray, reals: np.ndarray, bar_reals: np.ndarray, hidden
         head.layer.bias.copy_(torch.from_numpy(mlp.intercepts_[0]))
         head.out.weight.copy_(torch.from_numpy(mlp.coefs_[1].T))
         head.out.bias.copy_(torch.from_numpy(mlp.intercepts_[1]))
-        bar = float(head.logit(torch.from_numpy(bar_reals)).max())
-        head.bar.fill_(bar)
-        fired = float((head.logit(torch.from_numpy(fakes)) >= bar).float().mean())
-    return head.eval(), {"bar": bar, "fires_on_learned": fired, "n_reals": len(reals), "n_bar_reals": len(bar_reals),
-                         "n_fakes": len(fakes)}
+        logits = head.logit(torch.from_numpy(bar_reals))
+        passed = torch.sort(logits, descending=True).values[int(max_false_alarm * len(logits))]
+        head.bar.copy_(torch.nextafter(passed, torch.tensor(math.inf)))  # the first logit above it: it fires there
+        fired = float((head.logit(torch.from_numpy(fakes)) >= head.bar).float().mean())
+        bar_fired = float((logits >= head.bar).float().mean())
+    return head.eval(), {"bar": float(head.bar), "fires_on_learned": fired, "fires_on_bar_reals": bar_fired,
+                         "n_reals": len(reals), "n_bar_reals": len(bar_reals), "n_fakes": len(fakes)}

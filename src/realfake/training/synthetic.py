@@ -14,6 +14,7 @@ the sample's generators: it works unchanged on the real dataset.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,6 +66,21 @@ def synthesise(img: np.ndarray, rng: np.random.Generator, jpeg_quality: tuple[in
     out.save(buf, format="JPEG", quality=int(rng.integers(jpeg_quality[0], jpeg_quality[1] + 1)))
     with Image.open(io.BytesIO(buf.getvalue())) as decoded:
         return np.asarray(decoded.convert("RGB"))
+
+
+class Synthesised(Sequence):
+    """Image ``i`` of ``pixels`` (decoded HxWx3 uint8, e.g. a split's reals) passed through a random up-sampler
+    (:func:`synthesise`), drawn from stream ``(seed, stream, i)``: the same fake for the same index, in whichever
+    loader process makes it."""
+
+    def __init__(self, pixels: Sequence, seed: int, stream: int, jpeg_quality: tuple[int, int] = (85, 95)):
+        self.pixels, self.seed, self.stream, self.jpeg_quality = pixels, seed, stream, jpeg_quality
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return synthesise(self.pixels[i], np.random.default_rng([self.seed, self.stream, i]), self.jpeg_quality)
 
 
 def random_upsample(base: np.ndarray, rng: np.random.Generator) -> np.ndarray:

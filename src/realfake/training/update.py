@@ -35,7 +35,6 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 import torch
-from torch.utils.data import Subset
 
 from realfake.config import build_config, is_int, require
 from realfake.data.manifest import Manifest
@@ -49,16 +48,16 @@ from realfake.detector.scoring import resolve_device
 from realfake.detector.spectrum import Fused, pixel_features, tune_probe
 from realfake.errors import RealfakeError
 from realfake.images import ImageFiles
-from realfake.training.config import TrainConfig
+from realfake.training.config import HeadFit, TrainConfig
 from realfake.training.data import TrainImages, split_pixels, targets
 from realfake.training.decide import fit_model_decision
-from realfake.training.heads import fit_head, windows_evidence
+from realfake.training.heads import HEAD_BAR_STREAM, HEAD_REALS_STREAM, fit_head, reals_evidence, windows_evidence
 from realfake.training.phases import Phases
 from realfake.training.spectral import PerturbedWindows, score_windows
 
 #: The random-number streams of an update's windows: the replay's, and the new images' (the train stage's probe
-#: starts at 1,000, its mix at 2,000); a head's reals: those it learns from, and those that set its bar.
-REPLAY_STREAM, NEW_STREAM, HEAD_REALS_STREAM, HEAD_BAR_STREAM = 3_000, 3_500, 4_000, 4_500
+#: starts at 1,000, its mix at 2,000; a head's reals at 4,000, :mod:`realfake.training.heads`).
+REPLAY_STREAM, NEW_STREAM = 3_000, 3_500
 #: What an update changes: ``head`` adds a new-family head and leaves the parent as it was; ``probe`` tunes the
 #: spectral probe with replay and distillation.
 METHODS = ("head", "probe")
@@ -74,20 +73,15 @@ def _number(value: Any, key: str) -> None:
 
 
 @dataclass(frozen=True)
-class HeadUpdate:
+class HeadUpdate(HeadFit):
     """``update.head``: how a new family's head is fitted (:mod:`realfake.training.heads`)."""
 
-    hidden: int = 128
-    alpha: float = 0.1
-    real_passes: int = 2
+    SECTION: ClassVar[str] = "update.head"
     new_passes: int = 0
 
     def __post_init__(self) -> None:
-        _count(self.hidden, "update.head.hidden")
-        _count(self.real_passes, "update.head.real_passes")
+        super().__post_init__()
         _count(self.new_passes, "update.head.new_passes", least=0)
-        require(isinstance(self.alpha, (int, float)) and not isinstance(self.alpha, bool) and self.alpha > 0,
-                f"update.head.alpha must be a number > 0, got {self.alpha!r}.")
 
 
 @dataclass(frozen=True)
@@ -217,14 +211,10 @@ def add_head(blob: dict[str, Any], model: Fused, spec: InputSpec, parent: Path, 
     t0 = time.perf_counter()
     decision = Decision.from_entry(blob.get("decision"), str(parent))
 
-    def reals(split: str, passes: int, stream: int, name: str) -> np.ndarray:
-        pixels = split_pixels(data, split, packed_dir)
-        index = np.flatnonzero(targets(data, split) == 0)
-        return windows_evidence(model, Subset(pixels, index.tolist()), 0.0, train_cfg.decision.augment, passes, stream,
-                                True, spec, train_cfg, phases, name)
-
-    learned = reals("train", cfg.head.real_passes, HEAD_REALS_STREAM, "head_reals")
-    bar_reals = reals("valid", train_cfg.decision.passes, HEAD_BAR_STREAM, "head_bar_reals")
+    learned = reals_evidence(model, data, "train", cfg.head.real_passes, HEAD_REALS_STREAM, spec, train_cfg,
+                             packed_dir, phases, "head_reals")
+    bar_reals = reals_evidence(model, data, "valid", train_cfg.decision.passes, HEAD_BAR_STREAM, spec, train_cfg,
+                               packed_dir, phases, "head_bar_reals")
     fakes = []
     for n in new:  # new reals join the head's reals; new fakes are what it learns to catch
         found = windows_evidence(model, ImageFiles(n.learn, cache=True), n.target, train_cfg.spectral.augment,
@@ -235,7 +225,7 @@ def add_head(blob: dict[str, Any], model: Fused, spec: InputSpec, parent: Path, 
             learned = np.concatenate([learned, found])
     with phases("head_fit"):
         head, facts = fit_head(np.concatenate(fakes), learned, bar_reals, cfg.head.hidden, cfg.head.alpha, cfg.seed,
-                               str(lineage.get("family", "")))
+                               str(lineage.get("family", "")), cfg.head.max_false_alarm)
         head.set_decision(decision.threshold, decision.coef, decision.intercept)
     heads = [*blob.get("heads", []), head_entry(head, **facts)]
     save_torch({**blob, "heads": heads, "updates": [*blob.get("updates", []), lineage]}, out)
