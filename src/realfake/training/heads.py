@@ -85,14 +85,17 @@ def windows_evidence(model: Fused, pixels: Sequence, target: float, augment: Aug
     return torch.cat(out).numpy()
 
 
+def split_reals(data: Manifest, split: str, packed_dir: Path | None) -> Subset:
+    """The decoded pixels of ``split``'s reals."""
+    return Subset(split_pixels(data, split, packed_dir), np.flatnonzero(targets(data, split) == 0).tolist())
+
+
 def reals_evidence(model: Fused, data: Manifest, split: str, passes: int, stream: int, spec: Any,
                    train_cfg: TrainConfig, packed_dir: Path | None, phases: Phases, name: str) -> np.ndarray:
     """The :func:`evidence` of ``split``'s reals as they are and in ``passes`` passes of the validation mix's
     perturbations (``train.decision.augment``), drawn from streams ``stream`` on."""
-    pixels = split_pixels(data, split, packed_dir)
-    index = np.flatnonzero(targets(data, split) == 0)
-    return windows_evidence(model, Subset(pixels, index.tolist()), 0.0, train_cfg.decision.augment, passes, stream,
-                            True, spec, train_cfg, phases, name)
+    return windows_evidence(model, split_reals(data, split, packed_dir), 0.0, train_cfg.decision.augment, passes,
+                            stream, True, spec, train_cfg, phases, name)
 
 
 def fit_synthetic_head(model: Fused, decision: Decision, bar_reals: np.ndarray, data: Manifest, spec: Any,
@@ -104,9 +107,8 @@ def fit_synthetic_head(model: Fused, decision: Decision, bar_reals: np.ndarray, 
     cfg = train_cfg.synthetic_head
     reals = reals_evidence(model, data, "train", cfg.real_passes, HEAD_REALS_STREAM, spec, train_cfg, packed_dir,
                            phases, "synthetic_head_reals")
-    pixels = split_pixels(data, "train", packed_dir)
-    index = np.flatnonzero(targets(data, "train") == 0).tolist()
-    made = Synthesised(Subset(pixels, index), train_cfg.seed, SYNTHETIC_STREAM, train_cfg.synthetic.jpeg_quality)
+    made = Synthesised(split_reals(data, "train", packed_dir), train_cfg.seed, SYNTHETIC_STREAM,
+                       train_cfg.synthetic.jpeg_quality)
     fakes = windows_evidence(model, made, 1.0, Augment(hflip=False, jpeg_prob=0.0), 0, SYNTHETIC_STREAM, True, spec,
                              train_cfg, phases, "synthetic_head_fakes")
     with phases("synthetic_head_fit"):

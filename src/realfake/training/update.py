@@ -233,8 +233,8 @@ def add_head(blob: dict[str, Any], model: Fused, spec: InputSpec, parent: Path, 
     n_new = sum(len(n.learn) for n in new)
     log(f"update: a head for {lineage.get('family', 'the new images')} learned {facts['n_fakes']} windows of "
         f"{n_new} new images against {facts['n_reals']} of reals; it fires on "
-        f"{facts['fires_on_learned']:.1%} of its own, from logit {facts['bar']:.3f} (the highest of "
-        f"{facts['n_bar_reals']} reals it did not learn from) ({seconds:.0f} s)")
+        f"{facts['fires_on_learned']:.1%} of its own, from logit {facts['bar']:.3f} (on "
+        f"{facts['fires_on_bar_reals']:.1%} of {facts['n_bar_reals']} reals it did not learn from) ({seconds:.0f} s)")
     phases.report(log)
     figures = {"learn_seconds": seconds, "n_new": n_new, "n_new_windows": facts["n_fakes"],
                "n_head_reals": facts["n_reals"], "head_fires_on_learned": facts["fires_on_learned"]}
