@@ -52,7 +52,7 @@ def main() -> None:
     from realfake.data.sample.heldout import read_heldout
     from realfake.detector.modelfile import load_model_file
     from realfake.detector.preprocess import Preprocessor, standardise
-    from realfake.detector.spectrum import Fused, spectrum_features
+    from realfake.detector.spectrum import N_FEATURES, Fused
     from realfake.errors import RealfakeError
     from realfake.evaluation.robustness import Perturbation
     from realfake.images import load_rgb
@@ -72,9 +72,8 @@ def main() -> None:
         out = []
         for k in range(0, len(x), 64):
             b = standardise(x[k:k + 64])
-            f, network = spectrum_features(b), model.network_evidence(b)  # embedding and logit, one pass
-            seen = [f, network[:, :-1]] if args.embedding else [f]
-            out.append(torch.cat([*seen, network[:, -1:], model.probe.logit(f).float(), model.share(f)[:, None]], 1))
+            found, parts = model.evidence_parts(b)  # features and embedding, and the three parts: one pass
+            out.append(torch.cat([found if args.embedding else found[:, :N_FEATURES], parts], 1))
         return torch.cat(out).numpy()
 
     def reals(split: str) -> dict[str, np.ndarray]:
