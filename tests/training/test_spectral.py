@@ -28,6 +28,7 @@ from realfake.detector.spectrum import (
 from realfake.errors import ConfigError, RealfakeError
 from realfake.training.config import TrainConfig
 from realfake.training.data import targets
+from realfake.training.heads import network_reads
 
 CPU = torch.device("cpu")
 
@@ -279,9 +280,12 @@ def test_the_fused_model_runs_its_network_only_on_the_images_the_gate_lets_it_se
     with torch.no_grad():
         share = model.parts(x)[2]
         expected = model.dense(x)  # the network run on every image: the same figures
+        found = model.evidence_parts(x)[0].numpy()
         seen.clear()
         mixed, only_blurred, only_sharp = model(x), model(x[1::2]), model(x[0::2])
     assert share[1::2].eq(0).all() and share[0::2].gt(0).all(), share
+    # what a head's bar is read from: the reals it could fire on, those the network reads
+    assert network_reads(model, found).tolist() == [True, False] * 3
     assert seen == [3, 3]  # the sharp half of the mixed batch, then the sharp batch; never a blurred image
     torch.testing.assert_close(mixed, expected, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(only_blurred, expected[1::2], atol=1e-5, rtol=1e-5)
@@ -291,7 +295,8 @@ def test_the_fused_model_runs_its_network_only_on_the_images_the_gate_lets_it_se
 def test_the_synthetic_head_learns_a_fake_of_each_train_real_and_fires_above_every_real_of_the_mix(
         fused_run, tiny_manifest, tiny_sample, tmp_path):
     """train.synthetic_head: one synthesised fake of each real of the train split, against those reals clean and in
-    two perturbed passes; its bar the highest logit of the validation mix's reals, so it adds no false alarm there."""
+    two perturbed passes; its bar the highest logit of the validation mix's reals it could fire on (those the network
+    reads), so it adds no false alarm there."""
     from realfake.training.decide import fit_model_decision, score_mix, validation_mix
     from realfake.training.heads import SYNTHETIC_FAMILY
 
@@ -306,12 +311,14 @@ def test_the_synthetic_head_learns_a_fake_of_each_train_real_and_fires_above_eve
     assert entry["n_bar_reals"] == n_valid * (1 + cfg.decision.passes)
     assert result.metrics["synthetic_head/bar"] == pytest.approx(float(head.bar))
     mix, _ = validation_mix(data, spec, cfg, None)
-    _, _, y, evidence = score_mix(model, mix, CPU, 16, 0, cfg.amp, reals_evidence=True)
+    scored, _, y, evidence = score_mix(model, mix, CPU, 16, 0, cfg.amp, reals_evidence=True)
     with torch.no_grad():
         logits = head.logit(torch.from_numpy(evidence))
-    assert len(evidence) == (y == 0).sum() == entry["n_bar_reals"]
+    read = torch.from_numpy(scored[y == 0, 2] > 0)  # the reals the network reads: their share above 0
+    assert len(evidence) == (y == 0).sum() == entry["n_bar_reals"] and entry["n_bar_reals_read"] == int(read.sum())
     allowed = int(cfg.synthetic_head.max_false_alarm * len(logits))  # 0.2 %: none of the tiny mix's reals
-    assert int((logits >= head.bar).sum()) == allowed == 0 and float(logits.max()) == pytest.approx(float(head.bar))
+    assert int((logits[read] >= head.bar).sum()) == allowed == 0
+    assert float(logits[read].max()) == pytest.approx(float(head.bar))
     assert "heads" not in load_model_file(out / "net" / "model.pt")[2], "no probe, no head: it reads the probe's"
     lines = []  # off: the model has no head, and scores as the probe and the network alone
     fit_model_decision(out / "net" / "model.pt", replace(cfg, synthetic_head={"enabled": False}), data,

@@ -189,6 +189,17 @@ def test_a_heads_bar_lets_through_at_most_its_share_of_the_reals_it_did_not_lear
             logits = head.logit(torch.from_numpy(bar_reals))
         assert int((logits >= head.bar).sum()) == fired and facts["fires_on_bar_reals"] == pytest.approx(fired / 100)
         assert facts["bar"] == float(head.bar) and facts["fires_on_learned"] > 0.5
+    # the reals the network does not read cannot be fired on (the gate gives the network no say there): they do not
+    # set the bar, which sits above the highest of those it reads
+    with torch.no_grad():
+        logits = head.logit(torch.from_numpy(bar_reals))
+    read = np.ones(100, bool)
+    read[np.argsort(-logits.numpy())[:3]] = False  # the three highest, unread
+    head, facts = fit_head(fakes, reals, bar_reals, 8, 0.1, 0, "toy", 0.0, read)
+    with torch.no_grad():
+        logits = head.logit(torch.from_numpy(bar_reals))
+    assert float(head.bar) == float(torch.nextafter(logits[read].max(), torch.tensor(np.inf)))
+    assert int((logits >= head.bar).sum()) == 3 and facts["fires_on_bar_reals"] == 0 and facts["n_bar_reals_read"] == 97
     with pytest.raises(ConfigError, match=r"update.head.max_false_alarm must be a share in \[0, 1\), got 1"):
         HeadUpdate(max_false_alarm=1)
 

@@ -12,7 +12,8 @@ The head reads each image's evidence, the probe's spectrum features and the netw
   rather than calling them fake;
 - its **bar** is read from reals it did not learn from: the valid split's, clean and in ``train.decision.passes``
   passes of the same perturbations (the validation mix's reals); the head fires just above the highest logit among
-  them, so on the mix it adds no false alarm (``max_false_alarm``: above all but that share of them).
+  those it could fire on (the ones the network reads: a head never speaks where the gate gives the network no say),
+  so on the mix it adds no false alarm (``max_false_alarm``: above all but that share of them).
 
 Fitted by scikit-learn's ``MLPClassifier`` (one ReLU layer, Adam, L2 ``update.head.alpha``) on standardised
 evidence; the weights are copied into the head, whose logit is the classifier's log-odds.
@@ -20,10 +21,10 @@ evidence; the weights are copied into the head, whose logit is the classifier's 
 The train stage's head (:func:`fit_synthetic_head`) is the same fit with other fakes: one synthesised fake of each
 real of the train split (a random up-sampler's, :mod:`realfake.training.synthetic`), its bar read from the
 validation mix's reals the decision was fitted on, above all but ``train.synthetic_head.max_false_alarm`` (0.2 %)
-of them: the few reals that carry an enlargement's trace as strongly as a generator's would otherwise set it. The
-network and the probe learn the sample's generator first; this head learns what up-sampling leaves in the face
-embedding and the spectrum whatever the generator, so that a family the model never saw is called fake where the
-decision's one threshold, held down by perturbed reals, does not reach it.
+of them (among those it could fire on): the few reals that carry an enlargement's trace as strongly as a
+generator's would otherwise set it. The network and the probe learn the sample's generator first; this head learns
+what up-sampling leaves in the face embedding and the spectrum whatever the generator, so that a family the model
+never saw is called fake where the decision's one threshold, held down by perturbed reals, does not reach it.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from realfake.detector.decision import Decision
 from realfake.detector.heads import FamilyHead
 from realfake.detector.preprocess import Augment, Preprocessor, to_model_input
 from realfake.detector.scoring import autocast, memory_format, resolve_device
-from realfake.detector.spectrum import Fused
+from realfake.detector.spectrum import N_FEATURES, Fused
 from realfake.training.config import TrainConfig
 from realfake.training.data import TrainImages, split_pixels, targets
 from realfake.training.phases import Phases
@@ -60,6 +61,14 @@ HEAD_REALS_STREAM, HEAD_BAR_STREAM, SYNTHETIC_STREAM = 4_000, 4_500, 5_000
 def evidence(model: Fused, x: torch.Tensor) -> torch.Tensor:
     """(B, spectrum features + face embedding) of a standardised RGB batch: what a head reads."""
     return model.evidence_parts(x)[0]
+
+
+@torch.no_grad()
+def network_reads(model: Fused, found: np.ndarray) -> np.ndarray:
+    """Which rows of ``found`` (N, D), :func:`evidence`, are of images the network reads (the gate gives it a share):
+    the only ones a head can fire on (:meth:`FamilyHead.lift`'s ``live``), as a boolean (N,)."""
+    features = torch.from_numpy(np.ascontiguousarray(found[:, :N_FEATURES])).float().to(model.weights.device)
+    return (model.share(features) > 0).cpu().numpy()
 
 
 @torch.no_grad()
@@ -113,17 +122,20 @@ def fit_synthetic_head(model: Fused, decision: Decision, bar_reals: np.ndarray, 
                              train_cfg, phases, "synthetic_head_fakes")
     with phases("synthetic_head_fit"):
         head, facts = fit_head(fakes, reals, bar_reals, cfg.hidden, cfg.alpha, train_cfg.seed, SYNTHETIC_FAMILY,
-                               cfg.max_false_alarm)
+                               cfg.max_false_alarm, network_reads(model, bar_reals))
         head.set_decision(decision.threshold, decision.coef, decision.intercept)
     return head, facts
 
 
 def fit_head(fakes: np.ndarray, reals: np.ndarray, bar_reals: np.ndarray, hidden: int, alpha: float, seed: int,
-             family: str = "", max_false_alarm: float = 0.0) -> tuple[FamilyHead, dict[str, float]]:
+             family: str = "", max_false_alarm: float = 0.0,
+             bar_read: np.ndarray | None = None) -> tuple[FamilyHead, dict[str, float]]:
     """A :class:`FamilyHead` (``hidden`` units, L2 penalty ``alpha``) fitted on evidence of ``fakes`` against ``reals``,
     firing just above the logit of all but ``max_false_alarm`` of ``bar_reals`` (reals it did not learn from; 0: above
-    every one); and its figures (the bar, the share of ``bar_reals`` and of its own fakes it fires on). Not yet mapped
-    into a decision (:meth:`FamilyHead.set_decision`)."""
+    every one); and its figures (the bar, the share of ``bar_reals`` and of its own fakes it fires on). ``bar_read``
+    (boolean, one per bar real; :func:`network_reads`): only these can be fired on, so only these set the bar (the
+    budget still a share of every bar real); None: all. Not yet mapped into a decision
+    (:meth:`FamilyHead.set_decision`)."""
     from sklearn.neural_network import MLPClassifier
     from sklearn.preprocessing import StandardScaler
 
@@ -140,9 +152,12 @@ def fit_head(fakes: np.ndarray, reals: np.ndarray, bar_reals: np.ndarray, hidden
         head.out.weight.copy_(torch.from_numpy(mlp.coefs_[1].T))
         head.out.bias.copy_(torch.from_numpy(mlp.intercepts_[1]))
         logits = head.logit(torch.from_numpy(bar_reals))
-        passed = torch.sort(logits, descending=True).values[int(max_false_alarm * len(logits))]
-        head.bar.copy_(torch.nextafter(passed, torch.tensor(math.inf)))  # the first logit above it: it fires there
+        read = torch.ones(len(logits), dtype=torch.bool) if bar_read is None else torch.from_numpy(bar_read)
+        allowed = int(max_false_alarm * len(logits))
+        ranked = torch.sort(logits[read] if int(read.sum()) > allowed else logits, descending=True).values
+        head.bar.copy_(torch.nextafter(ranked[allowed], torch.tensor(math.inf)))  # the first logit above: fires there
         fired = float((head.logit(torch.from_numpy(fakes)) >= head.bar).float().mean())
-        bar_fired = float((logits >= head.bar).float().mean())
+        bar_fired = float(((logits >= head.bar) & read).float().mean())
     return head.eval(), {"bar": float(head.bar), "fires_on_learned": fired, "fires_on_bar_reals": bar_fired,
-                         "n_reals": len(reals), "n_bar_reals": len(bar_reals), "n_fakes": len(fakes)}
+                         "n_reals": len(reals), "n_bar_reals": len(bar_reals), "n_bar_reals_read": int(read.sum()),
+                         "n_fakes": len(fakes)}

@@ -51,7 +51,14 @@ from realfake.images import ImageFiles
 from realfake.training.config import HeadFit, TrainConfig
 from realfake.training.data import TrainImages, split_pixels, targets
 from realfake.training.decide import fit_model_decision
-from realfake.training.heads import HEAD_BAR_STREAM, HEAD_REALS_STREAM, fit_head, reals_evidence, windows_evidence
+from realfake.training.heads import (
+    HEAD_BAR_STREAM,
+    HEAD_REALS_STREAM,
+    fit_head,
+    network_reads,
+    reals_evidence,
+    windows_evidence,
+)
 from realfake.training.phases import Phases
 from realfake.training.spectral import PerturbedWindows, score_windows
 
@@ -225,7 +232,8 @@ def add_head(blob: dict[str, Any], model: Fused, spec: InputSpec, parent: Path, 
             learned = np.concatenate([learned, found])
     with phases("head_fit"):
         head, facts = fit_head(np.concatenate(fakes), learned, bar_reals, cfg.head.hidden, cfg.head.alpha, cfg.seed,
-                               str(lineage.get("family", "")), cfg.head.max_false_alarm)
+                               str(lineage.get("family", "")), cfg.head.max_false_alarm,
+                               network_reads(model, bar_reals))
         head.set_decision(decision.threshold, decision.coef, decision.intercept)
     heads = [*blob.get("heads", []), head_entry(head, **facts)]
     save_torch({**blob, "heads": heads, "updates": [*blob.get("updates", []), lineage]}, out)
