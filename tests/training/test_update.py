@@ -200,6 +200,9 @@ def test_a_heads_bar_lets_through_at_most_its_share_of_the_reals_it_did_not_lear
         logits = head.logit(torch.from_numpy(bar_reals))
     assert float(head.bar) == float(torch.nextafter(logits[read].max(), torch.tensor(np.inf)))
     assert int((logits >= head.bar).sum()) == 3 and facts["fires_on_bar_reals"] == 0 and facts["n_bar_reals_read"] == 97
+    unread, _ = fit_head(fakes, reals, bar_reals, 8, 0.1, 0, "toy", 0.05, np.zeros(100, bool))  # none read: all rank
+    assert float(unread.bar) == float(torch.nextafter(torch.sort(logits, descending=True).values[5],
+                                                      torch.tensor(np.inf)))
     with pytest.raises(ConfigError, match=r"update.head.max_false_alarm must be a share in \[0, 1\), got 1"):
         HeadUpdate(max_false_alarm=1)
 

@@ -134,8 +134,8 @@ def fit_head(fakes: np.ndarray, reals: np.ndarray, bar_reals: np.ndarray, hidden
     firing just above the logit of all but ``max_false_alarm`` of ``bar_reals`` (reals it did not learn from; 0: above
     every one); and its figures (the bar, the share of ``bar_reals`` and of its own fakes it fires on). ``bar_read``
     (boolean, one per bar real; :func:`network_reads`): only these can be fired on, so only these set the bar (the
-    budget still a share of every bar real); None: all. Not yet mapped into a decision
-    (:meth:`FamilyHead.set_decision`)."""
+    budget still a share of every bar real; where the budget covers every one of them, all rank); None: all. Not yet
+    mapped into a decision (:meth:`FamilyHead.set_decision`)."""
     from sklearn.neural_network import MLPClassifier
     from sklearn.preprocessing import StandardScaler
 
