@@ -292,7 +292,7 @@ def test_the_fused_model_runs_its_network_only_on_the_images_the_gate_lets_it_se
     torch.testing.assert_close(only_sharp, expected[0::2], atol=1e-5, rtol=1e-5)
 
 
-def test_the_synthetic_head_learns_a_fake_of_each_train_real_and_fires_above_every_real_of_the_mix(
+def test_the_synthetic_head_learns_a_fake_of_each_train_real_and_fires_above_every_mix_real_the_network_reads(
         fused_run, tiny_manifest, tiny_sample, tmp_path):
     """train.synthetic_head: one synthesised fake of each real of the train split, against those reals clean and in
     two perturbed passes; its bar the highest logit of the validation mix's reals it could fire on (those the network
