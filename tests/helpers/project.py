@@ -55,6 +55,7 @@ def clone_project(dest: Path, **overrides) -> Path:
     params["data"]["sample"]["heldout"]["size"] = TINY_HELDOUT
     params["validate"]["min_images_per_class"] = {"train": 2, "valid": 2, "test": 2}
     params["train"].update(epochs=1, batch_size=8)
+    params["train"]["spectral"]["steps"] = 300  # the probe's fit at the tests' size (helpers.training.TINY_SPECTRAL)
     params["register"]["min_auc"] = 0.0  # a one-epoch model on 20 images still becomes champion
     for dotted, value in overrides.items():
         section, key = dotted.split("__")

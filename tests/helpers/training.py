@@ -24,6 +24,9 @@ from realfake.training.train import TrainOutputs, train
 #: The network alone: the spectral probe's own tests (tests/training/test_spectral.py) turn it on.
 TINY_TRAIN = dict(image_size=80, network_window=None, epochs=2, batch_size=8, lr=1e-3, device="cpu", workers=0, seed=3,
                   spectral={"enabled": False})
+#: The spectral probe at the tests' size: a few hundred windows need no more than 300 of the fit's 4,000 Adam steps
+#: (its time does not shrink with the windows, only with the steps).
+TINY_SPECTRAL = {"enabled": True, "passes": 1, "hidden": 8, "steps": 300}
 HELPERS_ROOT = Path(__file__).resolve().parents[1]
 #: The run id a helper process's training records (what lets a resumed ensemble keep its finished members).
 RUN_ID = "helper-run"

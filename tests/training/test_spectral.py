@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 
-from helpers.training import TINY_TRAIN, run_train
+from helpers.training import TINY_SPECTRAL, TINY_TRAIN, run_train
 from realfake.data.manifest import Manifest
 from realfake.detector.modelfile import add_entry, load_model_file
 from realfake.detector.preprocess import Preprocessor, centre_box, to_model_input
@@ -189,7 +189,7 @@ def fused_run(tiny_manifest, tiny_sample, module_tmp):
     """One tiny run with the probe (its model file's writes in ``writes``), and the same run without it."""
     from realfake.detector import modelfile
 
-    spectral = {"enabled": True, "passes": 1, "hidden": 8}
+    spectral = TINY_SPECTRAL
     cfg = {**TINY_TRAIN, "epochs": 1, "spectral": spectral}
     real_save, writes = modelfile.save_torch, []
     with pytest.MonkeyPatch.context() as mp:
@@ -305,7 +305,7 @@ def test_the_synthetic_head_learns_a_fake_of_each_train_real_and_fires_above_eve
     data = Manifest(tiny_manifest, tiny_sample)
     (entry,), (head,) = info["heads"], model.heads
     n_train, n_valid = (int((targets(data, split) == 0).sum()) for split in ("train", "valid"))
-    cfg = TrainConfig(**{**TINY_TRAIN, "epochs": 1, "spectral": {"enabled": True, "passes": 1, "hidden": 8}})
+    cfg = TrainConfig(**{**TINY_TRAIN, "epochs": 1, "spectral": TINY_SPECTRAL})
     assert entry["family"] == head.family == SYNTHETIC_FAMILY
     assert (entry["n_fakes"], entry["n_reals"]) == (n_train, n_train * (1 + cfg.synthetic_head.real_passes))
     assert entry["n_bar_reals"] == n_valid * (1 + cfg.decision.passes)
@@ -335,7 +335,7 @@ def test_fitting_a_probe_onto_a_file_that_has_one_is_a_clear_error_that_changes_
     _, out = fused_run
     path = out / "fused" / "model.pt"
     before = path.read_bytes()
-    cfg = TrainConfig(**{**TINY_TRAIN, "spectral": {"enabled": True, "passes": 1, "hidden": 8}})
+    cfg = TrainConfig(**{**TINY_TRAIN, "spectral": TINY_SPECTRAL})
     with pytest.raises(RealfakeError, match="already has a spectral probe.*run realfake update"):
         fit_model_decision(path, cfg, Manifest(tiny_manifest, tiny_sample), log=lambda s: None)
     assert path.read_bytes() == before
@@ -374,6 +374,7 @@ def test_a_malformed_probe_entry_is_a_clear_error(fused_run, tmp_path):
         ({"passes": 0}, "train.spectral.passes must be an integer of at least 1"),
         ({"passes": 1.5}, "train.spectral.passes must be an integer of at least 1"),
         ({"l2": 0}, "train.spectral.l2 must be a number above 0"),
+        ({"steps": 0}, "train.spectral.steps must be an integer of at least 1"),
         ({"enabled": "yes"}, "train.spectral.enabled must be true or false"),
         ({"gate": 1}, "train.spectral.gate must be true or false"),
         ({"hidden": -1}, "train.spectral.hidden must be a non-negative integer"),
@@ -411,7 +412,7 @@ def test_the_probe_is_fitted_on_at_most_max_windows_spread_over_the_passes(fused
     _, out = fused_run
     network = load_model_file(out / "net" / "model.pt")[0]
     data = Manifest(tiny_manifest, tiny_sample)
-    spectral = {"enabled": True, "passes": 3, "hidden": 8}
+    spectral = {**TINY_SPECTRAL, "passes": 3}
     n = len(data.rows("train"))
     _, _, facts = fit_spectral(network, TrainConfig(**{**TINY_TRAIN, "spectral": spectral}), data,
                                log=lambda s: None)
@@ -439,12 +440,20 @@ def test_the_probe_may_see_another_share_of_synthetic_fakes_than_the_network(fus
         made(self, images, *args, **kwargs)
 
     monkeypatch.setattr(spectral_module.PerturbedWindows, "__init__", spy)
+    steps, fit = [], spectral_module.fit_probe  # train.spectral.steps: the probe's Adam steps
+
+    def fit_spy(*args, **kwargs):
+        steps.append(kwargs["steps"])
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(spectral_module, "fit_probe", fit_spy)
     for share, expected in ((None, 0.25), (1.0, 1.0)):
         shares.clear()
-        spectral = {"enabled": True, "passes": 1, "hidden": 0, "synthetic_prob": share}
+        spectral = {**TINY_SPECTRAL, "hidden": 0, "synthetic_prob": share}
         cfg = TrainConfig(**{**TINY_TRAIN, "synthetic": {"prob": 0.25}, "spectral": spectral})
-        spectral_module.fit_spectral(network, cfg, data, log=lambda s: None)
+        _, _, facts = spectral_module.fit_spectral(network, cfg, data, log=lambda s: None)
         assert shares[0] == expected  # the probe's training windows; the gate reads the images as they are
+        assert steps[-1] == facts["steps"] == TINY_SPECTRAL["steps"] == 300
     assert cfg.synthetic.prob == 0.25  # the network's share is its own
 
 
@@ -503,7 +512,7 @@ def test_the_probe_can_be_fitted_on_windows_made_on_the_device(fused_run, tiny_m
     _, out = fused_run
     network = load_model_file(out / "net" / "model.pt")[0]
     lines = []
-    cfg = TrainConfig(**{**TINY_TRAIN, "spectral": {"enabled": True, "passes": 2, "hidden": 8}}, perturb_on="device")
+    cfg = TrainConfig(**{**TINY_TRAIN, "spectral": {**TINY_SPECTRAL, "passes": 2}}, perturb_on="device")
     fused, _, facts = fit_spectral(network, cfg, Manifest(tiny_manifest, tiny_sample),
                                    log=lines.append)
     assert isinstance(fused, Fused) and facts["n_train"] == 2 * len(Manifest(tiny_manifest, tiny_sample).rows("train"))

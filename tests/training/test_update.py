@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from helpers.samples import TINY, with_heldout
-from helpers.training import TINY_TRAIN, run_train
+from helpers.training import TINY_SPECTRAL, TINY_TRAIN, run_train
 from realfake.data.newimages import check_new_images
 from realfake.data.sample.generate import generate_heldout
 from realfake.data.validation import ValidateConfig
@@ -28,7 +28,7 @@ from realfake.training.data import targets
 from realfake.training.update import HeadUpdate, ProbeUpdate, UpdateConfig, update_model
 
 #: The tiny run's settings: the network and a small probe.
-TINY_FUSED = {**TINY_TRAIN, "epochs": 1, "spectral": {"enabled": True, "passes": 1, "hidden": 8}}
+TINY_FUSED = {**TINY_TRAIN, "epochs": 1, "spectral": TINY_SPECTRAL}
 #: An update's settings for the tiny run: a head on one perturbed pass of the reals and two of the new fakes; a probe
 #: tuned for 200 steps on one replayed pass and two of the new fakes.
 TINY_HEAD = HeadUpdate(real_passes=1, new_passes=2)

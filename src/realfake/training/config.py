@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from realfake.config import build_config, is_int, is_number, require
 from realfake.detector.preprocess import Augment, InputSpec
 from realfake.detector.scoring import AMP
-from realfake.detector.spectrum import RULES
+from realfake.detector.spectrum import PROBE_STEPS, RULES
 from realfake.training.synthetic import Synthetic
 
 if TYPE_CHECKING:
@@ -46,6 +46,7 @@ class Spectral:
     passes: int = 8  # perturbed passes over the train split the probe is fitted on
     max_windows: int = 100_000  # at most this many of those windows, spread evenly over the passes (bounded memory)
     l2: float = 0.003  # the ridge penalty on the probe's weights (per mean loss, standardised features; 0.01 -> 0.003)
+    steps: int = PROBE_STEPS  # Adam steps of the probe's fit, each on PROBE_BATCH windows drawn from them
     gate: bool = True  # the network's say falls to 0 on images much blurrier than its training images
     probe_window: int | None = 256  # the centred window the probe reads (crop), the network its network_window centre;
     # None: network_window
@@ -67,6 +68,8 @@ class Spectral:
         require(is_int(self.hidden) and self.hidden >= 0, "train.spectral.hidden must be a non-negative integer "
                 f"(0 = a logistic regression), got {self.hidden!r}.")
         require(is_number(self.l2) and self.l2 > 0, f"train.spectral.l2 must be a number above 0, got {self.l2!r}.")
+        require(is_int(self.steps) and self.steps >= 1, "train.spectral.steps must be an integer of at least 1 (the "
+                f"probe's Adam steps), got {self.steps!r}.")
         require(self.probe_window is None or is_int(self.probe_window), "train.spectral.probe_window must be an "
                 f"integer (the side of the window the probe reads) or null (the network's window), got "
                 f"{self.probe_window!r}.")

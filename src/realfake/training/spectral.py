@@ -167,7 +167,8 @@ def fit_spectral(network: nn.Module, train_cfg: TrainConfig, data: Manifest, *, 
         train_windows = Subset(train_windows, np.linspace(0, len(train_windows) - 1, cfg.max_windows).astype(int))
     feats, y = score_windows(train_windows, pixel_features, dev, batch_size, workers, phases)
     with phases("probe_fit"):
-        probe = fit_probe(torch.from_numpy(feats), torch.from_numpy(y), cfg.l2, cfg.hidden, seed).to(dev)
+        probe = fit_probe(torch.from_numpy(feats), torch.from_numpy(y), cfg.l2, cfg.hidden, seed,
+                          steps=cfg.steps).to(dev)
     gate = None
     if cfg.gate:  # the sharpness of the training images as they are: the network's full say from its 5th percentile
         sharp, _ = score_windows(windows(Augment(hflip=False, jpeg_prob=0.0), 1),
@@ -177,5 +178,5 @@ def fit_spectral(network: nn.Module, train_cfg: TrainConfig, data: Manifest, *, 
         gate = torch.from_numpy(np.stack([full - sharp.std(0), full], 1)).float()  # a row (none, full) per measure
     fused = Fused(network.to(dev), probe, torch.ones(2), torch.zeros(1), gate, fused_spec.network_window)
     where = "on the device" if on_device else "in the loader"
-    log(f"train: spectral probe on {len(train_windows)} perturbed windows (made {where})")
-    return fused.to(dev).eval(), fused_spec, {"n_train": len(train_windows)}
+    log(f"train: spectral probe on {len(train_windows)} perturbed windows (made {where}), {cfg.steps} steps")
+    return fused.to(dev).eval(), fused_spec, {"n_train": len(train_windows), "steps": cfg.steps}
