@@ -12,7 +12,7 @@ from realfake.detector.heads import FamilyHead, head_entry, heads_from_entries
 from realfake.detector.modelfile import add_entry, load_model_file, save_model_file
 from realfake.detector.network import EMBEDDING, build_model
 from realfake.detector.preprocess import InputSpec
-from realfake.detector.spectrum import N_FEATURES, SpectralProbe, spectrum_features
+from realfake.detector.spectrum import N_CYCLIC, N_FEATURES, SpectralProbe, cyclic_features, spectrum_features
 from realfake.errors import RealfakeError
 
 
@@ -69,6 +69,61 @@ def test_a_head_entry_gives_back_the_same_head_and_a_malformed_one_is_a_clear_er
     broken = {**entry, "state_dict": {k: v for k, v in entry["state_dict"].items() if k != "bar"}}
     with pytest.raises(RealfakeError, match="m.pt: its heads entry is malformed.*update the model again"):
         heads_from_entries([broken], "m.pt")
+
+
+def test_a_head_of_some_columns_reads_those_alone_and_its_entry_keeps_them():
+    head = first_input_head(4, bar=0.5)  # a head of 4 inputs, reading columns 3..6 of a wider evidence
+    narrow = FamilyHead(4, 2, "toy", columns=(3, 7))
+    narrow.load_state_dict(head.state_dict())
+    g = torch.Generator().manual_seed(0)
+    evidence = torch.randn(30, 10, generator=g)
+    assert torch.equal(narrow.logit(evidence), head.logit(evidence[:, 3:7]))
+    other = evidence.clone()
+    other[:, :3], other[:, 7:] = 99.0, -99.0
+    assert torch.equal(narrow.logit(other), narrow.logit(evidence)), "the columns it does not read change nothing"
+    assert narrow.reads(10) and narrow.reads(7) and not narrow.reads(6) and head.reads(4) and not head.reads(10)
+    (back,) = heads_from_entries([head_entry(narrow)], "m.pt")
+    assert back.columns == (3, 7) and torch.equal(back.logit(evidence), narrow.logit(evidence))
+    (whole,) = heads_from_entries([{k: v for k, v in head_entry(head).items() if k != "columns"}], "m.pt")
+    assert whole.columns is None, "a file from before the columns: the head reads the whole evidence"
+    with pytest.raises(RealfakeError, match="a head of 4 inputs cannot read columns \\(0, 3\\)"):
+        FamilyHead(4, 2, columns=(0, 3))
+    with pytest.raises(RealfakeError, match="m.pt: its heads entry is malformed.*update the model again"):
+        heads_from_entries([{**head_entry(narrow), "columns": [0, 3]}], "m.pt")
+
+
+def test_a_model_that_measures_the_cyclic_coherence_gives_it_to_the_heads_that_read_it(tmp_path):
+    torch.manual_seed(0)
+    spec = InputSpec(96, "crop", "npr-white", network_window=96, probe_window=128)
+    path = tmp_path / "m.pt"
+    save_model_file(path, build_model("none", dropout=0.0).state_dict(), spec, {})
+    entry = {"state_dict": SpectralProbe(4).state_dict(), "hidden": 4, "weights": [0.5, 2.0], "bias": -0.25,
+             "gate": None, "rule": "sum", "cyclic": True}
+    add_entry(path, "spectral", entry)
+    parent, _, _ = load_model_file(path)
+    x = torch.randn(6, 3, 128, 128)
+    width = N_FEATURES + EMBEDDING
+    with torch.no_grad():
+        found = parent.evidence_parts(x)[0]
+        assert parent.cyclic and found.shape == (6, width + N_CYCLIC) == (6, parent.n_evidence)
+        torch.testing.assert_close(found[:, width:], cyclic_features(x))
+        head = FamilyHead(N_CYCLIC, 3, "toy", columns=(width, width + N_CYCLIC))
+        h = head.logit(found)
+        head.bar.fill_(float(h.median()))
+        head.set_decision(0.5, (1.0,), 0.0)
+    add_entry(path, "heads", [head_entry(head)])
+    model, _, _ = load_model_file(path)
+    with torch.no_grad():
+        fires = h >= h.median()
+        lifted, base = model(x), parent(x)
+    assert 0 < int(fires.sum()) < len(x) and torch.all(lifted[fires] > 0)
+    assert torch.equal(lifted[~fires], base[~fires])
+    add_entry(path, "spectral", {**entry, "cyclic": False})  # the same head on a model that does not measure it
+    with pytest.raises(RealfakeError, match="a head reads \\[\\(1056, 1152\\)\\] inputs where this model gives 1056"):
+        load_model_file(path)
+    add_entry(path, "spectral", {**entry, "cyclic": "yes"})
+    with pytest.raises(RealfakeError, match="spectral probe entry is malformed.*cyclic 'yes'; expected true or false"):
+        load_model_file(path)
 
 
 def test_a_model_file_keeps_its_heads_and_refuses_one_that_does_not_fit(tmp_path):

@@ -13,8 +13,10 @@ from PIL import Image, ImageFilter
 from helpers.training import TINY_SPECTRAL, TINY_TRAIN, run_train
 from realfake.data.manifest import Manifest
 from realfake.detector.modelfile import add_entry, load_model_file
+from realfake.detector.network import EMBEDDING
 from realfake.detector.preprocess import Preprocessor, centre_box, to_model_input
 from realfake.detector.spectrum import (
+    N_CYCLIC,
     N_FEATURES,
     Fused,
     SpectralProbe,
@@ -245,9 +247,10 @@ def test_the_train_stage_fuses_the_probe_without_touching_the_network(fused_run,
     n, p = wn * net_logit + bn, wp * probe_logit + bp
     fused = p + share * torch.clamp(n - p, min=0)
     # ... lifted where the synthetic head (train.synthetic_head) fires on an image the network reads, never lowered
-    (head,) = model.heads
+    assert len(model.heads) == 2  # train.synthetic_head.reads: one of the evidence, one of the cyclic coherence
     with torch.no_grad():
-        fires = (head.logit(model.evidence_parts(x)[0]) >= head.bar) & (share.squeeze(1) > 0)
+        found = model.evidence_parts(x)[0]
+        fires = torch.stack([head.logit(found) >= head.bar for head in model.heads]).any(0) & (share.squeeze(1) > 0)
     torch.testing.assert_close(got[~fires], fused[~fires], atol=1e-4, rtol=1e-4)
     assert (got[fires] >= fused[fires] - 1e-4).all()
     detector = Detector(out / "fused" / "model.pt", amp=False)
@@ -276,7 +279,7 @@ def test_the_fused_model_runs_its_network_only_on_the_images_the_gate_lets_it_se
     seen = []  # the images the network's first convolution reads, whether the logit or the embedding is asked for
     first = next(m for m in model.network.modules() if isinstance(m, torch.nn.Conv2d))
     first.register_forward_hook(lambda module, inputs, output: seen.append(len(inputs[0])))
-    assert len(model.heads) == 1  # the train stage's synthetic head: it speaks only where the network does
+    assert len(model.heads) == 2  # the train stage's synthetic heads: they speak only where the network does
     with torch.no_grad():
         share = model.parts(x)[2]
         expected = model.dense(x)  # the network run on every image: the same figures
@@ -303,7 +306,7 @@ def test_the_synthetic_head_learns_a_fake_of_each_train_real_and_fires_above_eve
     result, out = fused_run
     model, spec, info = load_model_file(out / "fused" / "model.pt")
     data = Manifest(tiny_manifest, tiny_sample)
-    (entry,), (head,) = info["heads"], model.heads
+    (entry, _), (head, _) = info["heads"], model.heads  # the evidence's head (the cyclic one: the test below)
     n_train, n_valid = (int((targets(data, split) == 0).sum()) for split in ("train", "valid"))
     cfg = TrainConfig(**{**TINY_TRAIN, "epochs": 1, "spectral": TINY_SPECTRAL})
     assert entry["family"] == head.family == SYNTHETIC_FAMILY
@@ -325,6 +328,39 @@ def test_the_synthetic_head_learns_a_fake_of_each_train_real_and_fires_above_eve
                        out=tmp_path / "plain.pt", log=lines.append)
     plain, _, plain_info = load_model_file(tmp_path / "plain.pt")
     assert not plain.heads and plain_info["heads"] == [] and not any("head" in line for line in lines)
+
+
+def test_a_second_synthetic_head_reads_the_cyclic_coherence_and_the_two_share_the_false_alarm_budget(
+        fused_run, tiny_manifest, tiny_sample, tmp_path):
+    """train.synthetic_head.reads: [evidence, cyclic]: the model measures the cyclic coherence, and a second head,
+    fitted on the same synthesised fakes, reads only those columns of the evidence; each head's bar lets through half
+    of the budget."""
+    from realfake.training.decide import fit_model_decision, score_mix, validation_mix
+    from realfake.training.heads import SYNTHETIC_FAMILY
+
+    _, out = fused_run
+    data = Manifest(tiny_manifest, tiny_sample)
+    both = {"reads": ["evidence", "cyclic"], "max_false_alarm": 0.25}
+    cfg = TrainConfig(**{**TINY_TRAIN, "epochs": 1, "spectral": TINY_SPECTRAL, "synthetic_head": both})
+    lines = []
+    metrics = fit_model_decision(out / "net" / "model.pt", cfg, data, out=tmp_path / "two.pt", log=lines.append)
+    model, spec, info = load_model_file(tmp_path / "two.pt")
+    evidence_head, cyclic_head = model.heads
+    width = model.n_evidence
+    assert model.cyclic and info["spectral"]["cyclic"] is True and width == N_FEATURES + EMBEDDING + N_CYCLIC
+    assert evidence_head.columns == (0, width - N_CYCLIC) and cyclic_head.columns == (width - N_CYCLIC, width)
+    assert cyclic_head.family == f"{SYNTHETIC_FAMILY} (cyclic coherence)" and evidence_head.family == SYNTHETIC_FAMILY
+    assert metrics["synthetic_head/cyclic_bar"] == pytest.approx(float(cyclic_head.bar))
+    assert sum("a head for" in line for line in lines) == 2
+    mix, _ = validation_mix(data, spec, cfg, None)
+    scored, _, y, found = score_mix(model, mix, CPU, 16, 0, cfg.amp, reals_evidence=True)
+    read = torch.from_numpy(scored[y == 0, 2] > 0)
+    allowed = int(0.25 / 2 * len(found))  # each head: half the heads' budget of the mix's reals (2 of 17)
+    assert 0 < allowed < int(0.25 * len(found))
+    with torch.no_grad():
+        for head in model.heads:
+            logits = head.logit(torch.from_numpy(found))
+            assert 0 < int((logits[read] >= head.bar).sum()) <= allowed
 
 
 def test_fitting_a_probe_onto_a_file_that_has_one_is_a_clear_error_that_changes_nothing(fused_run, tiny_manifest,

@@ -210,6 +210,11 @@ def test_config_errors_are_clear():
         TrainConfig.from_params({"synthetic_head": {"alpha": -1}})
     with pytest.raises(RealfakeError, match=r"train.synthetic_head.enabled must be true or false, got 'yes'"):
         TrainConfig.from_params({"synthetic_head": {"enabled": "yes"}})
+    for reads in (["evidence", "pixels"], [], ["cyclic", "cyclic"], "cyclic"):
+        with pytest.raises(RealfakeError, match=r"train.synthetic_head.reads must be a list of different heads' "
+                                                r"inputs, each one of evidence, cyclic"):
+            TrainConfig.from_params({"synthetic_head": {"reads": reads}})
+    assert TrainConfig.from_params({"synthetic_head": {"reads": ["cyclic"]}}).synthetic_head.reads == ("cyclic",)
     with pytest.raises(ConfigError, match=r"train.representation is \['npr', 'npr'\]; an ensemble lists distinct"):
         TrainConfig.from_params({"representation": ["npr", "npr"]})
     with pytest.raises(ConfigError, match=r"train.representation is \[\]"):

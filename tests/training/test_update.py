@@ -109,14 +109,15 @@ def test_an_update_tunes_the_probe_keeps_the_network_and_refits_the_decision(par
     assert changed, "the probe was not tuned"
     assert after["updates"] == [{"parent_version": 1, "family": "bicubic"}]
     assert after["decision"] != before["decision"] and "threshold" in after["decision"]
-    (was,), (now,) = before["heads"], after["heads"]  # the train stage's synthetic head, kept ...
-    assert now["family"] == was["family"] and all(torch.equal(v, now["state_dict"][k])
-                                                  for k, v in was["state_dict"].items() if k != "to_fused")
-    refitted = Decision.from_entry(after["decision"], "updated")  # ... its lift mapped into the refitted decision
-    mapped = FamilyHead(now["n_inputs"], now["hidden"])
-    mapped.set_decision(refitted.threshold, refitted.coef, refitted.intercept)
-    assert torch.equal(now["state_dict"]["to_fused"], mapped.to_fused)
-    assert not torch.equal(now["state_dict"]["to_fused"], was["state_dict"]["to_fused"])
+    assert len(before["heads"]) == len(after["heads"]) == 2  # the train stage's synthetic heads, kept ...
+    refitted = Decision.from_entry(after["decision"], "updated")  # ... their lift mapped into the refitted decision
+    for was, now in zip(before["heads"], after["heads"]):
+        assert now["family"] == was["family"] and now["columns"] == was["columns"]
+        assert all(torch.equal(v, now["state_dict"][k]) for k, v in was["state_dict"].items() if k != "to_fused")
+        mapped = FamilyHead(now["n_inputs"], now["hidden"])
+        mapped.set_decision(refitted.threshold, refitted.coef, refitted.intercept)
+        assert torch.equal(now["state_dict"]["to_fused"], mapped.to_fused)
+        assert not torch.equal(now["state_dict"]["to_fused"], was["state_dict"]["to_fused"])
     assert figures["update/n_new"] == 20 and figures["update/n_new_windows"] == 40
     assert figures["update/n_replay_windows"] == len(tiny_data.rows("train"))
     assert any("probe tuned on 40 windows of 20 new images" in line for line in lines)
@@ -154,9 +155,12 @@ def test_a_head_learns_the_new_family_and_leaves_the_parent_as_it_was(parent_mod
                        torch.cat([v.flatten() for v in after["state_dict"].values()])), "the network is the parent's"
     assert after["decision"] == before["decision"] and after["updates"] == [{"parent_version": 1, "family": "bicubic"}]
     assert all(torch.equal(v, after["spectral"]["state_dict"][k]) for k, v in before["spectral"]["state_dict"].items())
-    (synthetic, head) = after["heads"]  # the parent's head (the train stage's) as it was, and the new one
-    assert synthetic["family"] == before["heads"][0]["family"] == "synthetic up-samplers"
-    assert all(torch.equal(v, synthetic["state_dict"][k]) for k, v in before["heads"][0]["state_dict"].items())
+    (*parents, head) = after["heads"]  # the parent's heads (the train stage's) as they were, and the new one
+    assert [h["family"] for h in parents] == [h["family"] for h in before["heads"]] == [
+        "synthetic up-samplers", "synthetic up-samplers (cyclic coherence)"]
+    assert all(torch.equal(v, mine["state_dict"][k]) for mine, theirs in zip(parents, before["heads"])
+               for k, v in theirs["state_dict"].items())
+    assert head["columns"] is None  # the new family's head reads the whole evidence, the cyclic coherence too
     n_reals, n_valid = (int((targets(tiny_data, split) == 0).sum()) for split in ("train", "valid"))
     assert (head["family"], head["n_fakes"], head["n_reals"]) == ("bicubic", 20 * 3, n_reals * 2)
     assert head["n_bar_reals"] == n_valid * (1 + train_cfg.decision.passes)
@@ -218,7 +222,7 @@ def test_new_reals_join_the_reals_a_head_learns_from(parent_model, tiny_data, tm
     update_model(parent, tmp_path / "headed.pt", new, tiny_data, UpdateConfig(fakes=str(folder), count=20,
                                                                             head=TINY_HEAD),
                  TrainConfig(**TINY_FUSED), lineage={}, log=lambda s: None)
-    _, head = load_state_dict(tmp_path / "headed.pt")["heads"]
+    *_, head = load_state_dict(tmp_path / "headed.pt")["heads"]
     n_reals = int((targets(tiny_data, "train") == 0).sum())
     assert (head["n_reals"], head["n_fakes"]) == (n_reals * 2 + 10 * 3, 20 * 3)
 

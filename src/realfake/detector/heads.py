@@ -4,7 +4,8 @@ An update that tunes a shared part of the detector moves every verdict that part
 paid for on the reals it already passed (docs/method.md, "A new generator: the update"). A head leaves the
 parent as it is and adds one small classifier for the new family (:class:`FamilyHead`): one hidden layer on the
 image's evidence, the probe's spectrum features beside the network's face embedding (the input of its one-logit
-layer, :meth:`realfake.detector.network.Network.embed`), fitted on the family's fakes against reals the parent
+layer, :meth:`realfake.detector.network.Network.embed`) and, where the model measures it, the window's cyclic
+coherence (or only some ``columns`` of it), fitted on the family's fakes against reals the parent
 passes. A head only ever turns a verdict to FAKE: where its logit clears its ``bar``, the model's fused logit is
 lifted to at least the one the decision calls fake at its threshold (:meth:`FamilyHead.lift`); everywhere else
 the model gives the parent's logit, bit for bit. So nothing the parent catches is lost, and the reals the head
@@ -32,11 +33,15 @@ LIFT_MARGIN = 0.1
 class FamilyHead(nn.Module):
     """A one-hidden-layer classifier of (B, ``n_inputs``) evidence (standardised by ``mean`` and ``scale``) whose
     logit clears ``bar`` on the family it learned; ``to_fused`` maps it into the fused logit the decision reads
-    (:meth:`lift`): (offset, detail coefficients (2), slope)."""
+    (:meth:`lift`): (offset, detail coefficients (2), slope). ``columns`` (start, stop): it reads only those
+    columns of the model's evidence; None: all of them."""
 
-    def __init__(self, n_inputs: int, hidden: int, family: str = ""):
+    def __init__(self, n_inputs: int, hidden: int, family: str = "", columns: tuple[int, int] | None = None):
         super().__init__()
         self.family = family
+        self.columns = None if columns is None else (int(columns[0]), int(columns[1]))
+        if self.columns is not None and self.columns[1] - self.columns[0] != n_inputs:
+            raise RealfakeError(f"a head of {n_inputs} inputs cannot read columns {self.columns}.")
         self.register_buffer("mean", torch.zeros(n_inputs))
         self.register_buffer("scale", torch.ones(n_inputs))
         self.layer, self.out = nn.Linear(n_inputs, hidden), nn.Linear(hidden, 1)
@@ -48,8 +53,15 @@ class FamilyHead(nn.Module):
         """The width of the evidence it reads."""
         return self.layer.in_features
 
+    def reads(self, width: int) -> bool:
+        """Whether it reads a model's evidence of ``width`` columns."""
+        return self.n_inputs == width if self.columns is None else self.columns[1] <= width
+
     def logit(self, evidence: torch.Tensor) -> torch.Tensor:
-        """The head's logit (B,) of evidence (B, :attr:`n_inputs`), in float32."""
+        """The head's logit (B,) of a model's evidence (B, D): its :attr:`columns` of it, else all (D =
+        :attr:`n_inputs`); in float32."""
+        if self.columns is not None:
+            evidence = evidence[:, self.columns[0]:self.columns[1]]
         z = ((evidence.float() - self.mean) / self.scale).to(self.layer.weight.dtype)
         return self.out(torch.relu(self.layer(z))).float().squeeze(1)
 
@@ -80,7 +92,8 @@ class FamilyHead(nn.Module):
 def head_entry(head: FamilyHead, **facts: Any) -> dict[str, Any]:
     """What a model file keeps of ``head`` (under ``heads``, a list): its weights and what it was fitted on."""
     return {"state_dict": {k: v.detach().cpu() for k, v in head.state_dict().items()}, "hidden": head.out.in_features,
-            "n_inputs": head.n_inputs, "family": head.family, **facts}
+            "n_inputs": head.n_inputs, "family": head.family,
+            "columns": None if head.columns is None else list(head.columns), **facts}
 
 
 def heads_from_entries(entries: Any, source: str) -> list[FamilyHead]:
@@ -90,10 +103,12 @@ def heads_from_entries(entries: Any, source: str) -> list[FamilyHead]:
     heads = []
     try:
         for entry in entries:
-            head = FamilyHead(int(entry["n_inputs"]), int(entry["hidden"]), str(entry.get("family", "")))
+            columns = entry.get("columns")  # files from before: the whole evidence
+            head = FamilyHead(int(entry["n_inputs"]), int(entry["hidden"]), str(entry.get("family", "")),
+                              None if columns is None else tuple(columns))
             head.load_state_dict(entry["state_dict"])
             heads.append(head.eval())
-    except (AttributeError, KeyError, TypeError, ValueError, RuntimeError) as exc:
+    except (AttributeError, KeyError, TypeError, ValueError, RuntimeError, RealfakeError) as exc:
         raise RealfakeError(f"{source}: its heads entry is malformed ({type(exc).__name__}: "
                             f"{str(exc).splitlines()[0] if str(exc) else ''}); update the model again.") from None
     return heads

@@ -35,9 +35,9 @@ from torch import nn
 
 from realfake.atomic import write_file
 from realfake.detector.heads import heads_from_entries
-from realfake.detector.network import EMBEDDING, Network, load_model, load_state_dict
+from realfake.detector.network import Network, load_model, load_state_dict
 from realfake.detector.preprocess import InputSpec
-from realfake.detector.spectrum import N_FEATURES, fuse
+from realfake.detector.spectrum import fuse
 from realfake.errors import RealfakeError
 
 MODEL_FORMAT = "realfake-detector/2"
@@ -100,10 +100,10 @@ def model_from_blob(blob: dict[str, Any], path: Path) -> tuple[nn.Module, InputS
         model = fuse(model, spec, blob["spectral"], source=str(path))
         extra["spectral"] = {k: v for k, v in blob["spectral"].items() if k != "state_dict"}
         model.heads.extend(heads_from_entries(blob.get("heads"), str(path)))
-        wanted = N_FEATURES + EMBEDDING * len(model.members)
-        if any(head.n_inputs != wanted for head in model.heads):
-            raise RealfakeError(f"{path}: a head reads {[h.n_inputs for h in model.heads]} inputs where this model "
-                                f"gives {wanted}; update the model again.")
+        wanted = model.n_evidence
+        if not all(head.reads(wanted) for head in model.heads):
+            raise RealfakeError(f"{path}: a head reads {[h.columns or h.n_inputs for h in model.heads]} inputs where "
+                                f"this model gives {wanted}; update the model again.")
         extra["heads"] = [{k: v for k, v in e.items() if k != "state_dict"} for e in blob.get("heads") or []]
     elif blob.get("heads"):
         raise RealfakeError(f"{path}: it has heads but no spectral probe, whose features they read; update the "

@@ -129,6 +129,11 @@ class HeadFit:
                 f"{self.SECTION}.max_false_alarm must be a share in [0, 1), got {self.max_false_alarm!r}.")
 
 
+#: What a head of ``train.synthetic_head`` may read: ``evidence``, the probe's spectrum features and the network's
+#: face embedding; ``cyclic``, the window's cyclic coherence (:func:`realfake.detector.spectrum.cyclic_features`).
+SYNTHETIC_READS = ("evidence", "cyclic")
+
+
 @dataclass(frozen=True)
 class SyntheticHead(HeadFit):
     """``train.synthetic_head``: a family head fitted after the decision on synthesised fakes (one per real of the
@@ -138,11 +143,19 @@ class SyntheticHead(HeadFit):
     SECTION: ClassVar[str] = "train.synthetic_head"
     max_false_alarm: float = 0.002
     enabled: bool = True
+    reads: tuple[str, ...] = ("evidence", "cyclic")  # a head per entry, by what it reads (SYNTHETIC_READS)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require(isinstance(self.enabled, bool),
                 f"train.synthetic_head.enabled must be true or false, got {self.enabled!r}.")
+        reads = self.reads
+        require(isinstance(reads, (list, tuple)) and len(reads) >= 1 and len(set(reads)) == len(reads)
+                and all(r in SYNTHETIC_READS for r in reads),
+                f"train.synthetic_head.reads must be a list of different heads' inputs, each one of "
+                f"{', '.join(SYNTHETIC_READS)} (evidence: the probe's spectrum features and the face embedding; "
+                f"cyclic: the cyclic coherence), got {reads!r}.")
+        object.__setattr__(self, "reads", tuple(reads))
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,7 @@ def fit_model_decision(model_file: Path, train_cfg: TrainConfig, data: Manifest,
         facts = {**spectral_facts, "n_valid": len(y), "network_share": float(scored[:, 2].mean()),
                  **{f"{name}_auc": binary_metrics(v, y)["auc"]
                     for name, v in (("network", scored[:, 0]), ("probe", scored[:, 1]), ("fused", logit))}}
-        entries["spectral"] = spectral_entry(model.probe, weights, bias, model.gate, cfg.fusion, **facts)
+        entries["spectral"] = spectral_entry(model.probe, weights, bias, model.gate, cfg.fusion, model.cyclic, **facts)
         figures = {f"spectral/{k}": float(v) for k, v in {**facts, "weight_network": weights[0],
                                                            "weight_probe": weights[1]}.items()}
         log(f"train: fusion ({cfg.fusion}) on the validation mix: ROC-AUC network {facts['network_auc']:.4f}, probe "
@@ -126,15 +126,19 @@ def add_synthetic_head(model: Fused, decision: Decision, bar_reals: np.ndarray, 
                        train_cfg: TrainConfig, packed_dir: Path | None, phases: Phases, entries: dict[str, Any],
                        log: Callable[[str], None]) -> dict[str, float]:
     """Fit ``train.synthetic_head`` (:func:`~realfake.training.heads.fit_synthetic_head`) for the model's
-    ``decision``, its bar read from ``bar_reals`` (the evidence of the mix's reals), into ``entries`` (its only
-    head); its figures (``synthetic_head/...``)."""
-    head, facts = fit_synthetic_head(model, decision, bar_reals, data, spec, train_cfg, packed_dir, phases)
-    entries["heads"] = [head_entry(head, **facts)]
-    log(f"train: a head for {head.family} learned {facts['n_fakes']} synthesised fakes against {facts['n_reals']} "
-        f"windows of the train split's reals; it fires on {facts['fires_on_learned']:.1%} of its own, from logit "
-        f"{facts['bar']:.3f} (on {facts['fires_on_bar_reals']:.1%} of the validation mix's {facts['n_bar_reals']} "
-        f"reals)")
-    return {f"synthetic_head/{k}": float(v) for k, v in facts.items()}
+    ``decision``, its bars read from ``bar_reals`` (the evidence of the mix's reals), into ``entries`` (its only
+    heads); their figures (``synthetic_head/...`` for the first, ``synthetic_head/<reads>_...`` for the others)."""
+    fitted = fit_synthetic_head(model, decision, bar_reals, data, spec, train_cfg, packed_dir, phases)
+    entries["heads"] = [head_entry(head, **facts) for head, facts in fitted]
+    figures = {}
+    for reads, (head, facts) in zip(train_cfg.synthetic_head.reads, fitted):
+        log(f"train: a head for {head.family} learned {facts['n_fakes']} synthesised fakes against {facts['n_reals']} "
+            f"windows of the train split's reals; it fires on {facts['fires_on_learned']:.1%} of its own, from logit "
+            f"{facts['bar']:.3f} (on {facts['fires_on_bar_reals']:.1%} of the validation mix's "
+            f"{facts['n_bar_reals']} reals)")
+        prefix = "" if not figures else f"{reads}_"
+        figures.update({f"synthetic_head/{prefix}{k}": float(v) for k, v in facts.items()})
+    return figures
 
 
 def remapped_heads(model: Fused, decision: Decision, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,8 +1,9 @@
 """Fitting a family head (:class:`~realfake.detector.heads.FamilyHead`): what ``update.method: head`` adds for a new
 generator, and what the train stage adds for up-sampling in general (``train.synthetic_head``, below).
 
-The head reads each image's evidence, the probe's spectrum features and the network's face embedding
-(:func:`evidence`), and learns the new family's fakes against reals the parent model passes:
+The head reads each image's evidence, the probe's spectrum features and the network's face embedding, and the
+window's cyclic coherence where the model measures it (:func:`evidence`), and learns the new family's fakes against
+reals the parent model passes:
 
 - its **fakes** are the new images as they are, and in ``update.head.new_passes`` passes of the probe's
   perturbations (``train.spectral.augment``; none by default: on the sample, the perturbed copies of a new family's
@@ -18,12 +19,14 @@ The head reads each image's evidence, the probe's spectrum features and the netw
 Fitted by scikit-learn's ``MLPClassifier`` (one ReLU layer, Adam, L2 ``update.head.alpha``) on standardised
 evidence; the weights are copied into the head, whose logit is the classifier's log-odds.
 
-The train stage's head (:func:`fit_synthetic_head`) is the same fit with other fakes: one synthesised fake of each
-real of the train split (a random up-sampler's, :mod:`realfake.training.synthetic`), its bar read from the
-validation mix's reals the decision was fitted on, above all but ``train.synthetic_head.max_false_alarm`` (0.2 %)
-of them (among those it could fire on): the few reals that carry an enlargement's trace as strongly as a
-generator's would otherwise set it. The network and the probe learn the sample's generator first; this head learns
-what up-sampling leaves in the face embedding and the spectrum whatever the generator, so that a family the model
+The train stage's heads (:func:`fit_synthetic_head`, one for each entry of ``train.synthetic_head.reads``: one of
+the spectrum features and the embedding, one of the cyclic coherence) are the same fit with other fakes: one
+synthesised fake of each real of the train split (a random up-sampler's, :mod:`realfake.training.synthetic`), each
+bar read from the validation mix's reals the decision was fitted on, above all but its equal part of
+``train.synthetic_head.max_false_alarm`` (0.2 %, the heads' together) of them (among those it could fire on): the
+few reals that carry an enlargement's trace as strongly as a generator's would otherwise set it. The network and
+the probe learn the sample's generator first; these heads learn what up-sampling leaves in the face embedding, the
+spectrum and the phase of the spectrum whatever the generator, so that a family the model
 never saw is called fake where the decision's one threshold, held down by perturbed reals, does not reach it.
 """
 
@@ -43,15 +46,18 @@ from realfake.detector.decision import Decision
 from realfake.detector.heads import FamilyHead
 from realfake.detector.preprocess import Augment, Preprocessor, to_model_input
 from realfake.detector.scoring import autocast, memory_format, resolve_device
-from realfake.detector.spectrum import N_FEATURES, Fused
+from realfake.detector.spectrum import N_CYCLIC, N_FEATURES, Fused
+from realfake.errors import RealfakeError
 from realfake.training.config import TrainConfig
 from realfake.training.data import TrainImages, split_pixels, targets
 from realfake.training.phases import Phases
 from realfake.training.spectral import PerturbedWindows, perturbed_batches
 from realfake.training.synthetic import Synthesised
 
-#: The family name of the train stage's head (``train.synthetic_head``).
+#: The family name of the train stage's head (``train.synthetic_head``), and what a head that reads other columns
+#: than the evidence's first ones adds to it.
 SYNTHETIC_FAMILY = "synthetic up-samplers"
+SYNTHETIC_READS_NAMES = {"cyclic": "cyclic coherence"}
 #: The random-number streams of a head's reals (those it learns from, and those that set an update's bar) and of
 #: the synthesised fakes the train stage's head learns (the probe's windows start at 1,000, the mix's at 2,000).
 HEAD_REALS_STREAM, HEAD_BAR_STREAM, SYNTHETIC_STREAM = 4_000, 4_500, 5_000
@@ -59,7 +65,7 @@ HEAD_REALS_STREAM, HEAD_BAR_STREAM, SYNTHETIC_STREAM = 4_000, 4_500, 5_000
 
 @torch.no_grad()
 def evidence(model: Fused, x: torch.Tensor) -> torch.Tensor:
-    """(B, spectrum features + face embedding) of a standardised RGB batch: what a head reads."""
+    """(B, spectrum features + face embedding (+ cyclic coherence)) of a standardised RGB batch: what a head reads."""
     return model.evidence_parts(x)[0]
 
 
@@ -107,12 +113,26 @@ def reals_evidence(model: Fused, data: Manifest, split: str, passes: int, stream
                             stream, True, spec, train_cfg, phases, name)
 
 
+def head_columns(model: Fused, reads: str) -> tuple[int, int]:
+    """The columns of ``model``'s evidence read by a head of ``train.synthetic_head.reads`` entry ``reads``:
+    ``evidence``, the spectrum features and the face embedding; ``cyclic``, the cyclic coherence (a model with
+    :attr:`Fused.cyclic`)."""
+    spectrum_and_embedding = model.n_evidence - (N_CYCLIC if model.cyclic else 0)
+    if reads == "cyclic":
+        if not model.cyclic:
+            raise RealfakeError("a head that reads the cyclic coherence needs a model that measures it (Fused.cyclic).")
+        return spectrum_and_embedding, model.n_evidence
+    return 0, spectrum_and_embedding
+
+
 def fit_synthetic_head(model: Fused, decision: Decision, bar_reals: np.ndarray, data: Manifest, spec: Any,
-                       train_cfg: TrainConfig, packed_dir: Path | None, phases: Phases) -> tuple[FamilyHead, dict]:
-    """``train.synthetic_head``: a head fitted on one synthesised fake of each real of the train split (a random
-    up-sampler's, :class:`~realfake.training.synthetic.Synthesised`) against those reals as they are and perturbed,
-    firing above all but ``train.synthetic_head.max_false_alarm`` of ``bar_reals`` (the evidence of the validation
-    mix's reals), mapped into ``decision``; and its figures (:func:`fit_head`'s)."""
+                       train_cfg: TrainConfig, packed_dir: Path | None,
+                       phases: Phases) -> list[tuple[FamilyHead, dict]]:
+    """``train.synthetic_head``: a head for each entry of its ``reads``, fitted on one synthesised fake of each real of
+    the train split (a random up-sampler's, :class:`~realfake.training.synthetic.Synthesised`) against those reals as
+    they are and perturbed, reading its columns of the evidence (:func:`head_columns`), firing above all but its
+    equal part of ``train.synthetic_head.max_false_alarm`` (the heads' budget together) of ``bar_reals`` (the
+    evidence of the validation mix's reals), mapped into ``decision``; and their figures (:func:`fit_head`'s)."""
     cfg = train_cfg.synthetic_head
     reals = reals_evidence(model, data, "train", cfg.real_passes, HEAD_REALS_STREAM, spec, train_cfg, packed_dir,
                            phases, "synthetic_head_reals")
@@ -120,30 +140,38 @@ def fit_synthetic_head(model: Fused, decision: Decision, bar_reals: np.ndarray, 
                        train_cfg.synthetic.jpeg_quality)
     fakes = windows_evidence(model, made, 1.0, Augment(hflip=False, jpeg_prob=0.0), 0, SYNTHETIC_STREAM, True, spec,
                              train_cfg, phases, "synthetic_head_fakes")
-    with phases("synthetic_head_fit"):
-        head, facts = fit_head(fakes, reals, bar_reals, cfg.hidden, cfg.alpha, train_cfg.seed, SYNTHETIC_FAMILY,
-                               cfg.max_false_alarm, network_reads(model, bar_reals))
-        head.set_decision(decision.threshold, decision.coef, decision.intercept)
-    return head, facts
+    read, out = network_reads(model, bar_reals), []
+    budget = cfg.max_false_alarm / len(cfg.reads)  # the heads' together: an equal part each
+    for reads in cfg.reads:
+        with phases("synthetic_head_fit"):
+            family = SYNTHETIC_FAMILY if reads == "evidence" else f"{SYNTHETIC_FAMILY} ({SYNTHETIC_READS_NAMES[reads]})"
+            head, facts = fit_head(fakes, reals, bar_reals, cfg.hidden, cfg.alpha, train_cfg.seed, family,
+                                   budget, read, head_columns(model, reads))
+            head.set_decision(decision.threshold, decision.coef, decision.intercept)
+        out.append((head, facts))
+    return out
 
 
 def fit_head(fakes: np.ndarray, reals: np.ndarray, bar_reals: np.ndarray, hidden: int, alpha: float, seed: int,
-             family: str = "", max_false_alarm: float = 0.0,
-             bar_read: np.ndarray | None = None) -> tuple[FamilyHead, dict[str, float]]:
+             family: str = "", max_false_alarm: float = 0.0, bar_read: np.ndarray | None = None,
+             columns: tuple[int, int] | None = None) -> tuple[FamilyHead, dict[str, float]]:
     """A :class:`FamilyHead` (``hidden`` units, L2 penalty ``alpha``) fitted on evidence of ``fakes`` against ``reals``,
     firing just above the logit of all but ``max_false_alarm`` of ``bar_reals`` (reals it did not learn from; 0: above
     every one); and its figures (the bar, the share of ``bar_reals`` and of its own fakes it fires on). ``bar_read``
     (boolean, one per bar real; :func:`network_reads`): only these can be fired on, so only these set the bar (the
-    budget still a share of every bar real; where the budget covers every one of them, all rank); None: all. Not yet
-    mapped into a decision (:meth:`FamilyHead.set_decision`)."""
+    budget still a share of every bar real; where the budget covers every one of them, all rank); None: all.
+    ``columns`` (start, stop): the head reads only those columns of the evidence; None: all. Not yet mapped into a
+    decision (:meth:`FamilyHead.set_decision`)."""
     from sklearn.neural_network import MLPClassifier
     from sklearn.preprocessing import StandardScaler
 
     x = np.concatenate([reals, fakes])
+    if columns is not None:
+        x = x[:, columns[0]:columns[1]]
     y = np.r_[np.zeros(len(reals)), np.ones(len(fakes))]
     scaler = StandardScaler().fit(x)
     mlp = MLPClassifier((hidden,), alpha=alpha, max_iter=500, random_state=seed).fit(scaler.transform(x), y)
-    head = FamilyHead(x.shape[1], hidden, family)
+    head = FamilyHead(x.shape[1], hidden, family, columns)
     with torch.no_grad():
         head.mean.copy_(torch.from_numpy(scaler.mean_))
         head.scale.copy_(torch.from_numpy(np.where(scaler.scale_ > 0, scaler.scale_, 1.0)))

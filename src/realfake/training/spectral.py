@@ -176,7 +176,8 @@ def fit_spectral(network: nn.Module, train_cfg: TrainConfig, data: Manifest, *, 
                                  ("gate", "gate"))
         full = np.quantile(sharp, 0.05, axis=0)
         gate = torch.from_numpy(np.stack([full - sharp.std(0), full], 1)).float()  # a row (none, full) per measure
-    fused = Fused(network.to(dev), probe, torch.ones(2), torch.zeros(1), gate, fused_spec.network_window)
+    fused = Fused(network.to(dev), probe, torch.ones(2), torch.zeros(1), gate, fused_spec.network_window,
+                  cyclic=train_cfg.synthetic_head.enabled and "cyclic" in train_cfg.synthetic_head.reads)
     where = "on the device" if on_device else "in the loader"
     log(f"train: spectral probe on {len(train_windows)} perturbed windows (made {where}), {cfg.steps} steps")
     return fused.to(dev).eval(), fused_spec, {"n_train": len(train_windows), "steps": cfg.steps}
