@@ -4,6 +4,7 @@
 
     python benchmarks/bench_features.py                       # both, at 1 and 2 threads, and their ratio
     python benchmarks/bench_features.py --impl current --threads 2 --windows 8000   # one, for farm-bench's A/B
+    python benchmarks/bench_features.py --impl cyclic     # the cyclic coherence a head reads, beside the spectrum's
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from realfake.detector.spectrum import GRID, POWER_FLOOR, ROWS, pixel_features
+from realfake.detector.preprocess import PIXEL_SCALE
+from realfake.detector.spectrum import GRID, POWER_FLOOR, ROWS, cyclic_features, pixel_features
 
 
 def reference(x: torch.Tensor) -> torch.Tensor:
@@ -30,7 +32,12 @@ def reference(x: torch.Tensor) -> torch.Tensor:
     return ((cells + cells.flip(-2, -1)) / 2)[:, :ROWS].flatten(1)
 
 
-IMPLS = {"current": pixel_features, "reference": reference}
+def cyclic(x: torch.Tensor) -> torch.Tensor:
+    """:func:`cyclic_features` of uint8 windows, from the model's float input as the heads get it."""
+    return cyclic_features(x.permute(0, 3, 1, 2).float() / PIXEL_SCALE)
+
+
+IMPLS = {"current": pixel_features, "reference": reference, "cyclic": cyclic}
 
 
 def per_window(fn, batch: torch.Tensor, windows: int) -> float:
@@ -44,7 +51,8 @@ def per_window(fn, batch: torch.Tensor, windows: int) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--impl", choices=[*IMPLS, "both"], default="both")
+    p.add_argument("--impl", choices=[*IMPLS, "both"], default="both",
+                   help="both: current and reference; cyclic: the coherence beside current")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--windows", type=int, default=2048)
     p.add_argument("--size", type=int, default=256)
@@ -52,12 +60,12 @@ def main() -> None:
     batch = torch.randint(0, 256, (64, args.size, args.size, 3), dtype=torch.uint8,
                           generator=torch.Generator().manual_seed(0))
     assert torch.equal(pixel_features(batch), reference(batch)), "the two must give the same numbers"
-    names = list(IMPLS) if args.impl == "both" else [args.impl]
+    names = {"both": ["current", "reference"], "cyclic": ["current", "cyclic"]}.get(args.impl, [args.impl])
     for threads in args.threads:
         torch.set_num_threads(threads)
         ms = {name: per_window(IMPLS[name], batch, args.windows) for name in names}
         line = ", ".join(f"{name} {v:.3f} ms" for name, v in ms.items())
-        ratio = f"; ratio {ms['current'] / ms['reference']:.2f}" if len(ms) == 2 else ""
+        ratio = f"; ratio {ms[names[0]] / ms[names[1]]:.2f}" if len(ms) == 2 else ""
         print(f"{threads} thread(s), {args.size}x{args.size}, a window: {line}{ratio}", flush=True)
 
 
