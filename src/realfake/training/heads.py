@@ -54,8 +54,8 @@ from realfake.training.phases import Phases
 from realfake.training.spectral import PerturbedWindows, perturbed_batches
 from realfake.training.synthetic import Synthesised
 
-#: The family name of the train stage's head (``train.synthetic_head``), and what a head that reads other columns
-#: than the evidence's first ones adds to it.
+#: The family name of the train stage's heads (``train.synthetic_head``); a head of other columns than the spectrum
+#: and the embedding adds, in brackets, what it reads.
 SYNTHETIC_FAMILY = "synthetic up-samplers"
 SYNTHETIC_READS_NAMES = {"cyclic": "cyclic coherence"}
 #: The random-number streams of a head's reals (those it learns from, and those that set an update's bar) and of
