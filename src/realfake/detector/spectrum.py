@@ -374,7 +374,7 @@ class Fused(nn.Module):
     @property
     def n_evidence(self) -> int:
         """The width of what a head reads (:meth:`evidence_parts`)."""
-        return N_FEATURES + EMBEDDING * len(self.members) + (N_CYCLIC if self.cyclic else 0)
+        return self.evidence_columns("cyclic" if self.cyclic else "evidence")[1]
 
     def evidence_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(what a head reads: the spectrum features, the network's face embedding and, with :attr:`cyclic`, the
@@ -384,9 +384,28 @@ class Fused(nn.Module):
         parts = torch.cat([found[:, -1:], self.probe.logit(features).float(), self.share(features).unsqueeze(1)], 1)
         return self._head_inputs(x, features, found[:, :-1]), parts
 
-    def _head_inputs(self, x: torch.Tensor, features: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
-        extra = [cyclic_features(x)] if self.cyclic else []
-        return torch.cat([features.float(), embedding.float(), *extra], 1)
+    def evidence_columns(self, reads: str) -> tuple[int, int]:
+        """The (start, stop) columns of :meth:`evidence_parts`' evidence that hold ``reads``: ``evidence``, the
+        spectrum features and the face embedding; ``cyclic``, the cyclic coherence (a model with :attr:`cyclic`)."""
+        first = N_FEATURES + EMBEDDING * len(self.members)
+        if reads == "cyclic":
+            if not self.cyclic:
+                raise RealfakeError("a head that reads the cyclic coherence needs a model that measures it.")
+            return first, first + N_CYCLIC
+        return 0, first
+
+    def _head_inputs(self, x: torch.Tensor, features: torch.Tensor, embedding: torch.Tensor,
+                     live: torch.Tensor | None = None) -> torch.Tensor:
+        """What the heads read of ``x`` (:meth:`evidence_parts`); with ``live`` (B,), the cyclic coherence of those
+        images only (the others' zeros: no head speaks on them)."""
+        if not self.cyclic:
+            return torch.cat([features.float(), embedding.float()], 1)
+        if live is None or bool(live.all()):
+            coherence = cyclic_features(x)
+        else:
+            coherence = features.new_zeros(len(x), N_CYCLIC, dtype=torch.float32)
+            coherence[live] = cyclic_features(x[live])
+        return torch.cat([features.float(), embedding.float(), coherence], 1)
 
     def combine(self, net: torch.Tensor, probe: torch.Tensor, share: torch.Tensor) -> torch.Tensor:
         """The fusion, the one formula, of :meth:`parts`. ``either``: with each detector calibrated,
@@ -426,7 +445,7 @@ class Fused(nn.Module):
             return self.combine(torch.zeros_like(probe), probe, share)
         fused = self.combine(evidence[:, -1:], probe, share)
         if self.heads:
-            inputs, detail = self._head_inputs(x, features, evidence[:, :-1]), sharpness(features)
+            inputs, detail = self._head_inputs(x, features, evidence[:, :-1], gated), sharpness(features)
             for head in self.heads:
                 fused = head.lift(fused, inputs, detail, gated)
         return fused

@@ -131,12 +131,12 @@ def add_synthetic_head(model: Fused, decision: Decision, bar_reals: np.ndarray, 
     fitted = fit_synthetic_head(model, decision, bar_reals, data, spec, train_cfg, packed_dir, phases)
     entries["heads"] = [head_entry(head, **facts) for head, facts in fitted]
     figures = {}
-    for reads, (head, facts) in zip(train_cfg.synthetic_head.reads, fitted):
+    for i, (reads, (head, facts)) in enumerate(zip(train_cfg.synthetic_head.reads, fitted)):
         log(f"train: a head for {head.family} learned {facts['n_fakes']} synthesised fakes against {facts['n_reals']} "
             f"windows of the train split's reals; it fires on {facts['fires_on_learned']:.1%} of its own, from logit "
             f"{facts['bar']:.3f} (on {facts['fires_on_bar_reals']:.1%} of the validation mix's "
             f"{facts['n_bar_reals']} reals)")
-        prefix = "" if not figures else f"{reads}_"
+        prefix = f"{reads}_" if i else ""
         figures.update({f"synthetic_head/{prefix}{k}": float(v) for k, v in facts.items()})
     return figures
 

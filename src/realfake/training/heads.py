@@ -46,8 +46,7 @@ from realfake.detector.decision import Decision
 from realfake.detector.heads import FamilyHead
 from realfake.detector.preprocess import Augment, Preprocessor, to_model_input
 from realfake.detector.scoring import autocast, memory_format, resolve_device
-from realfake.detector.spectrum import N_CYCLIC, N_FEATURES, Fused
-from realfake.errors import RealfakeError
+from realfake.detector.spectrum import N_FEATURES, Fused
 from realfake.training.config import TrainConfig
 from realfake.training.data import TrainImages, split_pixels, targets
 from realfake.training.phases import Phases
@@ -113,25 +112,13 @@ def reals_evidence(model: Fused, data: Manifest, split: str, passes: int, stream
                             stream, True, spec, train_cfg, phases, name)
 
 
-def head_columns(model: Fused, reads: str) -> tuple[int, int]:
-    """The columns of ``model``'s evidence read by a head of ``train.synthetic_head.reads`` entry ``reads``:
-    ``evidence``, the spectrum features and the face embedding; ``cyclic``, the cyclic coherence (a model with
-    :attr:`Fused.cyclic`)."""
-    spectrum_and_embedding = model.n_evidence - (N_CYCLIC if model.cyclic else 0)
-    if reads == "cyclic":
-        if not model.cyclic:
-            raise RealfakeError("a head that reads the cyclic coherence needs a model that measures it (Fused.cyclic).")
-        return spectrum_and_embedding, model.n_evidence
-    return 0, spectrum_and_embedding
-
-
 def fit_synthetic_head(model: Fused, decision: Decision, bar_reals: np.ndarray, data: Manifest, spec: Any,
                        train_cfg: TrainConfig, packed_dir: Path | None,
                        phases: Phases) -> list[tuple[FamilyHead, dict]]:
     """``train.synthetic_head``: a head for each entry of its ``reads``, fitted on one synthesised fake of each real of
     the train split (a random up-sampler's, :class:`~realfake.training.synthetic.Synthesised`) against those reals as
-    they are and perturbed, reading its columns of the evidence (:func:`head_columns`), firing above all but its
-    equal part of ``train.synthetic_head.max_false_alarm`` (the heads' budget together) of ``bar_reals`` (the
+    they are and perturbed, reading its columns of the evidence (:meth:`Fused.evidence_columns`), firing above all but
+    its equal part of ``train.synthetic_head.max_false_alarm`` (the heads' budget together) of ``bar_reals`` (the
     evidence of the validation mix's reals), mapped into ``decision``; and their figures (:func:`fit_head`'s)."""
     cfg = train_cfg.synthetic_head
     reals = reals_evidence(model, data, "train", cfg.real_passes, HEAD_REALS_STREAM, spec, train_cfg, packed_dir,
@@ -146,7 +133,7 @@ def fit_synthetic_head(model: Fused, decision: Decision, bar_reals: np.ndarray, 
         with phases("synthetic_head_fit"):
             family = SYNTHETIC_FAMILY if reads == "evidence" else f"{SYNTHETIC_FAMILY} ({SYNTHETIC_READS_NAMES[reads]})"
             head, facts = fit_head(fakes, reals, bar_reals, cfg.hidden, cfg.alpha, train_cfg.seed, family,
-                                   budget, read, head_columns(model, reads))
+                                   budget, read, model.evidence_columns(reads))
             head.set_decision(decision.threshold, decision.coef, decision.intercept)
         out.append((head, facts))
     return out
