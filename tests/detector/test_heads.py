@@ -12,7 +12,15 @@ from realfake.detector.heads import FamilyHead, head_entry, heads_from_entries
 from realfake.detector.modelfile import add_entry, load_model_file, save_model_file
 from realfake.detector.network import EMBEDDING, build_model
 from realfake.detector.preprocess import InputSpec
-from realfake.detector.spectrum import N_CYCLIC, N_FEATURES, SpectralProbe, cyclic_features, spectrum_features
+from realfake.detector.spectrum import (
+    CYCLIC_KINDS,
+    N_CYCLIC,
+    N_FEATURES,
+    SpectralProbe,
+    cyclic_features,
+    spectral_entry,
+    spectrum_features,
+)
 from realfake.errors import RealfakeError
 
 
@@ -92,22 +100,24 @@ def test_a_head_of_some_columns_reads_those_alone_and_its_entry_keeps_them():
         heads_from_entries([{**head_entry(narrow), "columns": [0, 3]}], "m.pt")
 
 
-def test_a_model_that_measures_the_cyclic_coherence_gives_it_to_the_heads_that_read_it(tmp_path):
+@pytest.mark.parametrize("kind, said", [("hann", "hann"), ("plain", True)])  # plain: files that say true
+def test_a_model_that_measures_the_cyclic_coherence_gives_it_to_the_heads_that_read_it(tmp_path, kind, said):
     torch.manual_seed(0)
+    n_cyclic = CYCLIC_KINDS[kind]
     spec = InputSpec(96, "crop", "npr-white", network_window=96, probe_window=128)
     path = tmp_path / "m.pt"
     save_model_file(path, build_model("none", dropout=0.0).state_dict(), spec, {})
     entry = {"state_dict": SpectralProbe(4).state_dict(), "hidden": 4, "weights": [0.5, 2.0], "bias": -0.25,
-             "gate": None, "rule": "sum", "cyclic": True}
+             "gate": None, "rule": "sum", "cyclic": said}
     add_entry(path, "spectral", entry)
     parent, _, _ = load_model_file(path)
     x = torch.randn(6, 3, 128, 128)
     width = N_FEATURES + EMBEDDING
     with torch.no_grad():
         found = parent.evidence_parts(x)[0]
-        assert parent.cyclic and found.shape == (6, width + N_CYCLIC) == (6, parent.n_evidence)
-        torch.testing.assert_close(found[:, width:], cyclic_features(x))
-        head = FamilyHead(N_CYCLIC, 3, "toy", columns=(width, width + N_CYCLIC))
+        assert parent.cyclic == kind and found.shape == (6, width + n_cyclic) == (6, parent.n_evidence)
+        torch.testing.assert_close(found[:, width:], cyclic_features(x, kind))
+        head = FamilyHead(n_cyclic, 3, "toy", columns=(width, width + n_cyclic))
         h = head.logit(found)
         head.bar.fill_(float(h.median()))
         head.set_decision(0.5, (1.0,), 0.0)
@@ -119,11 +129,15 @@ def test_a_model_that_measures_the_cyclic_coherence_gives_it_to_the_heads_that_r
     assert 0 < int(fires.sum()) < len(x) and torch.all(lifted[fires] > 0)
     assert torch.equal(lifted[~fires], base[~fires])
     add_entry(path, "spectral", {**entry, "cyclic": False})  # the same head on a model that does not measure it
-    with pytest.raises(RealfakeError, match="a head reads \\[\\(1056, 1152\\)\\] inputs where this model gives 1056"):
+    with pytest.raises(RealfakeError, match=f"a head reads \\[\\(1056, {1056 + n_cyclic}\\)\\] inputs where this "
+                                            "model gives 1056"):
         load_model_file(path)
     add_entry(path, "spectral", {**entry, "cyclic": "yes"})
-    with pytest.raises(RealfakeError, match="spectral probe entry is malformed.*cyclic 'yes'; expected true or false"):
+    with pytest.raises(RealfakeError, match="spectral probe entry is malformed.*cyclic 'yes'; expected false, true or "
+                                            "one of hann, plain"):
         load_model_file(path)
+    saved = spectral_entry(parent.probe, parent.weights, parent.bias, rule="sum", cyclic=kind)["cyclic"]
+    assert saved == said and N_CYCLIC == CYCLIC_KINDS["hann"], "written as read: a file of before hann says true"
 
 
 def test_a_model_file_keeps_its_heads_and_refuses_one_that_does_not_fit(tmp_path):

@@ -319,9 +319,15 @@ def test_the_synthetic_head_learns_a_fake_of_each_train_real_and_fires_above_eve
         logits = head.logit(torch.from_numpy(evidence))
     read = torch.from_numpy(scored[y == 0, 2] > 0)  # the reals the network reads: their share above 0
     assert len(evidence) == (y == 0).sum() == entry["n_bar_reals"] and entry["n_bar_reals_read"] == int(read.sum())
-    allowed = int(cfg.synthetic_head.max_false_alarm * len(logits))  # 0.2 %: none of the tiny mix's reals
+    allowed = int(cfg.synthetic_head.budget("evidence") * len(logits))  # 0.1 %: none of the tiny mix's reals
     assert int((logits[read] >= head.bar).sum()) == allowed == 0
     assert float(logits[read].max()) == pytest.approx(float(head.bar))
+    # the coherence's head (train.synthetic_head.enlarged_reals) also learned each train real enlarged, as a real
+    cyclic_entry, cyclic_head = info["heads"][1], model.heads[1]
+    assert cyclic_entry["n_reals"] == n_train * (2 + cfg.synthetic_head.real_passes)
+    assert cfg.synthetic_head.budget("cyclic") == 0.0
+    with torch.no_grad():
+        assert float(cyclic_head.logit(torch.from_numpy(evidence))[read].max()) == pytest.approx(float(cyclic_head.bar))
     assert "heads" not in load_model_file(out / "net" / "model.pt")[2], "no probe, no head: it reads the probe's"
     lines = []  # off: the model has no head, and scores as the probe and the network alone
     fit_model_decision(out / "net" / "model.pt", replace(cfg, synthetic_head={"enabled": False}), data,
@@ -347,7 +353,7 @@ def test_a_second_synthetic_head_reads_the_cyclic_coherence_and_the_two_share_th
     model, spec, info = load_model_file(tmp_path / "two.pt")
     evidence_head, cyclic_head = model.heads
     width = model.n_evidence
-    assert model.cyclic and info["spectral"]["cyclic"] is True and width == N_FEATURES + EMBEDDING + N_CYCLIC
+    assert model.cyclic == info["spectral"]["cyclic"] == "hann" and width == N_FEATURES + EMBEDDING + N_CYCLIC
     assert evidence_head.columns == (0, width - N_CYCLIC) and cyclic_head.columns == (width - N_CYCLIC, width)
     assert cyclic_head.family == f"{SYNTHETIC_FAMILY} (cyclic coherence)" and evidence_head.family == SYNTHETIC_FAMILY
     assert metrics["synthetic_head/cyclic_bar"] == pytest.approx(float(cyclic_head.bar))

@@ -10,7 +10,14 @@ from realfake.detector.preprocess import InputSpec, Preprocessor
 from realfake.errors import ConfigError
 from realfake.training.config import TrainConfig
 from realfake.training.data import TrainImages, split_pixels, targets
-from realfake.training.synthetic import ARCHITECTURES, Synthesised, Synthetic, random_upsample, synthesise
+from realfake.training.synthetic import (
+    ARCHITECTURES,
+    Synthesised,
+    Synthetic,
+    random_upsample,
+    synthesise,
+    upsampled,
+)
 
 
 @pytest.fixture
@@ -69,3 +76,28 @@ def test_training_items_replace_fakes_by_synthesised_ones_and_keep_the_classes(t
     assert np.array_equal(always[(0, fake)][0].numpy(), x_fake.numpy()), "seeded by (seed, epoch, index)"
     never = TrainImages(pixels, t, pre, seed=3, synthetic=Synthetic(prob=0.0))
     assert np.array_equal(never[(1, fake)][0].numpy(), plain[(1, fake)][0].numpy())
+
+
+def test_an_enlarged_photo_is_a_resize_of_the_same_base_and_nothing_after_it(real):
+    """upsampled(generator=False), what the coherence's head learns as a real (train.synthetic_head.enlarged_reals):
+    the box-filtered half-size image brought back by a nearest, bilinear or bicubic resize, each drawn, and nothing
+    after it; synthesise gives it the noise and the re-compression every synthesised image gets."""
+    from PIL import Image
+
+    from realfake.upsamplers import resize_upsample
+
+    base = real.astype(np.float32).reshape(32, 2, 32, 2, 3).mean(axis=(1, 3))
+    resizes = {f: resize_upsample(base, f).astype(np.float32) for f in (Image.NEAREST, Image.BILINEAR, Image.BICUBIC)}
+    drawn = set()
+    for seed in range(20):
+        up = upsampled(real, np.random.default_rng(seed), generator=False)
+        drawn |= {f for f, r in resizes.items() if np.array_equal(up, r)}
+        assert any(np.array_equal(up, r) for r in resizes.values()), seed
+        made = synthesise(real, np.random.default_rng(seed), generator=False)
+        assert made.shape == real.shape and np.array_equal(made, synthesise(real, np.random.default_rng(seed),
+                                                                            generator=False))
+    assert drawn == set(resizes)
+    generated = [upsampled(real, np.random.default_rng(seed)) for seed in range(20)]
+    assert sum(not any(np.array_equal(g, r) for r in resizes.values()) for g in generated) >= 15, "mostly generators"
+    made = Synthesised([real], seed=0, stream=9, generator=False)
+    assert np.array_equal(made[0], synthesise(real, np.random.default_rng([0, 9, 0]), generator=False))

@@ -215,6 +215,17 @@ def test_config_errors_are_clear():
                                                 r"inputs, each one of evidence, cyclic"):
             TrainConfig.from_params({"synthetic_head": {"reads": reads}})
     assert TrainConfig.from_params({"synthetic_head": {"reads": ["cyclic"]}}).synthetic_head.reads == ("cyclic",)
+    for budget in ({"evidence": 0.001}, {"evidence": 0.001, "cyclic": 1.5}, {"evidence": 0, "cyclic": 0, "pixels": 0}):
+        with pytest.raises(RealfakeError, match=r"train.synthetic_head.max_false_alarm must be a share in \[0, 1\) "
+                                                r"\(the heads' together\), or one for each head"):
+            TrainConfig.from_params({"synthetic_head": {"max_false_alarm": budget}})
+    heads = TrainConfig.from_params({"synthetic_head": {"max_false_alarm": 0.004}}).synthetic_head
+    assert heads.budget("evidence") == heads.budget("cyclic") == 0.002, "one number: the heads' together, equal parts"
+    heads = TrainConfig.from_params({"synthetic_head": {"max_false_alarm": {"evidence": 0.003, "cyclic": 0}}})
+    assert (heads.synthetic_head.budget("evidence"), heads.synthetic_head.budget("cyclic")) == (0.003, 0.0)
+    for enlarged in (["pixels"], "cyclic"):
+        with pytest.raises(RealfakeError, match=r"train.synthetic_head.enlarged_reals must be a list of heads"):
+            TrainConfig.from_params({"synthetic_head": {"enlarged_reals": enlarged}})
     with pytest.raises(ConfigError, match=r"train.representation is \['npr', 'npr'\]; an ensemble lists distinct"):
         TrainConfig.from_params({"representation": ["npr", "npr"]})
     with pytest.raises(ConfigError, match=r"train.representation is \[\]"):

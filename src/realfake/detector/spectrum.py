@@ -60,10 +60,14 @@ RULES = ("either", "sum")
 SHARPNESS_BANDS = ((HIGH_BAND, float("inf")), (LOW_BAND, HIGH_BAND))
 #: Images whose features a CPU computes at once (:func:`grey_features`).
 CPU_CHUNK = 8
-#: Bands of :func:`cyclic_features` per direction; its width: three directions (along the rows, down the columns,
-#: diagonal), a real and an imaginary part per band.
+#: Bands of :func:`cyclic_features` per direction and shift, a real and an imaginary part per band.
 CYCLIC_BANDS = 16
-N_CYCLIC = 6 * CYCLIC_BANDS
+#: The kinds of :func:`cyclic_features` (a model file's ``spectral.cyclic``) and their widths. ``hann``: under a Hann
+#: window, half a cycle along the rows, down the columns and diagonally, and a quarter of a cycle along the rows and
+#: down the columns. ``plain`` (model files that say ``cyclic: true``): without a window, half a cycle only.
+CYCLIC_KINDS = {"hann": 10 * CYCLIC_BANDS, "plain": 6 * CYCLIC_BANDS}
+CYCLIC = "hann"  # the kind a model fitted now measures
+N_CYCLIC = CYCLIC_KINDS[CYCLIC]
 
 
 @lru_cache(maxsize=1)
@@ -123,10 +127,10 @@ def _grey_features(grey: torch.Tensor) -> torch.Tensor:
     return folded[:, :ROWS].flatten(1)
 
 
-def cyclic_features(x: torch.Tensor) -> torch.Tensor:
-    """(B, :data:`N_CYCLIC`) the cyclic coherence of standardised RGB batches ``x`` (B, 3, H, W): what a 2x
-    up-sampler leaves in the phase of the spectrum, which the power spectrum (:func:`spectrum_features`) does not
-    keep. In float32.
+def cyclic_features(x: torch.Tensor, kind: str = CYCLIC) -> torch.Tensor:
+    """(B, width) the cyclic coherence of standardised RGB batches ``x`` (B, 3, H, W): what a 2x up-sampler leaves in
+    the phase of the spectrum, which the power spectrum (:func:`spectrum_features`) does not keep. In float32; its
+    ``kind`` and width one of :data:`CYCLIC_KINDS`.
 
     An image made by inserting zeros between the pixels of a smaller one and filtering (any 2x up-sampler) repeats
     its spectrum half a cycle away, so each frequency ``f`` is correlated with ``f + 1/2``. For each row's Fourier
@@ -138,16 +142,36 @@ def cyclic_features(x: torch.Tensor) -> torch.Tensor:
     bilinear resizing: how photos are enlarged) gives a purely imaginary coherence along the axes, and an up-sampler
     followed by a learned, asymmetric convolution (a generator's) turns it, so that its real part shows: on the
     sample, 0.000 (±0.003) for the reals, clean, blurred, re-compressed, noisy or down-scaled by half and back, and
-    0.03-0.08 in the middle bands for the held-out bilinear and bicubic families."""
+    0.03-0.08 in the middle bands for the held-out bilinear and bicubic families.
+
+    ``hann`` takes each transform under a periodic Hann window (along the rows for the rows', and so on). Without one
+    (``plain``), the jump from the window's last pixel to its first correlates every bin with every other, and that
+    leak, not the image, is most of the coherence of a photo. The window's own spectrum is three bins wide, so it
+    correlates no bin with one half a cycle away; and with the leak gone, a JPEG's 8-pixel block grid shows as
+    coherence at every eighth of a cycle, a 2x up-sampler's at a half only: the quarter of a cycle (along the rows and
+    down the columns) is there for a head to tell a re-compressed photo from an up-sampled one."""
+    if kind not in CYCLIC_KINDS:
+        raise RealfakeError(f"unknown cyclic coherence {kind!r}; expected one of {', '.join(CYCLIC_KINDS)}.")
     with torch.autocast(x.device.type, enabled=False):
         grey = x.float().mean(1) * PIXEL_SCALE
         grey = grey - grey.mean((-2, -1), keepdim=True)
-        rows = torch.fft.fft(grey, dim=-1)
-        columns = torch.fft.fft(grey.transpose(-2, -1), dim=-1)
-        both = torch.fft.fft2(grey)
-        h, w = both.shape[-2:]
-        return torch.cat([_coherence(rows, 0, rows.shape[-1] // 2), _coherence(columns, 0, columns.shape[-1] // 2),
-                          _coherence(both[..., : h // 2, :], h // 2, w // 2, both)], 1)
+        h, w = grey.shape[-2:]
+        across, down = (_periodic_hann(n, grey.device) if kind == "hann" else torch.ones(n, device=grey.device)
+                        for n in (w, h))
+        rows = torch.fft.fft(grey * across, dim=-1)
+        columns = torch.fft.fft(grey.transpose(-2, -1) * down, dim=-1)
+        both = torch.fft.fft2(grey * torch.outer(down, across))
+        parts = [_coherence(rows, 0, w // 2), _coherence(columns, 0, h // 2),
+                 _coherence(both[..., : h // 2, :], h // 2, w // 2, both)]
+        if kind == "hann":
+            parts += [_coherence(rows, 0, w // 4), _coherence(columns, 0, h // 4)]
+        return torch.cat(parts, 1)
+
+
+@lru_cache(maxsize=8)
+def _periodic_hann(n: int, device: torch.device) -> torch.Tensor:
+    """The periodic Hann window of ``n`` points: its DFT is three bins wide."""
+    return torch.hann_window(n, periodic=True, device=device)
 
 
 def _coherence(spectra: torch.Tensor, shift_rows: int, shift: int, whole: torch.Tensor | None = None) -> torch.Tensor:
@@ -321,16 +345,19 @@ class Fused(nn.Module):
 
     ``members`` are the network's Inception-ResNets (Grad-CAM explains them; the probe has no map). ``heads`` are
     what updates added for new generators (:mod:`realfake.detector.heads`): each lifts the fused logit of the images
-    it recognises to a FAKE verdict, and leaves every other image's as it was. With ``cyclic``, what the heads read
-    (:meth:`evidence_parts`) ends with the window's :func:`cyclic_features`.
+    it recognises to a FAKE verdict, and leaves every other image's as it was. With ``cyclic`` (a kind of
+    :data:`CYCLIC_KINDS`; None: none), what the heads read (:meth:`evidence_parts`) ends with the window's
+    :func:`cyclic_features` of that kind.
     """
 
     def __init__(self, network: nn.Module, probe: SpectralProbe, weights: torch.Tensor, bias: torch.Tensor,
                  gate: torch.Tensor | None = None, network_window: int | None = None, rule: str = "sum",
-                 heads: list[FamilyHead] | None = None, cyclic: bool = False):
+                 heads: list[FamilyHead] | None = None, cyclic: str | None = None):
         super().__init__()
         self.network, self.probe = network, probe
-        self.cyclic = bool(cyclic)
+        if cyclic is not None and cyclic not in CYCLIC_KINDS:
+            raise RealfakeError(f"unknown cyclic coherence {cyclic!r}; expected one of {', '.join(CYCLIC_KINDS)}.")
+        self.cyclic = cyclic
         self.heads = nn.ModuleList(heads or [])
         self.network_window = network_window
         self.rule = rule
@@ -391,7 +418,7 @@ class Fused(nn.Module):
         if reads == "cyclic":
             if not self.cyclic:
                 raise RealfakeError("a head that reads the cyclic coherence needs a model that measures it.")
-            return first, first + N_CYCLIC
+            return first, first + CYCLIC_KINDS[self.cyclic]
         return 0, first
 
     def _head_inputs(self, x: torch.Tensor, features: torch.Tensor, embedding: torch.Tensor,
@@ -401,10 +428,10 @@ class Fused(nn.Module):
         if not self.cyclic:
             return torch.cat([features.float(), embedding.float()], 1)
         if live is None or bool(live.all()):
-            coherence = cyclic_features(x)
+            coherence = cyclic_features(x, self.cyclic)
         else:
-            coherence = features.new_zeros(len(x), N_CYCLIC, dtype=torch.float32)
-            coherence[live] = cyclic_features(x[live])
+            coherence = features.new_zeros(len(x), CYCLIC_KINDS[self.cyclic], dtype=torch.float32)
+            coherence[live] = cyclic_features(x[live], self.cyclic)
         return torch.cat([features.float(), embedding.float(), coherence], 1)
 
     def combine(self, net: torch.Tensor, probe: torch.Tensor, share: torch.Tensor) -> torch.Tensor:
@@ -478,15 +505,21 @@ def fit_fusion(parts: np.ndarray, y_fake: np.ndarray, rule: str = "either") -> t
 
 
 def spectral_entry(probe: SpectralProbe, weights: torch.Tensor, bias: torch.Tensor, gate: torch.Tensor | None = None,
-                   rule: str = "sum", cyclic: bool = False, **facts: Any) -> dict[str, Any]:
+                   rule: str = "sum", cyclic: str | None = None, **facts: Any) -> dict[str, Any]:
     """What a model file keeps of the probe and the fusion (under ``spectral``; the probe's window is the input
     spec's ``probe_window``); ``rule``: how :meth:`Fused.combine` joins the logits (``bias`` a number for ``sum``,
-    two for ``either``); ``cyclic``: the heads also read :func:`cyclic_features` (:attr:`Fused.cyclic`)."""
+    two for ``either``); ``cyclic``: the heads also read :func:`cyclic_features` of that kind (:attr:`Fused.cyclic`),
+    kept as its name (``plain`` as ``true``, none as ``false``: how files from before ``hann`` say them)."""
     bias = torch.as_tensor(bias, dtype=torch.float32).reshape(-1).tolist()
     return {"state_dict": {k: v.detach().cpu() for k, v in probe.state_dict().items()}, "hidden": probe.hidden,
             "rule": rule, "weights": torch.as_tensor(weights, dtype=torch.float32).reshape(2).tolist(),
             "bias": bias[0] if rule == "sum" else bias,
-            "gate": None if gate is None else _rows(gate).tolist(), "cyclic": bool(cyclic), **facts}
+            "gate": None if gate is None else _rows(gate).tolist(), "cyclic": _CYCLIC_ENTRY.get(cyclic, cyclic),
+            **facts}
+
+
+#: How a model file says the kinds of :func:`cyclic_features` that files from before ``hann`` knew.
+_CYCLIC_ENTRY: dict[str | None, bool] = {None: False, "plain": True}
 
 
 def fuse(network: nn.Module, spec: InputSpec, entry: Any, source: str) -> Fused:
@@ -504,8 +537,10 @@ def fuse(network: nn.Module, spec: InputSpec, entry: Any, source: str) -> Fused:
             raise ValueError(f"fusion rule {rule!r} with {bias.numel()} bias terms; expected either (2) or sum (1)")
         gate, cyclic = entry.get("gate"), entry.get("cyclic", False)  # files from before the cyclic coherence: none
         gate = None if gate is None else torch.tensor(gate, dtype=torch.float32)
-        if not isinstance(cyclic, bool):
-            raise ValueError(f"cyclic {cyclic!r}; expected true or false")
+        kinds = {v: k for k, v in _CYCLIC_ENTRY.items()}
+        if not (isinstance(cyclic, bool) or cyclic in CYCLIC_KINDS):
+            raise ValueError(f"cyclic {cyclic!r}; expected false, true or one of {', '.join(CYCLIC_KINDS)}")
+        cyclic = kinds.get(cyclic, cyclic)
         gate_ok = gate is None or gate.shape == (2,) or (gate.ndim == 2 and gate.shape[1] == 2
                                                          and 1 <= len(gate) <= len(SHARPNESS_BANDS))
         if weights.shape != (2,) or not gate_ok:

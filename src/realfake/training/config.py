@@ -141,12 +141,17 @@ class SyntheticHead(HeadFit):
     generators the network never saw are caught where they leave one."""
 
     SECTION: ClassVar[str] = "train.synthetic_head"
-    max_false_alarm: float = 0.002
+    # the share of the validation mix's reals each head may fire on, by what it reads; one number: the heads' together,
+    # an equal part each
+    max_false_alarm: Any = field(default_factory=lambda: {"evidence": 0.001, "cyclic": 0.0})
     enabled: bool = True
     reads: tuple[str, ...] = ("evidence", "cyclic")  # a head per entry, by what it reads (SYNTHETIC_READS)
+    enlarged_reals: tuple[str, ...] = ("cyclic",)  # the heads (by reads) that also learn each train real enlarged 2x
 
     def __post_init__(self) -> None:
-        super().__post_init__()
+        budget = self.max_false_alarm
+        object.__setattr__(self, "max_false_alarm", 0.0 if isinstance(budget, dict) else budget)
+        super().__post_init__()  # its checks, of a number; each head's share below
         require(isinstance(self.enabled, bool),
                 f"train.synthetic_head.enabled must be true or false, got {self.enabled!r}.")
         reads = self.reads
@@ -156,6 +161,23 @@ class SyntheticHead(HeadFit):
                 f"{', '.join(SYNTHETIC_READS)} (evidence: the probe's spectrum features and the face embedding; "
                 f"cyclic: the cyclic coherence), got {reads!r}.")
         object.__setattr__(self, "reads", tuple(reads))
+        if isinstance(budget, dict):
+            require(set(reads) <= set(budget) <= set(SYNTHETIC_READS)
+                    and all(is_number(v) and 0 <= v < 1 for v in budget.values()),
+                    f"train.synthetic_head.max_false_alarm must be a share in [0, 1) (the heads' together), or one for "
+                    f"each head of train.synthetic_head.reads ({', '.join(reads)}) by what it reads, got {budget!r}.")
+            object.__setattr__(self, "max_false_alarm", dict(budget))
+        enlarged = self.enlarged_reals
+        require(isinstance(enlarged, (list, tuple)) and all(r in SYNTHETIC_READS for r in enlarged),
+                f"train.synthetic_head.enlarged_reals must be a list of heads by what they read (of "
+                f"{', '.join(SYNTHETIC_READS)}), got {enlarged!r}.")
+        object.__setattr__(self, "enlarged_reals", tuple(enlarged))
+
+    def budget(self, reads: str) -> float:
+        """The share of the validation mix's reals the head of ``reads`` may fire on."""
+        if isinstance(self.max_false_alarm, dict):
+            return float(self.max_false_alarm[reads])
+        return self.max_false_alarm / len(self.reads)
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,11 @@ evidence; the weights are copied into the head, whose logit is the classifier's 
 The train stage's heads (:func:`fit_synthetic_head`, one for each entry of ``train.synthetic_head.reads``: one of
 the spectrum features and the embedding, one of the cyclic coherence) are the same fit with other fakes: one
 synthesised fake of each real of the train split (a random up-sampler's, :mod:`realfake.training.synthetic`), each
-bar read from the validation mix's reals the decision was fitted on, above all but its equal part of
-``train.synthetic_head.max_false_alarm`` (0.2 %, the heads' together) of them (among those it could fire on): the
-few reals that carry an enlargement's trace as strongly as a generator's would otherwise set it. The network and
+bar read from the validation mix's reals the decision was fitted on, above all but its share
+(``train.synthetic_head.max_false_alarm``: 0.1 % for the first, none for the coherence's) of them (among those it
+could fire on): the few reals that carry an enlargement's trace as strongly as a generator's would otherwise set it.
+The heads named in ``enlarged_reals`` (the coherence's) also learn each train real enlarged 2x by a resize and
+nothing after it as a real: an enlarged photo is not a generator's, and its coherence is only in phase. The network and
 the probe learn the sample's generator first; these heads learn what up-sampling leaves in the face embedding, the
 spectrum and the phase of the spectrum whatever the generator, so that a family the model
 never saw is called fake where the decision's one threshold, held down by perturbed reals, does not reach it.
@@ -57,9 +59,10 @@ from realfake.training.synthetic import Synthesised
 #: and the embedding adds, in brackets, what it reads.
 SYNTHETIC_FAMILY = "synthetic up-samplers"
 SYNTHETIC_READS_NAMES = {"cyclic": "cyclic coherence"}
-#: The random-number streams of a head's reals (those it learns from, and those that set an update's bar) and of
-#: the synthesised fakes the train stage's head learns (the probe's windows start at 1,000, the mix's at 2,000).
-HEAD_REALS_STREAM, HEAD_BAR_STREAM, SYNTHETIC_STREAM = 4_000, 4_500, 5_000
+#: The random-number streams of a head's reals (those it learns from, and those that set an update's bar), of the
+#: synthesised fakes the train stage's heads learn, and of the enlarged reals (the probe's windows start at 1,000, the
+#: mix's at 2,000).
+HEAD_REALS_STREAM, HEAD_BAR_STREAM, SYNTHETIC_STREAM, ENLARGED_STREAM = 4_000, 4_500, 5_000, 5_500
 
 
 @torch.no_grad()
@@ -117,23 +120,31 @@ def fit_synthetic_head(model: Fused, decision: Decision, bar_reals: np.ndarray, 
                        phases: Phases) -> list[tuple[FamilyHead, dict]]:
     """``train.synthetic_head``: a head for each entry of its ``reads``, fitted on one synthesised fake of each real of
     the train split (a random up-sampler's, :class:`~realfake.training.synthetic.Synthesised`) against those reals as
-    they are and perturbed, reading its columns of the evidence (:meth:`Fused.evidence_columns`), firing above all but
-    its equal part of ``train.synthetic_head.max_false_alarm`` (the heads' budget together) of ``bar_reals`` (the
-    evidence of the validation mix's reals), mapped into ``decision``; and their figures (:func:`fit_head`'s)."""
+    they are and perturbed (and, for those in its ``enlarged_reals``, enlarged), reading its columns of the evidence
+    (:meth:`Fused.evidence_columns`), firing above all but its share of ``bar_reals`` (the evidence of the validation
+    mix's reals; :meth:`~realfake.training.config.SyntheticHead.budget`), mapped into ``decision``; and their figures
+    (:func:`fit_head`'s)."""
     cfg = train_cfg.synthetic_head
     reals = reals_evidence(model, data, "train", cfg.real_passes, HEAD_REALS_STREAM, spec, train_cfg, packed_dir,
                            phases, "synthetic_head_reals")
+    as_they_are = Augment(hflip=False, jpeg_prob=0.0)
     made = Synthesised(split_reals(data, "train", packed_dir), train_cfg.seed, SYNTHETIC_STREAM,
                        train_cfg.synthetic.jpeg_quality)
-    fakes = windows_evidence(model, made, 1.0, Augment(hflip=False, jpeg_prob=0.0), 0, SYNTHETIC_STREAM, True, spec,
-                             train_cfg, phases, "synthetic_head_fakes")
+    fakes = windows_evidence(model, made, 1.0, as_they_are, 0, SYNTHETIC_STREAM, True, spec, train_cfg, phases,
+                             "synthetic_head_fakes")
+    enlarged = None
+    if set(cfg.enlarged_reals) & set(cfg.reads):  # an enlarged photo is a photo: they learn generators, not resizes
+        made = Synthesised(split_reals(data, "train", packed_dir), train_cfg.seed, ENLARGED_STREAM,
+                           train_cfg.synthetic.jpeg_quality, generator=False)
+        enlarged = windows_evidence(model, made, 0.0, as_they_are, 0, ENLARGED_STREAM, True, spec, train_cfg, phases,
+                                    "synthetic_head_enlarged")
     read, out = network_reads(model, bar_reals), []
-    budget = cfg.max_false_alarm / len(cfg.reads)  # the heads' together: an equal part each
     for reads in cfg.reads:
         with phases("synthetic_head_fit"):
             family = SYNTHETIC_FAMILY if reads == "evidence" else f"{SYNTHETIC_FAMILY} ({SYNTHETIC_READS_NAMES[reads]})"
-            head, facts = fit_head(fakes, reals, bar_reals, cfg.hidden, cfg.alpha, train_cfg.seed, family,
-                                   budget, read, model.evidence_columns(reads))
+            learned = np.concatenate([reals, enlarged]) if reads in cfg.enlarged_reals else reals
+            head, facts = fit_head(fakes, learned, bar_reals, cfg.hidden, cfg.alpha, train_cfg.seed, family,
+                                   cfg.budget(reads), read, model.evidence_columns(reads))
             head.set_decision(decision.threshold, decision.coef, decision.intercept)
         out.append((head, facts))
     return out

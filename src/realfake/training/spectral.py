@@ -35,7 +35,7 @@ from realfake.data.manifest import Manifest
 from realfake.detector.perturb import apply_draw, perturb_batch
 from realfake.detector.preprocess import Augment, InputSpec, Preprocessor
 from realfake.detector.scoring import batches, image_detail, resolve_device
-from realfake.detector.spectrum import Fused, fit_probe, pixel_features
+from realfake.detector.spectrum import CYCLIC, Fused, fit_probe, pixel_features
 from realfake.errors import RealfakeError
 from realfake.heap import trimmed
 from realfake.training.config import TrainConfig
@@ -177,7 +177,8 @@ def fit_spectral(network: nn.Module, train_cfg: TrainConfig, data: Manifest, *, 
         full = np.quantile(sharp, 0.05, axis=0)
         gate = torch.from_numpy(np.stack([full - sharp.std(0), full], 1)).float()  # a row (none, full) per measure
     fused = Fused(network.to(dev), probe, torch.ones(2), torch.zeros(1), gate, fused_spec.network_window,
-                  cyclic=train_cfg.synthetic_head.enabled and "cyclic" in train_cfg.synthetic_head.reads)
+                  cyclic=CYCLIC if train_cfg.synthetic_head.enabled and "cyclic" in train_cfg.synthetic_head.reads
+                  else None)
     where = "on the device" if on_device else "in the loader"
     log(f"train: spectral probe on {len(train_windows)} perturbed windows (made {where}), {cfg.steps} steps")
     return fused.to(dev).eval(), fused_spec, {"n_train": len(train_windows), "steps": cfg.steps}

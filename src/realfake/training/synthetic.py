@@ -52,14 +52,11 @@ class Synthetic:
                 f"train.synthetic.jpeg_quality must be two qualities lo <= hi in 1..100, got {q!r}.")
 
 
-def synthesise(img: np.ndarray, rng: np.random.Generator, jpeg_quality: tuple[int, int] = (85, 95)) -> np.ndarray:
-    """A fake made from decoded HxWx3 uint8 pixels ``img`` (even H and W) by a random up-sampler."""
-    h, w, _ = img.shape
-    x = img[: h // 2 * 2, : w // 2 * 2].astype(np.float32)
-    base = (x[0::2, 0::2] + x[1::2, 0::2] + x[0::2, 1::2] + x[1::2, 1::2]) / 4  # box-filter down-sampling (exact)
-    up = random_upsample(base, rng)
-    if rng.random() < 0.9:
-        up = convolve(up, random_post_kernel(rng))
+def synthesise(img: np.ndarray, rng: np.random.Generator, jpeg_quality: tuple[int, int] = (85, 95),
+               generator: bool = True) -> np.ndarray:
+    """A fake made from decoded HxWx3 uint8 pixels ``img`` (even H and W) by a random up-sampler (:func:`upsampled`),
+    with sensor-like noise and re-compression; with ``generator`` false, the same photo only enlarged."""
+    up = upsampled(img, rng, generator)
     sigma, seed = rng.uniform(0.5, 3.0), int(rng.integers(2**63))  # sensor-like noise, the perturbations' own
     out = Image.fromarray(noisy(torch.from_numpy(up), sigma, seed).to(torch.uint8).numpy(), "RGB")
     buf = io.BytesIO()
@@ -70,17 +67,35 @@ def synthesise(img: np.ndarray, rng: np.random.Generator, jpeg_quality: tuple[in
 
 class Synthesised(Sequence):
     """Image ``i`` of ``pixels`` (decoded HxWx3 uint8, e.g. a split's reals) passed through a random up-sampler
-    (:func:`synthesise`), drawn from stream ``(seed, stream, i)``: the same fake for the same index, in whichever
-    loader process makes it."""
+    (:func:`synthesise`; with ``generator`` false, only enlarged), drawn from stream ``(seed, stream, i)``: the same
+    image for the same index, in whichever loader process makes it."""
 
-    def __init__(self, pixels: Sequence, seed: int, stream: int, jpeg_quality: tuple[int, int] = (85, 95)):
+    def __init__(self, pixels: Sequence, seed: int, stream: int, jpeg_quality: tuple[int, int] = (85, 95),
+                 generator: bool = True):
         self.pixels, self.seed, self.stream, self.jpeg_quality = pixels, seed, stream, jpeg_quality
+        self.generator = generator
 
     def __len__(self) -> int:
         return len(self.pixels)
 
     def __getitem__(self, i):  # type: ignore[override]
-        return synthesise(self.pixels[i], np.random.default_rng([self.seed, self.stream, i]), self.jpeg_quality)
+        return synthesise(self.pixels[i], np.random.default_rng([self.seed, self.stream, i]), self.jpeg_quality,
+                          self.generator)
+
+
+def upsampled(img: np.ndarray, rng: np.random.Generator, generator: bool = True) -> np.ndarray:
+    """``img`` (HxWx3 uint8, even H and W) box-filtered to half its size and brought back up, as float32: by a random
+    up-sampler (:func:`random_upsample`) and, nine times in ten, a random 3x3 convolution; with ``generator`` false,
+    by a nearest, bilinear or bicubic resize and nothing after it: what a real photo becomes when it is enlarged 2x."""
+    h, w, _ = img.shape
+    x = img[: h // 2 * 2, : w // 2 * 2].astype(np.float32)
+    base = (x[0::2, 0::2] + x[1::2, 0::2] + x[0::2, 1::2] + x[1::2, 1::2]) / 4  # box-filter down-sampling (exact)
+    if not generator:
+        return resize_upsample(base, list(_RESIZE.values())[int(rng.integers(len(_RESIZE)))]).astype(np.float32)
+    up = random_upsample(base, rng)
+    if rng.random() < 0.9:
+        up = convolve(up, random_post_kernel(rng))
+    return up
 
 
 def random_upsample(base: np.ndarray, rng: np.random.Generator) -> np.ndarray:
