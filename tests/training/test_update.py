@@ -4,6 +4,7 @@ it writes, and clear errors."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -162,7 +163,8 @@ def test_a_head_learns_the_new_family_and_leaves_the_parent_as_it_was(parent_mod
                for k, v in theirs["state_dict"].items())
     assert head["columns"] is None  # the new family's head reads the whole evidence, the cyclic coherence too
     n_reals, n_valid = (int((targets(tiny_data, split) == 0).sum()) for split in ("train", "valid"))
-    assert (head["family"], head["n_fakes"], head["n_reals"]) == ("bicubic", 20 * 3, n_reals * 2)
+    # its reals: the train split's clean, in one perturbed pass, and enlarged 2x (update.head.enlarged_reals)
+    assert (head["family"], head["n_fakes"], head["n_reals"]) == ("bicubic", 20 * 3, n_reals * 3)
     assert head["n_bar_reals"] == n_valid * (1 + train_cfg.decision.passes)
     assert figures["update/head_fires_on_learned"] > 0
     assert any("a head for bicubic learned 60 windows of 20 new images" in line for line in lines)
@@ -219,8 +221,9 @@ def test_new_reals_join_the_reals_a_head_learns_from(parent_model, tiny_data, tm
     some_reals = [Path(p) for p in tiny_data.files(rows[targets(tiny_data, "train") == 0])][:10]
     new = [check_new_images(folder, "fakes", ValidateConfig(), tiny_data, count=20),
            NewImages("reals", some_reals[0].parent, some_reals, [], [])]
+    no_enlarged = replace(TINY_HEAD, enlarged_reals=False)
     update_model(parent, tmp_path / "headed.pt", new, tiny_data, UpdateConfig(fakes=str(folder), count=20,
-                                                                            head=TINY_HEAD),
+                                                                            head=no_enlarged),
                  TrainConfig(**TINY_FUSED), lineage={}, log=lambda s: None)
     *_, head = load_state_dict(tmp_path / "headed.pt")["heads"]
     n_reals = int((targets(tiny_data, "train") == 0).sum())
@@ -246,6 +249,7 @@ def test_an_update_from_a_model_without_a_probe_says_how_to_get_one(tiny_data, t
     ({"distill": 1.0}, "'update.distill' is now 'update.probe.distill'"),
     ({"head": {"new_passes": -1}}, "update.head.new_passes must be an integer >= 0"),
     ({"head": {"alpha": 0}}, "update.head.alpha must be a number > 0"),
+    ({"head": {"enlarged_reals": "yes"}}, "update.head.enlarged_reals must be true or false"),
     ({"start": True}, "update.start must be a registry alias"),
     ({"method": "lora"}, "update.method must be one of head, probe"),
     ({"head": {"hidden": 0}}, "update.head.hidden must be an integer >= 1"),

@@ -115,6 +115,16 @@ def reals_evidence(model: Fused, data: Manifest, split: str, passes: int, stream
                             stream, True, spec, train_cfg, phases, name)
 
 
+def enlarged_evidence(model: Fused, data: Manifest, spec: Any, train_cfg: TrainConfig, packed_dir: Path | None,
+                      phases: Phases, name: str) -> np.ndarray:
+    """The :func:`evidence` of each real of the train split enlarged 2x by a resize and nothing after it
+    (:func:`~realfake.training.synthetic.upsampled` without a generator), as a head learns them: as reals."""
+    made = Synthesised(split_reals(data, "train", packed_dir), train_cfg.seed, ENLARGED_STREAM,
+                       train_cfg.synthetic.jpeg_quality, generator=False)
+    return windows_evidence(model, made, 0.0, Augment(hflip=False, jpeg_prob=0.0), 0, ENLARGED_STREAM, True, spec,
+                            train_cfg, phases, name)
+
+
 def fit_synthetic_head(model: Fused, decision: Decision, bar_reals: np.ndarray, data: Manifest, spec: Any,
                        train_cfg: TrainConfig, packed_dir: Path | None,
                        phases: Phases) -> list[tuple[FamilyHead, dict]]:
@@ -134,10 +144,7 @@ def fit_synthetic_head(model: Fused, decision: Decision, bar_reals: np.ndarray, 
                              "synthetic_head_fakes")
     enlarged = None
     if set(cfg.enlarged_reals) & set(cfg.reads):  # an enlarged photo is a photo: they learn generators, not resizes
-        made = Synthesised(split_reals(data, "train", packed_dir), train_cfg.seed, ENLARGED_STREAM,
-                           train_cfg.synthetic.jpeg_quality, generator=False)
-        enlarged = windows_evidence(model, made, 0.0, as_they_are, 0, ENLARGED_STREAM, True, spec, train_cfg, phases,
-                                    "synthetic_head_enlarged")
+        enlarged = enlarged_evidence(model, data, spec, train_cfg, packed_dir, phases, "synthetic_head_enlarged")
     read, out = network_reads(model, bar_reals), []
     for reads in cfg.reads:
         with phases("synthetic_head_fit"):

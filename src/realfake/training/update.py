@@ -54,6 +54,7 @@ from realfake.training.decide import fit_model_decision
 from realfake.training.heads import (
     HEAD_BAR_STREAM,
     HEAD_REALS_STREAM,
+    enlarged_evidence,
     fit_head,
     network_reads,
     reals_evidence,
@@ -85,10 +86,13 @@ class HeadUpdate(HeadFit):
 
     SECTION: ClassVar[str] = "update.head"
     new_passes: int = 0
+    enlarged_reals: bool = True  # also learn each train real enlarged 2x (a resize, nothing after it) as a real
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _count(self.new_passes, "update.head.new_passes", least=0)
+        require(isinstance(self.enlarged_reals, bool),
+                f"update.head.enlarged_reals must be true or false, got {self.enlarged_reals!r}.")
 
 
 @dataclass(frozen=True)
@@ -220,6 +224,9 @@ def add_head(blob: dict[str, Any], model: Fused, spec: InputSpec, parent: Path, 
 
     learned = reals_evidence(model, data, "train", cfg.head.real_passes, HEAD_REALS_STREAM, spec, train_cfg,
                              packed_dir, phases, "head_reals")
+    if cfg.head.enlarged_reals:  # an enlarged photo is a photo: the head learns the new generator, not resizing
+        learned = np.concatenate([learned, enlarged_evidence(model, data, spec, train_cfg, packed_dir, phases,
+                                                             "head_enlarged")])
     bar_reals = reals_evidence(model, data, "valid", train_cfg.decision.passes, HEAD_BAR_STREAM, spec, train_cfg,
                                packed_dir, phases, "head_bar_reals")
     fakes = []
