@@ -378,6 +378,10 @@ class Augment:
         return any(getattr(self, name) for name in self.PERTURBING)
 
 
+#: No flip, no perturbation: windows as they are (the clean pass of the probe's, the mix's and the heads' windows).
+AS_THEY_ARE = Augment(hflip=False, jpeg_prob=0.0)
+
+
 @dataclass(frozen=True)
 class Preprocessor:
     """How images become model inputs for one :class:`InputSpec` (and, in training, an :class:`Augment`).

@@ -156,11 +156,13 @@ def cyclic_features(x: torch.Tensor, kind: str = CYCLIC) -> torch.Tensor:
         grey = x.float().mean(1) * PIXEL_SCALE
         grey = grey - grey.mean((-2, -1), keepdim=True)
         h, w = grey.shape[-2:]
-        across, down = (_periodic_hann(n, grey.device) if kind == "hann" else torch.ones(n, device=grey.device)
-                        for n in (w, h))
-        rows = torch.fft.fft(grey * across, dim=-1)
-        columns = torch.fft.fft(grey.transpose(-2, -1) * down, dim=-1)
-        both = torch.fft.fft2(grey * torch.outer(down, across))
+        along, down, whole = grey, grey.transpose(-2, -1), grey
+        if kind == "hann":
+            across_w, down_w = _periodic_hann(w, grey.device), _periodic_hann(h, grey.device)
+            along, down, whole = along * across_w, down * down_w, grey * torch.outer(down_w, across_w)
+        rows = torch.fft.fft(along, dim=-1)
+        columns = torch.fft.fft(down, dim=-1)
+        both = torch.fft.fft2(whole)
         parts = [_coherence(rows, 0, w // 2), _coherence(columns, 0, h // 2),
                  _coherence(both[..., : h // 2, :], h // 2, w // 2, both)]
         if kind == "hann":

@@ -125,6 +125,9 @@ class HeadFit:
             require(is_int(value) and value >= 1, f"{self.SECTION}.{name} must be an integer >= 1, got {value!r}.")
         require(is_number(self.alpha) and self.alpha > 0,
                 f"{self.SECTION}.alpha must be a number > 0, got {self.alpha!r}.")
+        self._check_budget()
+
+    def _check_budget(self) -> None:
         require(is_number(self.max_false_alarm) and 0 <= self.max_false_alarm < 1,
                 f"{self.SECTION}.max_false_alarm must be a share in [0, 1), got {self.max_false_alarm!r}.")
 
@@ -149,9 +152,6 @@ class SyntheticHead(HeadFit):
     enlarged_reals: tuple[str, ...] = ("cyclic",)  # the heads (by reads) that also learn each train real enlarged 2x
 
     def __post_init__(self) -> None:
-        budget = self.max_false_alarm
-        object.__setattr__(self, "max_false_alarm", 0.0 if isinstance(budget, dict) else budget)
-        super().__post_init__()  # its checks, of a number; each head's share below
         require(isinstance(self.enabled, bool),
                 f"train.synthetic_head.enabled must be true or false, got {self.enabled!r}.")
         reads = self.reads
@@ -161,17 +161,22 @@ class SyntheticHead(HeadFit):
                 f"{', '.join(SYNTHETIC_READS)} (evidence: the probe's spectrum features and the face embedding; "
                 f"cyclic: the cyclic coherence), got {reads!r}.")
         object.__setattr__(self, "reads", tuple(reads))
-        if isinstance(budget, dict):
-            require(set(reads) <= set(budget) <= set(SYNTHETIC_READS)
-                    and all(is_number(v) and 0 <= v < 1 for v in budget.values()),
-                    f"train.synthetic_head.max_false_alarm must be a share in [0, 1) (the heads' together), or one for "
-                    f"each head of train.synthetic_head.reads ({', '.join(reads)}) by what it reads, got {budget!r}.")
-            object.__setattr__(self, "max_false_alarm", dict(budget))
+        super().__post_init__()  # after reads: the budget may name them
         enlarged = self.enlarged_reals
         require(isinstance(enlarged, (list, tuple)) and all(r in SYNTHETIC_READS for r in enlarged),
                 f"train.synthetic_head.enlarged_reals must be a list of heads by what they read (of "
                 f"{', '.join(SYNTHETIC_READS)}), got {enlarged!r}.")
         object.__setattr__(self, "enlarged_reals", tuple(enlarged))
+
+    def _check_budget(self) -> None:  # a number (the heads' together), or a share per head by what it reads
+        budget = self.max_false_alarm
+        if not isinstance(budget, dict):
+            return super()._check_budget()
+        require(set(self.reads) <= set(budget) <= set(SYNTHETIC_READS)
+                and all(is_number(v) and 0 <= v < 1 for v in budget.values()),
+                f"train.synthetic_head.max_false_alarm must be a share in [0, 1) (the heads' together), or one for "
+                f"each head of train.synthetic_head.reads ({', '.join(self.reads)}) by what it reads, got {budget!r}.")
+        object.__setattr__(self, "max_false_alarm", dict(budget))
 
     def budget(self, reads: str) -> float:
         """The share of the validation mix's reals the head of ``reads`` may fire on."""

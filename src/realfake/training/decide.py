@@ -26,7 +26,7 @@ from realfake.detector.decision import Decision, fit_decision
 from realfake.detector.heads import head_entry
 from realfake.detector.modelfile import model_from_blob, write_entries
 from realfake.detector.network import load_state_dict
-from realfake.detector.preprocess import Augment, Preprocessor, to_model_input
+from realfake.detector.preprocess import AS_THEY_ARE, Preprocessor, to_model_input
 from realfake.detector.scoring import autocast, binary_metrics, image_detail, memory_format, resolve_device
 from realfake.detector.spectrum import Fused, fit_fusion, spectral_entry
 from realfake.training.config import TrainConfig
@@ -115,7 +115,7 @@ def validation_mix(data: Manifest, spec: Any, train_cfg: TrainConfig,
     images = TrainImages(split_pixels(data, "valid", packed_dir), targets(data, "valid"), Preprocessor(spec),
                          train_cfg.seed)
     on_device = train_cfg.perturbs_on_device(resolve_device(train_cfg.device))
-    clean = PerturbedWindows(images, Augment(hflip=False, jpeg_prob=0.0), 1, first=DECISION_STREAM,
+    clean = PerturbedWindows(images, AS_THEY_ARE, 1, first=DECISION_STREAM,
                              on_device=on_device)
     perturbed = PerturbedWindows(images, train_cfg.decision.augment, train_cfg.decision.passes,
                                  first=DECISION_STREAM + 1, on_device=on_device)

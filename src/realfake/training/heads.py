@@ -46,7 +46,7 @@ from torch.utils.data import Subset
 from realfake.data.manifest import Manifest
 from realfake.detector.decision import Decision
 from realfake.detector.heads import FamilyHead
-from realfake.detector.preprocess import Augment, Preprocessor, to_model_input
+from realfake.detector.preprocess import AS_THEY_ARE, Augment, Preprocessor, to_model_input
 from realfake.detector.scoring import autocast, memory_format, resolve_device
 from realfake.detector.spectrum import N_FEATURES, Fused
 from realfake.training.config import TrainConfig
@@ -90,7 +90,7 @@ def windows_evidence(model: Fused, pixels: Sequence, target: float, augment: Aug
     on_device = train_cfg.perturbs_on_device(device)
     sets = [PerturbedWindows(images, augment, passes, first=first + 1, on_device=on_device)] if passes else []
     if clean:
-        sets.insert(0, PerturbedWindows(images, Augment(hflip=False, jpeg_prob=0.0), 1, first=first,
+        sets.insert(0, PerturbedWindows(images, AS_THEY_ARE, 1, first=first,
                                         on_device=on_device))
     layout, out = memory_format(device, train_cfg.amp), []
     model = model.to(device, memory_format=layout).eval()
@@ -121,7 +121,7 @@ def enlarged_evidence(model: Fused, data: Manifest, spec: Any, train_cfg: TrainC
     (:func:`~realfake.training.synthetic.upsampled` without a generator), as a head learns them: as reals."""
     made = Synthesised(split_reals(data, "train", packed_dir), train_cfg.seed, ENLARGED_STREAM,
                        train_cfg.synthetic.jpeg_quality, generator=False)
-    return windows_evidence(model, made, 0.0, Augment(hflip=False, jpeg_prob=0.0), 0, ENLARGED_STREAM, True, spec,
+    return windows_evidence(model, made, 0.0, AS_THEY_ARE, 0, ENLARGED_STREAM, True, spec,
                             train_cfg, phases, name)
 
 
@@ -137,10 +137,9 @@ def fit_synthetic_head(model: Fused, decision: Decision, bar_reals: np.ndarray, 
     cfg = train_cfg.synthetic_head
     reals = reals_evidence(model, data, "train", cfg.real_passes, HEAD_REALS_STREAM, spec, train_cfg, packed_dir,
                            phases, "synthetic_head_reals")
-    as_they_are = Augment(hflip=False, jpeg_prob=0.0)
     made = Synthesised(split_reals(data, "train", packed_dir), train_cfg.seed, SYNTHETIC_STREAM,
                        train_cfg.synthetic.jpeg_quality)
-    fakes = windows_evidence(model, made, 1.0, as_they_are, 0, SYNTHETIC_STREAM, True, spec, train_cfg, phases,
+    fakes = windows_evidence(model, made, 1.0, AS_THEY_ARE, 0, SYNTHETIC_STREAM, True, spec, train_cfg, phases,
                              "synthetic_head_fakes")
     enlarged = None
     if set(cfg.enlarged_reals) & set(cfg.reads):  # an enlarged photo is a photo: they learn generators, not resizes

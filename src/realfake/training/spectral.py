@@ -33,7 +33,7 @@ from torch.utils.data import Dataset, Subset, default_collate
 
 from realfake.data.manifest import Manifest
 from realfake.detector.perturb import apply_draw, perturb_batch
-from realfake.detector.preprocess import Augment, InputSpec, Preprocessor
+from realfake.detector.preprocess import AS_THEY_ARE, Augment, InputSpec, Preprocessor
 from realfake.detector.scoring import batches, image_detail, resolve_device
 from realfake.detector.spectrum import CYCLIC, Fused, fit_probe, pixel_features
 from realfake.errors import RealfakeError
@@ -171,7 +171,7 @@ def fit_spectral(network: nn.Module, train_cfg: TrainConfig, data: Manifest, *, 
                           steps=cfg.steps).to(dev)
     gate = None
     if cfg.gate:  # the sharpness of the training images as they are: the network's full say from its 5th percentile
-        sharp, _ = score_windows(windows(Augment(hflip=False, jpeg_prob=0.0), 1),
+        sharp, _ = score_windows(windows(AS_THEY_ARE, 1),
                                  image_detail, dev, batch_size, workers, phases,
                                  ("gate", "gate"))
         full = np.quantile(sharp, 0.05, axis=0)
