@@ -563,3 +563,43 @@ def test_the_probe_can_be_fitted_on_windows_made_on_the_device(fused_run, tiny_m
     assert TrainConfig(perturb_on="auto").perturbs_on_device(torch.device("cuda"))
     with pytest.raises(ConfigError, match="train.perturb_on is 'gpu'; use auto"):
         TrainConfig.from_params({"perturb_on": "gpu"})
+
+
+def test_the_decision_learns_which_images_look_enlarged_from_the_mix_s_down_scaled_images(fused_run, tiny_manifest,
+                                                                                          tiny_sample, tmp_path):
+    """train.decision.enlarged_below: each item of the validation mix is labelled by its own draw (down-scaled under
+    the factor: enlarged; never resized: not; resized less: left out), the measure fitted on those travels in the
+    decision, and every scorer hands the decision the spectrum features it reads; null fits none."""
+    from realfake.detector.decision import ENLARGED, LEFT_OUT, NOT_RESIZED, Decision
+    from realfake.detector.perturb import DRAW
+    from realfake.detector.scoring import Detector, score
+    from realfake.training.decide import enlarged_labels, fit_model_decision, validation_mix
+
+    result, out = fused_run
+    model, spec, info = load_model_file(out / "fused" / "model.pt")
+    data = Manifest(tiny_manifest, tiny_sample)
+    cfg = TrainConfig(**{**TINY_TRAIN, "epochs": 1, "spectral": TINY_SPECTRAL})
+    mix, n_clean = validation_mix(data, spec, cfg, None)
+    labels = enlarged_labels(mix, 0.7)
+    factor = np.array([mix.datasets[1].draw(k)[DRAW.index("downscale")] for k in range(len(mix) - n_clean)])
+    assert len(labels) == len(mix) and (labels[:n_clean] == NOT_RESIZED).all()
+    assert np.array_equal(labels[n_clean:] == ENLARGED, (factor > 0) & (factor < 0.7))
+    assert np.array_equal(labels[n_clean:] == LEFT_OUT, factor >= 0.7)
+    assert (labels == ENLARGED).any() and enlarged_labels(mix, None) is None
+    decision = Decision.from_entry(info["decision"], "model.pt")
+    assert len(decision.enlarged) == N_FEATURES + 1 and decision.threshold <= decision.enlarged_threshold <= 1
+    assert 0 < result.metrics["decision/mix_enlarged"] < 1
+    detector = Detector(out / "fused" / "model.pt")  # predict's, the page's, the API's and the served model's
+    test = data.rows("test")
+    images = [Image.open(p).convert("RGB") for p in data.files(test)[:4]]
+    small = [im.resize((im.width // 2, im.height // 2), Image.BICUBIC).resize(im.size, Image.BICUBIC) for im in images]
+    v = detector.verdicts(images + small)
+    _, detail = score(detector.model, images + small, detector.preprocessor, CPU, 8)
+    assert detail.shape == (8, 2 + N_FEATURES)
+    np.testing.assert_array_equal(v.threshold, decision.thresholds(detail, 8))
+    assert np.all(v.threshold[decision.looks_enlarged(detail)] == decision.enlarged_threshold)
+    off = replace(cfg, decision=replace(cfg.decision, enlarged_below=None))
+    fit_model_decision(out / "net" / "model.pt", replace(off, synthetic_head={"enabled": False}), data,
+                       out=tmp_path / "off.pt", log=lambda s: None)
+    plain = Decision.from_entry(load_model_file(tmp_path / "off.pt")[2]["decision"], "off.pt")
+    assert plain.enlarged == () and plain.enlarged_threshold is None
