@@ -3,6 +3,8 @@ the threshold no longer catches the fakes."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -273,6 +275,8 @@ def test_the_enlarged_measure_travels_in_the_model_file_and_a_bad_one_is_a_clear
     d = fit_decision(logit, detail, y, kind == "sharp", DecisionConfig(), labels)
     assert Decision.from_entry(d.to_entry(), "m.pt") == d
     entry = d.to_entry()
+    before = {k: v for k, v in entry.items() if k not in ("enlarged", "enlarged_threshold")}  # a file from before it
+    assert Decision.from_entry(before, "m.pt") == replace(d, enlarged=(), enlarged_threshold=None)
     for broken in ({**entry, "enlarged_threshold": None}, {**entry, "enlarged_threshold": d.threshold / 2},
                    {**entry, "enlarged": [1.0]}, {**entry, "enlarged": [float("nan"), 0.0, 0.0, 0.0, 0.0]},
                    {**entry, "enlarged": [], "enlarged_threshold": 0.9}):
