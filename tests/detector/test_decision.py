@@ -3,23 +3,17 @@ the threshold no longer catches the fakes."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
 from realfake.detector.decision import (
-    ENLARGED,
-    LEFT_OUT,
-    NOT_RESIZED,
     TOO_SOFT,
     Decision,
     expected_calibration_error,
     false_alarm_threshold,
     fit_decision,
-    fit_enlarged,
     reliability,
     soft_thresholds,
 )
@@ -173,7 +167,6 @@ def test_one_class_is_a_clear_error():
     ({"strata": 0}, "strata must be a positive integer"),
     ({"fusion": "average"}, "fusion is 'average'; use either"),
     ({"uncertain": "yes"}, "uncertain must be true or false"),
-    ({"enlarged_below": 1.5}, "enlarged_below must be a down-scale factor in \\(0, 1\\] or null"),
 ])
 def test_bad_decision_settings_are_clear_errors(params, message):
     with pytest.raises(ConfigError, match=message):
@@ -218,67 +211,3 @@ def test_either_rule_lets_one_confident_detector_call_a_fake_the_other_misses():
     model.set_fusion("either", *fit_fusion(parts, y, "either"))
     off = torch.tensor([[50.0], [-50.0]]), torch.zeros(2, 1), torch.zeros(2, 1)
     torch.testing.assert_close(model.combine(*off), (model.bias[1] + torch.zeros(2, 1)))
-
-
-def enlarged_and_blurred(n: int = 8000, seed: int = 3):
-    """A mix whose soft half is blurred (its fakes keep a weak trace) or enlarged (its reals look up-sampled and score
-    high, as a fake's), equally soft; the spectrum features (the detail's columns from 2) tell the two apart, the
-    bands do not. Labels as the train stage gives them: enlarged, never resized, or left out (mildly resized)."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 2, n)
-    kind = rng.choice(["sharp", "blurred", "enlarged", "mild"], n, p=[0.6, 0.2, 0.1, 0.1])
-    logit = np.where(y == 1, 4.0, -3.0) + rng.normal(0, 1, n)
-    logit = np.where(kind == "blurred", np.where(y == 1, 2.0, -3.0) + rng.normal(0, 1, n), logit)
-    logit = np.where((kind == "enlarged") & (y == 0), rng.normal(1.0, 1, n), logit)
-    mid = np.where(np.isin(kind, ["blurred", "enlarged"]), rng.normal(-6, 0.3, n), rng.normal(-4, 0.3, n))
-    looks = np.where(kind == "enlarged", 1.0, np.where(kind == "mild", 0.5, 0.0))
-    features = np.column_stack([looks + rng.normal(0, 0.2, n), rng.normal(0, 1, (n, 3))])
-    labels = np.select([kind == "enlarged", kind == "mild"], [ENLARGED, LEFT_OUT], NOT_RESIZED)
-    return logit, np.column_stack([mid - 2, mid, features]), y, kind, labels
-
-
-def test_images_that_look_enlarged_are_held_to_their_own_bar_and_blurred_fakes_are_not_made_to_pay():
-    logit, detail, y, kind, labels = enlarged_and_blurred()
-    cfg = DecisionConfig(max_false_alarm=0.02, uncertain=False)
-    clean = kind == "sharp"
-    shared = fit_decision(logit, detail, y, clean, cfg)  # the bars of detail alone: one for both soft kinds
-    own = fit_decision(logit, detail, y, clean, cfg, labels)
-    assert shared.enlarged == () and shared.facts["mix_enlarged"] is None
-    assert len(own.enlarged) == 5 and own.enlarged_threshold > own.threshold
-
-    def rates(d, which):
-        v = d.verdicts(logit, detail)
-        fake = v.label[kind == which] == "fake"
-        return np.mean(fake[y[kind == which] == 0]), np.mean(fake[y[kind == which] == 1])
-
-    picked = own.looks_enlarged(detail)
-    assert np.mean(picked[kind == "enlarged"]) > 0.95 and np.mean(picked[np.isin(kind, ["sharp", "blurred"])]) < 0.02
-    assert own.facts["mix_enlarged"] == pytest.approx(np.mean(picked))
-    v = own.verdicts(logit, detail)
-    assert np.all(v.threshold[picked] == own.enlarged_threshold)
-    assert rates(own, "enlarged")[0] <= 0.03 and rates(own, "blurred")[0] <= 0.03  # each kind's reals in budget
-    assert rates(own, "blurred")[1] > rates(shared, "blurred")[1] + 0.1  # blurred fakes no longer pay for them
-    assert np.array_equal(own.verdicts(logit[clean], detail[clean]).label, shared.verdicts(logit[clean],
-                                                                                          detail[clean]).label)
-    # without the spectrum features, a model with the measure cannot judge; a user's threshold is one for every image
-    with pytest.raises(RealfakeError, match="reads the images' spectrum features"):
-        own.verdicts(logit, detail[:, :2])
-    assert np.all(own.with_threshold(0.9).verdicts(logit, detail).threshold == 0.9)
-    # a mix without resized images (or with nothing else) has no measure to learn
-    assert fit_enlarged(detail[:, 2:], np.full(len(y), NOT_RESIZED)) == ()
-    assert fit_enlarged(detail[:, 2:], np.full(len(y), ENLARGED)) == ()
-    assert fit_decision(logit, detail, y, clean, cfg, np.where(labels == ENLARGED, LEFT_OUT, labels)).enlarged == ()
-
-
-def test_the_enlarged_measure_travels_in_the_model_file_and_a_bad_one_is_a_clear_error():
-    logit, detail, y, kind, labels = enlarged_and_blurred(2000)
-    d = fit_decision(logit, detail, y, kind == "sharp", DecisionConfig(), labels)
-    assert Decision.from_entry(d.to_entry(), "m.pt") == d
-    entry = d.to_entry()
-    before = {k: v for k, v in entry.items() if k not in ("enlarged", "enlarged_threshold")}  # a file from before it
-    assert Decision.from_entry(before, "m.pt") == replace(d, enlarged=(), enlarged_threshold=None)
-    for broken in ({**entry, "enlarged_threshold": None}, {**entry, "enlarged_threshold": d.threshold / 2},
-                   {**entry, "enlarged": [1.0]}, {**entry, "enlarged": [float("nan"), 0.0, 0.0, 0.0, 0.0]},
-                   {**entry, "enlarged": [], "enlarged_threshold": 0.9}):
-        with pytest.raises(RealfakeError, match="m.pt: its decision entry is malformed.*train the model again"):
-            Decision.from_entry(broken, "m.pt")

@@ -17,12 +17,6 @@ resized, noisy) and kept in the model file under ``decision``:
   ``max_false_alarm`` on its own: where a softer bin's reals score higher (a real photo enlarged from a
   smaller one looks up-sampled), images that soft get that bin's higher threshold (``soft_thresholds``).
   p_fake itself stays calibrated; only the bar it must clear rises.
-- **Enlarged photos.** A photo enlarged from a smaller one and a blurred one are equally soft, but the enlarged
-  real looks up-sampled, as a fake does, and the blurred one does not: held to one bar per level of detail, the
-  enlarged reals set it and the blurred fakes pay. So a linear measure of the image's spectrum features
-  (:func:`fit_enlarged`, a logistic regression of the mix's images down-scaled and back up against those never
-  resized) tells which images look enlarged; those are judged against the bar that holds the mix's enlarged-looking
-  reals to ``max_false_alarm`` (``enlarged_threshold``), and the bars of detail are read from the other images only.
 - **Can't tell.** Below a level of detail, no trace survives: the mix is cut into bins of detail
   (the middle band's), and where the threshold that holds the reals to their budget catches fewer than
   ``min_caught`` of the softest bins' fakes, a REAL there says nothing, so images that soft are answered
@@ -37,7 +31,7 @@ the served model, evaluate and robustness all call :meth:`Decision.verdicts`.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -50,11 +44,6 @@ FAKE, REAL, UNCERTAIN = "fake", "real", "uncertain"
 TOO_SOFT = "too little fine detail left to judge (blurred, or enlarged from a smaller image)"
 #: The threshold of a model file without a decision (one from before it): p_fake 0.5.
 DEFAULT_THRESHOLD = 0.5
-#: The "looks enlarged" measure's L2 strength (scikit-learn's C, on standardised features): what 5-fold
-#: cross-validation chose on the sample's validation mix (docs/method.md).
-ENLARGED_C = 0.3
-#: The labels of :func:`fit_enlarged`: down-scaled (and back up) enough to count, never resized, left out of the fit.
-ENLARGED, NOT_RESIZED, LEFT_OUT = 1, 0, -1
 
 
 @dataclass(frozen=True)
@@ -80,10 +69,6 @@ class Decision:
     facts: dict[str, Any] = field(default_factory=dict)  # what the fit measured on the mix
     # (detail, threshold) pairs: on images whose middle-band detail is under detail, at least that threshold
     soft_thresholds: tuple[tuple[float, float], ...] = ()
-    # the "looks enlarged" measure: weights on the spectrum features (the detail's columns from 2), then its bias;
-    # an image it scores above 0 is judged against enlarged_threshold instead (empty: no measure)
-    enlarged: tuple[float, ...] = ()
-    enlarged_threshold: float | None = None
 
     def with_threshold(self, threshold: float | None) -> "Decision":
         """This decision with another threshold (``--threshold``), the same at every level of detail; or itself
@@ -95,27 +80,13 @@ class Decision:
 
     def thresholds(self, detail: np.ndarray | None, n: int) -> np.ndarray:
         """The threshold (n,) each of ``n`` images with ``detail`` (N, K) is judged against: :attr:`threshold`,
-        raised by :attr:`soft_thresholds` on soft images; :attr:`enlarged_threshold` on those that look enlarged."""
+        raised by :attr:`soft_thresholds` on soft images."""
         t = np.full(n, self.threshold, dtype=np.float64)
         if detail is not None and n:
             mid = np.asarray(detail, dtype=np.float64)[:, 1]
             for below, stricter in self.soft_thresholds:
                 t = np.where(mid < below, np.maximum(t, stricter), t)
-            if self.enlarged:
-                t = np.where(self.looks_enlarged(detail), self.enlarged_threshold, t)
         return t
-
-    def looks_enlarged(self, detail: np.ndarray) -> np.ndarray:
-        """Which images (N,) of ``detail`` (N, 2 + F: the two bands, then the spectrum features) look enlarged from a
-        smaller one (:attr:`enlarged`; none without the measure)."""
-        detail = np.asarray(detail, dtype=np.float64)
-        if not self.enlarged:
-            return np.zeros(len(detail), dtype=bool)
-        weights = np.asarray(self.enlarged[:-1])
-        if detail.ndim != 2 or detail.shape[1] < 2 + len(weights):
-            raise RealfakeError("this model's decision reads the images' spectrum features; score them with "
-                                "realfake.detector.scoring.score, which measures them.")
-        return detail[:, 2:2 + len(weights)] @ weights + self.enlarged[-1] > 0
 
     def p_fake(self, logit: np.ndarray, detail: np.ndarray | None = None) -> np.ndarray:
         """Calibrated p_fake (N,) in float64 of logits (N,) and detail (N, K)."""
@@ -143,7 +114,6 @@ class Decision:
         d = asdict(self)
         d["coef"] = list(self.coef)
         d["soft_thresholds"] = [list(pair) for pair in self.soft_thresholds]
-        d["enlarged"] = list(self.enlarged)
         return d
 
     @classmethod
@@ -157,23 +127,14 @@ class Decision:
             min_detail = entry.get("min_detail")
             min_detail = None if min_detail is None else float(min_detail)
             soft = tuple((float(below), float(t)) for below, t in entry.get("soft_thresholds") or ())
-            enlarged = tuple(float(c) for c in entry.get("enlarged") or ())  # files from before the measure: none
-            enlarged_threshold = entry.get("enlarged_threshold")
-            enlarged_threshold = None if enlarged_threshold is None else float(enlarged_threshold)
             if not coef or not 0 <= threshold <= 1 or not all(np.isfinite([*coef, intercept])):
                 raise ValueError(f"coef {coef}, threshold {threshold}, intercept {intercept}")
             if not all(np.isfinite(below) and threshold <= t <= 1 for below, t in soft):
                 raise ValueError(f"soft_thresholds {soft} (each a finite detail and a threshold in [{threshold}, 1])")
-            if (enlarged or enlarged_threshold is not None) and not (
-                    len(enlarged) >= 2 and np.all(np.isfinite(enlarged)) and enlarged_threshold is not None
-                    and threshold <= enlarged_threshold <= 1):
-                raise ValueError(f"enlarged measure of {len(enlarged)} numbers with threshold {enlarged_threshold} "
-                                 f"(weights and a bias, all finite, and a threshold in [{threshold}, 1])")
         except (TypeError, KeyError, ValueError, AttributeError) as exc:
             raise RealfakeError(f"{source}: its decision entry is malformed ({type(exc).__name__}: {exc}); "
                                 "train the model again (dvc repro).") from None
-        return cls(threshold, coef, intercept, min_detail, dict(entry.get("facts") or {}), soft, enlarged,
-                   enlarged_threshold)
+        return cls(threshold, coef, intercept, min_detail, dict(entry.get("facts") or {}), soft)
 
 
 def calibrated_logit(logit: np.ndarray, detail: np.ndarray | None, coef: tuple[float, ...],
@@ -226,42 +187,28 @@ def soft_level(detail: np.ndarray, y: np.ndarray, p: np.ndarray, thresholds: np.
 
 
 def fit_decision(logit: np.ndarray, detail: np.ndarray, y_fake: np.ndarray, clean: np.ndarray,
-                 cfg: Any, enlarged: np.ndarray | None = None) -> Decision:
+                 cfg: Any) -> Decision:
     """The :class:`Decision` for a validation mix: logits (N,), detail (N, K), 0/1 ``y_fake``, and which
     items are the clean split (``clean``, for the facts); ``cfg`` a
     :class:`realfake.training.config.DecisionConfig` (its max_false_alarm, min_caught, bins, strata, detail,
-    uncertain). ``enlarged`` (N,), where given, labels each item :data:`ENLARGED`, :data:`NOT_RESIZED` or
-    :data:`LEFT_OUT`, and the detail holds the spectrum features from its column 2 on: the "looks enlarged"
-    measure is fitted on them (:func:`fit_enlarged`) and the images it picks get their own bar."""
+    uncertain)."""
     logit, detail = np.asarray(logit, dtype=np.float64), np.asarray(detail, dtype=np.float64)
     y = np.asarray(y_fake).astype(int)
     if len(np.unique(y)) != 2:
         raise RealfakeError("the decision needs real and fake images to fit; the valid split has one class only.")
     coef, intercept = _calibrate(logit, detail, y, cfg.detail)
     p = 1.0 / (1.0 + np.exp(-calibrated_logit(logit, detail, coef, intercept)))
-    measure = () if enlarged is None else fit_enlarged(detail[:, 2:], np.asarray(enlarged))
-    big = Decision(enlarged=measure, enlarged_threshold=1.0).looks_enlarged(detail)
-
-    def bars(threshold: float, judged: np.ndarray, level: float | None = None) -> Decision:
-        """The decision at ``threshold`` whose other bars hold the ``judged`` reals to the budget: those that look
-        enlarged together, the others in strata of detail."""
-        plain = judged & ~big
-        soft = soft_thresholds(detail[plain, 1], y[plain], p[plain], threshold, cfg.strata, cfg.max_false_alarm)
-        reals = p[judged & big & (y == 0)]
-        top = max(threshold, false_alarm_threshold(reals, cfg.max_false_alarm)) if len(reals) else threshold
-        return Decision(threshold, coef, intercept, level, soft_thresholds=soft, enlarged=measure,
-                        enlarged_threshold=top if measure else None)
-
     threshold = false_alarm_threshold(p[y == 0], cfg.max_false_alarm)
     level = None
     if cfg.uncertain:  # read at the bars of the whole mix, then fitted again on the images that get a verdict
-        every = np.ones(len(y), bool)
-        level = soft_level(detail[:, 1], y, p, bars(threshold, every).thresholds(detail, len(p)), cfg.bins,
-                           cfg.min_caught)
+        bars = Decision(threshold, soft_thresholds=soft_thresholds(detail[:, 1], y, p, threshold, cfg.strata,
+                                                                  cfg.max_false_alarm)).thresholds(detail, len(p))
+        level = soft_level(detail[:, 1], y, p, bars, cfg.bins, cfg.min_caught)
     judged = np.ones(len(y), bool) if level is None else detail[:, 1] >= level
     if level is not None:  # the threshold again, on the images that get a verdict
         threshold = false_alarm_threshold(p[judged & (y == 0)], cfg.max_false_alarm)
-    decision = bars(threshold, judged, level)
+    soft = soft_thresholds(detail[judged, 1], y[judged], p[judged], threshold, cfg.strata, cfg.max_false_alarm)
+    decision = Decision(threshold, coef, intercept, level, soft_thresholds=soft)
     v = decision.label(p, detail)[0]
     judged = v != UNCERTAIN
     facts = {
@@ -272,27 +219,8 @@ def fit_decision(logit: np.ndarray, detail: np.ndarray, y_fake: np.ndarray, clea
         "mix_fakes_caught": float(np.mean(v[judged & (y == 1)] == FAKE)) if (judged & (y == 1)).any() else None,
         "mix_ece": expected_calibration_error(y, p),
         "mix_worst_bin_false_alarm": _worst_bin(detail[judged, 1], y[judged], v[judged], cfg.bins),
-        "mix_enlarged": float(np.mean(big)) if measure else None,
     }
-    return replace(decision, facts=facts)
-
-
-def fit_enlarged(features: np.ndarray, labels: np.ndarray) -> tuple[float, ...]:
-    """The "looks enlarged" measure (weights on ``features`` (N, F), then a bias; an image it scores above 0 looks
-    enlarged): a logistic regression (scikit-learn's, L2 strength :data:`ENLARGED_C` on standardised features, the
-    standardisation folded into the weights) of the items labelled :data:`ENLARGED` against those
-    :data:`NOT_RESIZED`, the :data:`LEFT_OUT` ones aside; empty (no measure) where either label is missing."""
-    from sklearn.linear_model import LogisticRegression
-
-    fit = labels != LEFT_OUT
-    x, target = np.asarray(features, dtype=np.float64)[fit], labels[fit] == ENLARGED
-    if x.shape[1] == 0 or target.all() or not target.any():
-        return ()
-    mean, scale = x.mean(0), x.std(0)
-    scale = np.where(scale > 0, scale, 1.0)
-    model = LogisticRegression(C=ENLARGED_C, max_iter=5000).fit((x - mean) / scale, target)
-    weights = model.coef_[0] / scale
-    return (*(float(w) for w in weights), float(model.intercept_[0] - weights @ mean))
+    return Decision(threshold, coef, intercept, level, facts, soft)
 
 
 def soft_thresholds(detail: np.ndarray, y: np.ndarray, p: np.ndarray, threshold: float, strata: int,

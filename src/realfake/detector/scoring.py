@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from realfake.detector.decision import Decision, Verdicts
 from realfake.detector.preprocess import Preprocessor, to_model_input
-from realfake.detector.spectrum import N_FEATURES, pixel_features, sharpness
+from realfake.detector.spectrum import pixel_features, sharpness
 from realfake.errors import RealfakeError
 
 #: Score (and train) in bf16 where the device computes it natively (CUDA; AMX or AVX-512 BF16 CPUs), float32
@@ -209,20 +209,11 @@ def image_detail(x: torch.Tensor) -> torch.Tensor:
     return sharpness(pixel_features(x))
 
 
-def image_measures(x: torch.Tensor) -> torch.Tensor:
-    """(B, 2 + F) what a :class:`~realfake.detector.decision.Decision` reads of each uint8 pixel batch image
-    (B, H, W, 3) besides the logit: its :func:`image_detail` (high band, middle band), then its spectrum features
-    (:func:`~realfake.detector.spectrum.pixel_features`, F of them: whether it looks enlarged is read from them), in
-    float32."""
-    features = pixel_features(x)
-    return torch.cat([sharpness(features), features.float()], 1)
-
-
 @torch.no_grad()
 def score_batches(model: nn.Module, pixel_batches, device: torch.device, amp: bool,
                   detail: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(logits (N,), detail (N, 2 + F)) of every uint8 pixel batch: the model's logit (see :func:`predict_logits`)
-    and the :func:`image_measures` of the pixels it read (empty (N, 0) where ``detail`` is false)."""
+    """(logits (N,), detail (N, 2)) of every uint8 pixel batch: the model's logit (see :func:`predict_logits`)
+    and the :func:`image_detail` of the pixels it read (empty (N, 0) where ``detail`` is false)."""
     return score_batches_many([model], pixel_batches, device, amp, detail)[0]
 
 
@@ -239,13 +230,13 @@ def score_batches_many(models: Sequence[nn.Module], pixel_batches, device: torch
     for x in pixel_batches:
         x = x.to(device, non_blocking=True)
         if detail:
-            details.append(image_measures(x))
+            details.append(image_detail(x))
         with autocast(device, amp):
             inputs = to_model_input(x, device, layout)
             for out, model in zip(logits, models):  # each reads the input, none writes it
                 out.append(model(inputs).float().squeeze(1))
     if not logits[0]:  # no batches
-        return [(np.zeros(0), np.zeros((0, 2 + N_FEATURES if detail else 0))) for _ in models]
+        return [(np.zeros(0), np.zeros((0, 2 if detail else 0))) for _ in models]
     found = torch.cat(details).cpu().numpy() if detail else np.zeros((sum(len(t) for t in logits[0]), 0))
     return [(torch.cat(out).cpu().numpy(), found) for out in logits]
 

@@ -201,9 +201,6 @@ class DecisionConfig:
     uncertain: bool = True  # answer "uncertain" below the fitted level of detail (false: always a verdict)
     passes: int = 3  # perturbed passes over the valid split, besides the clean one
     augment: Augment = field(default_factory=wild)  # the perturbations of the mix
-    # the mix's images down-scaled by a factor under this (and back up) are what the "looks enlarged" measure learns;
-    # images that look so get their own bar (None: no measure, one bar per level of detail for every image)
-    enlarged_below: float | None = 0.7
 
     def __post_init__(self) -> None:
         require(is_number(self.max_false_alarm) and 0 < self.max_false_alarm < 1,
@@ -219,9 +216,6 @@ class DecisionConfig:
         for name in ("detail", "uncertain"):
             require(isinstance(getattr(self, name), bool),
                     f"train.decision.{name} must be true or false, got {getattr(self, name)!r}.")
-        require(self.enlarged_below is None or (is_number(self.enlarged_below) and 0 < self.enlarged_below <= 1),
-                f"train.decision.enlarged_below must be a down-scale factor in (0, 1] or null (no measure), got "
-                f"{self.enlarged_below!r}.")
 
 
 @dataclass(frozen=True)

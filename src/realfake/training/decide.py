@@ -22,13 +22,12 @@ from torch import nn
 from torch.utils.data import ConcatDataset
 
 from realfake.data.manifest import Manifest
-from realfake.detector.decision import ENLARGED, LEFT_OUT, NOT_RESIZED, Decision, fit_decision
+from realfake.detector.decision import Decision, fit_decision
 from realfake.detector.heads import head_entry
 from realfake.detector.modelfile import model_from_blob, write_entries
 from realfake.detector.network import load_state_dict
-from realfake.detector.perturb import DRAW
 from realfake.detector.preprocess import AS_THEY_ARE, Preprocessor, to_model_input
-from realfake.detector.scoring import autocast, binary_metrics, image_measures, memory_format, resolve_device
+from realfake.detector.scoring import autocast, binary_metrics, image_detail, memory_format, resolve_device
 from realfake.detector.spectrum import Fused, fit_fusion, spectral_entry
 from realfake.training.config import TrainConfig
 from realfake.training.data import TrainImages, split_pixels, targets
@@ -82,7 +81,7 @@ def fit_model_decision(model_file: Path, train_cfg: TrainConfig, data: Manifest,
         logit = scored[:, 0]
     is_clean = np.arange(len(y)) < n_clean
     with phases("decision_fit"):
-        decision = fit_decision(logit, detail, y, is_clean, cfg, enlarged_labels(mix, cfg.enlarged_below))
+        decision = fit_decision(logit, detail, y, is_clean, cfg)
     entries["decision"] = decision.to_entry()
     if head:
         figures.update(add_synthetic_head(model, decision, real_evidence, data, spec, train_cfg, packed_dir, phases,
@@ -96,8 +95,6 @@ def fit_model_decision(model_file: Path, train_cfg: TrainConfig, data: Manifest,
     f = decision.facts
     level = "never" if decision.min_detail is None else f"below detail {decision.min_detail:.3f}"
     soft = "".join(f", {t:.4f} below detail {below:.3f}" for below, t in decision.soft_thresholds)
-    if decision.enlarged:
-        soft += f", {decision.enlarged_threshold:.4f} where it looks enlarged ({f['mix_enlarged']:.1%} of the mix)"
 
     def share(key: str) -> str:  # a share of the images given a verdict: none where every image is uncertain
         return "none judged" if f[key] is None else f"{f[key]:.1%}"
@@ -123,19 +120,6 @@ def validation_mix(data: Manifest, spec: Any, train_cfg: TrainConfig,
     perturbed = PerturbedWindows(images, train_cfg.decision.augment, train_cfg.decision.passes,
                                  first=DECISION_STREAM + 1, on_device=on_device)
     return ConcatDataset([clean, perturbed]), len(clean)
-
-
-def enlarged_labels(mix: ConcatDataset, below: float | None) -> np.ndarray | None:
-    """Each item of the validation mix (:func:`validation_mix`) labelled for the "looks enlarged" measure
-    (:func:`~realfake.detector.decision.fit_enlarged`) by its draw: :data:`~realfake.detector.decision.ENLARGED`
-    where it was down-scaled by a factor under ``below`` and back up, ``NOT_RESIZED`` where it was not resized
-    (the clean items too), ``LEFT_OUT`` where it was resized less; None where ``below`` is None (no measure)."""
-    if below is None:
-        return None
-    clean, perturbed = mix.datasets
-    factor = np.array([perturbed.draw(k)[DRAW.index("downscale")] for k in range(len(perturbed))])
-    labels = np.where(factor == 0, NOT_RESIZED, np.where(factor < below, ENLARGED, LEFT_OUT))
-    return np.concatenate([np.full(len(clean), NOT_RESIZED), labels])
 
 
 def add_synthetic_head(model: Fused, decision: Decision, bar_reals: np.ndarray, data: Manifest, spec: Any,
@@ -171,9 +155,8 @@ def remapped_heads(model: Fused, decision: Decision, entries: list[dict[str, Any
 def score_mix(model: nn.Module, mix, device: torch.device, batch_size: int, workers: int, amp: bool,
               phases: Phases | None = None, reals_evidence: bool = False
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """(scores, detail (N, 2 + F: :func:`~realfake.detector.scoring.image_measures`), targets, the reals' evidence)
-    of every item of ``mix``: a :class:`Fused` model's parts (network logit, probe logit, the network's share:
-    (N, 3)), any other model's logit ((N, 1)); with
+    """(scores, detail (N, 2), targets, the reals' evidence) of every item of ``mix``: a :class:`Fused` model's parts
+    (network logit, probe logit, the network's share: (N, 3)), any other model's logit ((N, 1)); with
     ``reals_evidence`` (a :class:`Fused` model), what a head reads of each real (its spectrum features and face
     embedding, :meth:`~realfake.detector.spectrum.Fused.evidence_parts`), else None. ``phases`` times making the
     perturbed windows (``mix_windows``) and scoring them (``mix_scoring``)."""
@@ -182,7 +165,7 @@ def score_mix(model: nn.Module, mix, device: torch.device, batch_size: int, work
     scores, details, ys, kept = [], [], [], []
     for x, y in perturbed_batches(mix, batch_size, workers, device, phases, "mix_windows"):
         with phases("mix_scoring"):
-            details.append(image_measures(x).cpu())
+            details.append(image_detail(x).cpu())
             inputs = to_model_input(x, device, memory_format(device, amp))
             with autocast(device, amp):
                 if reals_evidence:

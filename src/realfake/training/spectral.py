@@ -68,16 +68,11 @@ class PerturbedWindows(Dataset):
     def __getitem__(self, k: int) -> tuple:
         epoch, i = self.first + k // len(self.images), k % len(self.images)
         img, y = self.images.image(epoch, i), float(self.images.targets[i])
-        draw = self.draw(k)
+        draw = self.augment.draw(np.random.default_rng([self.images.seed, epoch, i, 2]))
         if self.on_device:
             return torch.from_numpy(self.images.preprocessor.pixels(img)), torch.from_numpy(draw), y
         img = apply_draw(Image.fromarray(img) if isinstance(img, np.ndarray) else img, draw)
         return torch.from_numpy(self.images.preprocessor.pixels(img)), y
-
-    def draw(self, k: int) -> np.ndarray:
-        """Item ``k``'s draw (:data:`~realfake.detector.perturb.DRAW`): which steps perturb it, how strongly."""
-        epoch, i = self.first + k // len(self.images), k % len(self.images)
-        return self.augment.draw(np.random.default_rng([self.images.seed, epoch, i, 2]))
 
 
 def windows_on(device: torch.device, x: torch.Tensor, draws: list[torch.Tensor]) -> torch.Tensor:
