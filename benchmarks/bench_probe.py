@@ -17,6 +17,7 @@ data/raw, data/packed and data/heldout; nothing is written there):
     python benchmarks/bench_probe.py                                   # passes@l2[@hidden] settings below
     python benchmarks/bench_probe.py --settings 4@0.01 8@0.003 8@0.003@256 --draws 3
     python benchmarks/bench_probe.py --settings 8@0.003 --draws 2 --members 8   # 8 probes' mean logit each
+    python benchmarks/bench_probe.py --settings 8@0.003 --draws 2 --fpr 0.03     # and the fakes caught at 3 % of reals
 
 To screen the probe's ``augment`` mix, point ``--workspace`` at a folder holding a changed copy of
 params.yaml and a ``data`` link to the repro'd workspace's data.
@@ -43,6 +44,8 @@ def main() -> None:
     p.add_argument("--perturbations", nargs="+", default=["blur:2", "downscale:0.5", "blur:1"])
     p.add_argument("--members", type=int, default=1, help="fit each setting this many times from other initial "
                    "weights (hidden > 0) and score the mean of their logits (bagging over the initialisation)")
+    p.add_argument("--fpr", type=float, default=None, help="also give, per perturbation, the share of fakes the "
+                   "probe catches at the threshold that calls this share of the reals fake (the verdict's view)")
     args = p.parse_args()
 
     import numpy as np
@@ -109,6 +112,7 @@ def main() -> None:
         passes, l2 = int(setting[0]), float(setting[1])
         hidden = int(setting[2]) if len(setting) > 2 else cfg.spectral.hidden
         aucs, fit_s = {name: [] for name in conditions}, 0.0
+        caught = {name: [] for name in conditions}
         for d, (x, yy) in enumerate(draws):
             n = passes * len(train)
             members = args.members if hidden else 1  # a logistic regression's fit has no initial weights to vary
@@ -123,8 +127,13 @@ def main() -> None:
                         logits[name] += probe.logit(torch.from_numpy(fx)).squeeze(1).numpy()
             for name, (_, fy) in conditions.items():
                 aucs[name].append(roc_auc_score(fy, logits[name] / members))
+                if args.fpr is not None:
+                    bar = np.quantile(logits[name][fy == 0], 1 - args.fpr)
+                    caught[name].append(np.mean(logits[name][fy == 1] > bar))
         cells = [f"{np.mean(v):.3f} ({min(v):.3f}–{max(v):.3f})" if not name.startswith("held-out") else
                  f"{np.mean(v):.3f}" for name, v in aucs.items()]
+        if args.fpr is not None:
+            cells = [f"{cell}; {100 * np.mean(caught[name]):.1f} %" for cell, name in zip(cells, conditions)]
         print(f"| {passes} | {l2:g} | {hidden} | " + " | ".join(cells) + f" | {fit_s / len(draws):.0f} |", flush=True)
 
 
