@@ -30,10 +30,17 @@ PAIRS = ("all", "real")
 
 
 def wild() -> Augment:
-    """The default perturbation mix the probe learns under: blur with probability 0.5, JPEG, down-then-up scaling
-    and noise with 0.3 each, over wider ranges than the robustness table's."""
+    """The default perturbation mix of the validation mix (and, with more resizes, :func:`probe_mix`): blur with
+    probability 0.5, JPEG, down-then-up scaling and noise with 0.3 each, over wider ranges than the robustness
+    table's."""
     return Augment(hflip=False, blur_prob=0.5, blur_sigma=(0.3, 2.5), jpeg_prob=0.3, jpeg_quality=(40, 95),
                    resize_prob=0.3, resize_scale=(0.4, 0.9), noise_prob=0.3, noise_sigma=(1.0, 6.0))
+
+
+def probe_mix() -> Augment:
+    """The default mix the probe learns under: :func:`wild` with half of its windows down-scaled and back up
+    instead of 0.3 (soft images are the probe's alone, and half-size photos were the ones it read worst)."""
+    return replace(wild(), resize_prob=0.5)
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,7 @@ class Spectral:
     gate: bool = True  # the network's say falls to 0 on images much blurrier than its training images
     probe_window: int | None = 256  # the centred window the probe reads (crop), the network its network_window centre;
     # None: network_window
-    augment: Augment = field(default_factory=wild)  # the perturbations the probe and the fusion learn under
+    augment: Augment = field(default_factory=probe_mix)  # the perturbations the probe and the fusion learn under
     synthetic_prob: float | None = None  # share of the probe's fake windows that are synthesised fakes; None: the
     # network's (train.synthetic.prob)
 
