@@ -57,7 +57,7 @@ class Spectral:
     gate: bool = True  # the network's say falls to 0 on images much blurrier than its training images
     probe_window: int | None = 256  # the centred window the probe reads (crop), the network its network_window centre;
     # None: network_window
-    augment: Augment = field(default_factory=probe_mix)  # the perturbations the probe and the fusion learn under
+    augment: Augment = field(default_factory=probe_mix)  # what the probe learns under (the fusion: the mix)
     synthetic_prob: float | None = None  # share of the probe's fake windows that are synthesised fakes; None: the
     # network's (train.synthetic.prob)
 
