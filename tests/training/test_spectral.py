@@ -295,6 +295,19 @@ def test_the_fused_model_runs_its_network_only_on_the_images_the_gate_lets_it_se
     torch.testing.assert_close(only_sharp, expected[0::2], atol=1e-5, rtol=1e-5)
 
 
+def test_the_heads_recompressed_reals_are_recompressed_over_the_mixs_qualities_and_nothing_else():
+    """train.synthetic_head.jpeg_reals: every real of that pass gets a JPEG quality from the validation mix's range,
+    and no blur, resize or noise."""
+    from realfake.training.heads import only_jpeg
+
+    mix = TrainConfig().decision.augment
+    draws = np.array([only_jpeg(mix).draw(np.random.default_rng(i)) for i in range(300)])
+    blur, quality, scale, noise = draws[:, :4].T
+    assert not blur.any() and not scale.any() and not noise.any()
+    assert quality.min() >= mix.jpeg_quality[0] and quality.max() <= mix.jpeg_quality[1]
+    assert len(np.unique(quality)) > 30, "the whole range, not one quality"
+
+
 def test_the_synthetic_head_learns_a_fake_of_each_train_real_and_fires_above_every_mix_real_the_network_reads(
         fused_run, tiny_manifest, tiny_sample, tmp_path):
     """train.synthetic_head: one synthesised fake of each real of the train split, against those reals clean and in
@@ -310,7 +323,9 @@ def test_the_synthetic_head_learns_a_fake_of_each_train_real_and_fires_above_eve
     n_train, n_valid = (int((targets(data, split) == 0).sum()) for split in ("train", "valid"))
     cfg = TrainConfig(**{**TINY_TRAIN, "epochs": 1, "spectral": TINY_SPECTRAL})
     assert entry["family"] == head.family == SYNTHETIC_FAMILY
-    assert (entry["n_fakes"], entry["n_reals"]) == (n_train, n_train * (1 + cfg.synthetic_head.real_passes))
+    # the train split's reals as they are, in real_passes perturbed passes and re-compressed (jpeg_reals: both heads)
+    assert cfg.synthetic_head.jpeg_reals == ("evidence", "cyclic")
+    assert (entry["n_fakes"], entry["n_reals"]) == (n_train, n_train * (2 + cfg.synthetic_head.real_passes))
     assert entry["n_bar_reals"] == n_valid * (1 + cfg.decision.passes)
     assert result.metrics["synthetic_head/bar"] == pytest.approx(float(head.bar))
     mix, _ = validation_mix(data, spec, cfg, None)
@@ -322,9 +337,10 @@ def test_the_synthetic_head_learns_a_fake_of_each_train_real_and_fires_above_eve
     allowed = int(cfg.synthetic_head.budget("evidence") * len(logits))  # 0.1 %: none of the tiny mix's reals
     assert int((logits[read] >= head.bar).sum()) == allowed == 0
     assert float(logits[read].max()) == pytest.approx(float(head.bar))
-    # the coherence's head (train.synthetic_head.enlarged_reals) also learned each train real enlarged, as a real
+    # the coherence's head (train.synthetic_head.enlarged_reals) also learned each train real enlarged, as a real;
+    # and, as the first, re-compressed
     cyclic_entry, cyclic_head = info["heads"][1], model.heads[1]
-    assert cyclic_entry["n_reals"] == n_train * (2 + cfg.synthetic_head.real_passes)
+    assert cyclic_entry["n_reals"] == n_train * (3 + cfg.synthetic_head.real_passes)
     assert cfg.synthetic_head.budget("cyclic") == 0.0
     with torch.no_grad():
         assert float(cyclic_head.logit(torch.from_numpy(evidence))[read].max()) == pytest.approx(float(cyclic_head.bar))

@@ -226,6 +226,10 @@ def test_config_errors_are_clear():
     for enlarged in (["pixels"], "cyclic"):
         with pytest.raises(RealfakeError, match=r"train.synthetic_head.enlarged_reals must be a list of heads"):
             TrainConfig.from_params({"synthetic_head": {"enlarged_reals": enlarged}})
+    for recompressed in (["pixels"], "evidence", None):
+        with pytest.raises(RealfakeError, match=r"train.synthetic_head.jpeg_reals must be a list of heads by what they "
+                                                r"read \(of evidence, cyclic\)"):
+            TrainConfig.from_params({"synthetic_head": {"jpeg_reals": recompressed}})
     with pytest.raises(ConfigError, match=r"train.representation is \['npr', 'npr'\]; an ensemble lists distinct"):
         TrainConfig.from_params({"representation": ["npr", "npr"]})
     with pytest.raises(ConfigError, match=r"train.representation is \[\]"):

@@ -157,6 +157,8 @@ class SyntheticHead(HeadFit):
     enabled: bool = True
     reads: tuple[str, ...] = ("evidence", "cyclic")  # a head per entry, by what it reads (SYNTHETIC_READS)
     enlarged_reals: tuple[str, ...] = ("cyclic",)  # the heads (by reads) that also learn each train real enlarged 2x
+    jpeg_reals: tuple[str, ...] = ("evidence", "cyclic")  # the heads (by reads) that also learn each train real
+    # re-compressed (and nothing else done to it) as a real
 
     def __post_init__(self) -> None:
         require(isinstance(self.enabled, bool),
@@ -174,6 +176,11 @@ class SyntheticHead(HeadFit):
                 f"train.synthetic_head.enlarged_reals must be a list of heads by what they read (of "
                 f"{', '.join(SYNTHETIC_READS)}), got {enlarged!r}.")
         object.__setattr__(self, "enlarged_reals", tuple(enlarged))
+        jpeg = self.jpeg_reals
+        require(isinstance(jpeg, (list, tuple)) and all(r in SYNTHETIC_READS for r in jpeg),
+                f"train.synthetic_head.jpeg_reals must be a list of heads by what they read (of "
+                f"{', '.join(SYNTHETIC_READS)}), got {jpeg!r}.")
+        object.__setattr__(self, "jpeg_reals", tuple(jpeg))
 
     def _check_budget(self) -> None:  # a number (the heads' together), or a share per head by what it reads
         budget = self.max_false_alarm

@@ -26,7 +26,10 @@ bar read from the validation mix's reals the decision was fitted on, above all b
 (``train.synthetic_head.max_false_alarm``: 0.1 % for the first, none for the coherence's) of them (among those it
 could fire on): the few reals that carry an enlargement's trace as strongly as a generator's would otherwise set it.
 The heads named in ``enlarged_reals`` (the coherence's) also learn each train real enlarged 2x by a resize and
-nothing after it as a real: an enlarged photo is not a generator's, and its coherence is only in phase. The network and
+nothing after it as a real: an enlarged photo is not a generator's, and its coherence is only in phase. Those named in
+``jpeg_reals`` (both) also learn each train real re-compressed once over the validation mix's JPEG qualities, and
+nothing else done to it, as a real (:func:`only_jpeg`): a photo saved again at a lower quality loses fine detail as an
+up-sampled image does, and among the mix's perturbed reals few are re-compressed alone. The network and
 the probe learn the sample's generator first; these heads learn what up-sampling leaves in the face embedding, the
 spectrum and the phase of the spectrum whatever the generator, so that a family the model
 never saw is called fake where the decision's one threshold, held down by perturbed reals, does not reach it.
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +65,8 @@ SYNTHETIC_FAMILY = "synthetic up-samplers"
 SYNTHETIC_READS_NAMES = {"cyclic": "cyclic coherence"}
 #: The random-number streams of a head's reals (those it learns from, and those that set an update's bar), of the
 #: synthesised fakes the train stage's heads learn, and of the enlarged reals (the probe's windows start at 1,000, the
-#: mix's at 2,000).
-HEAD_REALS_STREAM, HEAD_BAR_STREAM, SYNTHETIC_STREAM, ENLARGED_STREAM = 4_000, 4_500, 5_000, 5_500
+#: mix's at 2,000), and of the re-compressed reals.
+HEAD_REALS_STREAM, HEAD_BAR_STREAM, SYNTHETIC_STREAM, ENLARGED_STREAM, JPEG_STREAM = 4_000, 4_500, 5_000, 5_500, 6_000
 
 
 @torch.no_grad()
@@ -125,15 +129,29 @@ def enlarged_evidence(model: Fused, data: Manifest, spec: Any, train_cfg: TrainC
                             train_cfg, phases, name)
 
 
+def only_jpeg(augment: Augment) -> Augment:
+    """The perturbations of a pass that re-compresses every image over ``augment``'s JPEG quality range, and does
+    nothing else to it."""
+    return replace(AS_THEY_ARE, jpeg_prob=1.0, jpeg_quality=augment.jpeg_quality)
+
+
+def recompressed_evidence(model: Fused, data: Manifest, spec: Any, train_cfg: TrainConfig, packed_dir: Path | None,
+                          phases: Phases, name: str) -> np.ndarray:
+    """The :func:`evidence` of each real of the train split re-compressed once over the validation mix's JPEG
+    qualities (:func:`only_jpeg` of ``train.decision.augment``), as a head learns them: as reals."""
+    return windows_evidence(model, split_reals(data, "train", packed_dir), 0.0, only_jpeg(train_cfg.decision.augment),
+                            1, JPEG_STREAM, False, spec, train_cfg, phases, name)
+
+
 def fit_synthetic_head(model: Fused, decision: Decision, bar_reals: np.ndarray, data: Manifest, spec: Any,
                        train_cfg: TrainConfig, packed_dir: Path | None,
                        phases: Phases) -> list[tuple[FamilyHead, dict]]:
     """``train.synthetic_head``: a head for each entry of its ``reads``, fitted on one synthesised fake of each real of
     the train split (a random up-sampler's, :class:`~realfake.training.synthetic.Synthesised`) against those reals as
-    they are and perturbed (and, for those in its ``enlarged_reals``, enlarged), reading its columns of the evidence
-    (:meth:`Fused.evidence_columns`), firing above all but its share of ``bar_reals`` (the evidence of the validation
-    mix's reals; :meth:`~realfake.training.config.SyntheticHead.budget`), mapped into ``decision``; and their figures
-    (:func:`fit_head`'s)."""
+    they are and perturbed (and, for those in its ``enlarged_reals``, enlarged; in its ``jpeg_reals``, re-compressed),
+    reading its columns of the evidence (:meth:`Fused.evidence_columns`), firing above all but its share of
+    ``bar_reals`` (the evidence of the validation mix's reals; :meth:`~realfake.training.config.SyntheticHead.budget`),
+    mapped into ``decision``; and their figures (:func:`fit_head`'s)."""
     cfg = train_cfg.synthetic_head
     reals = reals_evidence(model, data, "train", cfg.real_passes, HEAD_REALS_STREAM, spec, train_cfg, packed_dir,
                            phases, "synthetic_head_reals")
@@ -141,16 +159,22 @@ def fit_synthetic_head(model: Fused, decision: Decision, bar_reals: np.ndarray, 
                        train_cfg.synthetic.jpeg_quality)
     fakes = windows_evidence(model, made, 1.0, AS_THEY_ARE, 0, SYNTHETIC_STREAM, True, spec, train_cfg, phases,
                              "synthetic_head_fakes")
-    enlarged = None
+    enlarged = recompressed = None
     if set(cfg.enlarged_reals) & set(cfg.reads):  # an enlarged photo is a photo: they learn generators, not resizes
         enlarged = enlarged_evidence(model, data, spec, train_cfg, packed_dir, phases, "synthetic_head_enlarged")
+    if set(cfg.jpeg_reals) & set(cfg.reads):  # and a re-compressed photo is a photo
+        recompressed = recompressed_evidence(model, data, spec, train_cfg, packed_dir, phases, "synthetic_head_jpeg")
     read, out = network_reads(model, bar_reals), []
     for reads in cfg.reads:
         with phases("synthetic_head_fit"):
             family = SYNTHETIC_FAMILY if reads == "evidence" else f"{SYNTHETIC_FAMILY} ({SYNTHETIC_READS_NAMES[reads]})"
-            learned = np.concatenate([reals, enlarged]) if reads in cfg.enlarged_reals else reals
-            head, facts = fit_head(fakes, learned, bar_reals, cfg.hidden, cfg.alpha, train_cfg.seed, family,
-                                   cfg.budget(reads), read, model.evidence_columns(reads))
+            learned = [reals]
+            if reads in cfg.jpeg_reals:
+                learned.append(recompressed)
+            if reads in cfg.enlarged_reals:
+                learned.append(enlarged)
+            head, facts = fit_head(fakes, np.concatenate(learned), bar_reals, cfg.hidden, cfg.alpha, train_cfg.seed,
+                                   family, cfg.budget(reads), read, model.evidence_columns(reads))
             head.set_decision(decision.threshold, decision.coef, decision.intercept)
         out.append((head, facts))
     return out
