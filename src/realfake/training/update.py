@@ -58,7 +58,6 @@ from realfake.training.heads import (
     fit_head,
     network_reads,
     reals_evidence,
-    recompressed_evidence,
     windows_evidence,
 )
 from realfake.training.phases import Phases
@@ -88,15 +87,12 @@ class HeadUpdate(HeadFit):
     SECTION: ClassVar[str] = "update.head"
     new_passes: int = 0
     enlarged_reals: bool = True  # also learn each train real enlarged 2x (a resize, nothing after it) as a real
-    jpeg_reals: bool = False  # also learn each train real re-compressed once (nothing else done to it) as a real
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _count(self.new_passes, "update.head.new_passes", least=0)
         require(isinstance(self.enlarged_reals, bool),
                 f"update.head.enlarged_reals must be true or false, got {self.enlarged_reals!r}.")
-        require(isinstance(self.jpeg_reals, bool),
-                f"update.head.jpeg_reals must be true or false, got {self.jpeg_reals!r}.")
 
 
 @dataclass(frozen=True)
@@ -228,9 +224,6 @@ def add_head(blob: dict[str, Any], model: Fused, spec: InputSpec, parent: Path, 
 
     learned = reals_evidence(model, data, "train", cfg.head.real_passes, HEAD_REALS_STREAM, spec, train_cfg,
                              packed_dir, phases, "head_reals")
-    if cfg.head.jpeg_reals:  # a photo saved again is a photo
-        learned = np.concatenate([learned, recompressed_evidence(model, data, spec, train_cfg, packed_dir, phases,
-                                                                 "head_jpeg")])
     if cfg.head.enlarged_reals:  # an enlarged photo is a photo: the head learns the new generator, not resizing
         learned = np.concatenate([learned, enlarged_evidence(model, data, spec, train_cfg, packed_dir, phases,
                                                              "head_enlarged")])
