@@ -171,16 +171,12 @@ class SyntheticHead(HeadFit):
                 f"cyclic: the cyclic coherence), got {reads!r}.")
         object.__setattr__(self, "reads", tuple(reads))
         super().__post_init__()  # after reads: the budget may name them
-        enlarged = self.enlarged_reals
-        require(isinstance(enlarged, (list, tuple)) and all(r in SYNTHETIC_READS for r in enlarged),
-                f"train.synthetic_head.enlarged_reals must be a list of heads by what they read (of "
-                f"{', '.join(SYNTHETIC_READS)}), got {enlarged!r}.")
-        object.__setattr__(self, "enlarged_reals", tuple(enlarged))
-        jpeg = self.jpeg_reals
-        require(isinstance(jpeg, (list, tuple)) and all(r in SYNTHETIC_READS for r in jpeg),
-                f"train.synthetic_head.jpeg_reals must be a list of heads by what they read (of "
-                f"{', '.join(SYNTHETIC_READS)}), got {jpeg!r}.")
-        object.__setattr__(self, "jpeg_reals", tuple(jpeg))
+        for key in ("enlarged_reals", "jpeg_reals"):  # the heads that also learn such photos as reals
+            heads = getattr(self, key)
+            require(isinstance(heads, (list, tuple)) and all(r in SYNTHETIC_READS for r in heads),
+                    f"train.synthetic_head.{key} must be a list of heads by what they read (of "
+                    f"{', '.join(SYNTHETIC_READS)}), got {heads!r}.")
+            object.__setattr__(self, key, tuple(heads))
 
     def _check_budget(self) -> None:  # a number (the heads' together), or a share per head by what it reads
         budget = self.max_false_alarm
