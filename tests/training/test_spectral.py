@@ -293,6 +293,17 @@ def test_the_fused_model_runs_its_network_only_on_the_images_the_gate_lets_it_se
     torch.testing.assert_close(mixed, expected, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(only_blurred, expected[1::2], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(only_sharp, expected[0::2], atol=1e-5, rtol=1e-5)
+    # a head that reads only the coherence learns enlarged reals without the network: the same columns, no run
+    with torch.no_grad():
+        seen.clear()
+        spectral = model.spectrum_evidence(x).numpy()
+    assert seen == []
+    embedding = slice(*model.evidence_columns("evidence"))
+    embedding = slice(embedding.stop - EMBEDDING * len(model.members), embedding.stop)
+    assert np.isnan(spectral[:, embedding]).all()
+    keep = np.ones(found.shape[1], bool)
+    keep[embedding] = False
+    np.testing.assert_array_equal(spectral[:, keep], found[:, keep])
 
 
 def test_the_heads_recompressed_reals_are_recompressed_over_the_mixs_qualities_and_nothing_else():
@@ -362,7 +373,8 @@ def test_a_second_synthetic_head_reads_the_cyclic_coherence_and_the_two_share_th
 
     _, out = fused_run
     data = Manifest(tiny_manifest, tiny_sample)
-    both = {"reads": ["evidence", "cyclic"], "max_false_alarm": 0.25}
+    # both heads learn the enlarged reals here: the first reads their face embedding, so the network scores them
+    both = {"reads": ["evidence", "cyclic"], "max_false_alarm": 0.25, "enlarged_reals": ["evidence", "cyclic"]}
     cfg = TrainConfig(**{**TINY_TRAIN, "epochs": 1, "spectral": TINY_SPECTRAL, "synthetic_head": both})
     lines = []
     metrics = fit_model_decision(out / "net" / "model.pt", cfg, data, out=tmp_path / "two.pt", log=lines.append)
@@ -374,6 +386,8 @@ def test_a_second_synthetic_head_reads_the_cyclic_coherence_and_the_two_share_th
     assert cyclic_head.family == f"{SYNTHETIC_FAMILY} (cyclic coherence)" and evidence_head.family == SYNTHETIC_FAMILY
     assert metrics["synthetic_head/cyclic_bar"] == pytest.approx(float(cyclic_head.bar))
     assert sum("a head for" in line for line in lines) == 2
+    n_train = int((targets(data, "train") == 0).sum())
+    assert [entry["n_reals"] for entry in info["heads"]] == [n_train * (3 + cfg.synthetic_head.real_passes)] * 2
     mix, _ = validation_mix(data, spec, cfg, None)
     scored, _, y, found = score_mix(model, mix, CPU, 16, 0, cfg.amp, reals_evidence=True)
     read = torch.from_numpy(scored[y == 0, 2] > 0)

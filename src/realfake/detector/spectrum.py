@@ -413,6 +413,14 @@ class Fused(nn.Module):
         parts = torch.cat([found[:, -1:], self.probe.logit(features).float(), self.share(features).unsqueeze(1)], 1)
         return self._head_inputs(x, features, found[:, :-1]), parts
 
+    def spectrum_evidence(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`evidence_parts`' evidence without running the network: the face embedding's columns NaN, the
+        others the same. For heads that read none of the embedding (the cyclic coherence's), at a fraction of the
+        cost: the network is most of an image's scoring."""
+        features = spectrum_features(x)
+        embedding = torch.full((len(x), EMBEDDING * len(self.members)), math.nan, device=x.device)
+        return self._head_inputs(x, features, embedding)
+
     def evidence_columns(self, reads: str) -> tuple[int, int]:
         """The (start, stop) columns of :meth:`evidence_parts`' evidence that hold ``reads``: ``evidence``, the
         spectrum features and the face embedding; ``cyclic``, the cyclic coherence (a model with :attr:`cyclic`)."""

@@ -70,9 +70,10 @@ HEAD_REALS_STREAM, HEAD_BAR_STREAM, SYNTHETIC_STREAM, ENLARGED_STREAM, JPEG_STRE
 
 
 @torch.no_grad()
-def evidence(model: Fused, x: torch.Tensor) -> torch.Tensor:
-    """(B, spectrum features + face embedding (+ cyclic coherence)) of a standardised RGB batch: what a head reads."""
-    return model.evidence_parts(x)[0]
+def evidence(model: Fused, x: torch.Tensor, network: bool = True) -> torch.Tensor:
+    """(B, spectrum features + face embedding (+ cyclic coherence)) of a standardised RGB batch: what a head reads;
+    without ``network``, the embedding's columns NaN and the network not run (:meth:`Fused.spectrum_evidence`)."""
+    return model.evidence_parts(x)[0] if network else model.spectrum_evidence(x)
 
 
 @torch.no_grad()
@@ -85,10 +86,12 @@ def network_reads(model: Fused, found: np.ndarray) -> np.ndarray:
 
 @torch.no_grad()
 def windows_evidence(model: Fused, pixels: Sequence, target: float, augment: Augment, passes: int, first: int,
-                     clean: bool, spec: Any, train_cfg: TrainConfig, phases: Phases, name: str) -> np.ndarray:
+                     clean: bool, spec: Any, train_cfg: TrainConfig, phases: Phases, name: str,
+                     network: bool = True) -> np.ndarray:
     """The :func:`evidence` (N, D) of ``pixels`` (all of target ``target``) in ``passes`` passes of ``augment``
     drawn from streams ``first`` on, and first as they are where ``clean``; made and scored as the train stage
-    scores its validation mix (its device, precision and loader processes)."""
+    scores its validation mix (its device, precision and loader processes). Without ``network``, the face
+    embedding's columns are NaN: for heads that do not read them."""
     device = resolve_device(train_cfg.device)
     images = TrainImages(pixels, np.full(len(pixels), target, dtype=np.float32), Preprocessor(spec), train_cfg.seed)
     on_device = train_cfg.perturbs_on_device(device)
@@ -102,7 +105,7 @@ def windows_evidence(model: Fused, pixels: Sequence, target: float, augment: Aug
     for windows in sets:
         for x, _ in perturbed_batches(windows, 2 * train_cfg.batch_size, workers, device, phases, f"{name}_windows"):
             with phases(f"{name}_evidence"), autocast(device, train_cfg.amp):
-                out.append(evidence(model, to_model_input(x, device, layout)).float().cpu())
+                out.append(evidence(model, to_model_input(x, device, layout), network).float().cpu())
     return torch.cat(out).numpy()
 
 
@@ -120,13 +123,14 @@ def reals_evidence(model: Fused, data: Manifest, split: str, passes: int, stream
 
 
 def enlarged_evidence(model: Fused, data: Manifest, spec: Any, train_cfg: TrainConfig, packed_dir: Path | None,
-                      phases: Phases, name: str) -> np.ndarray:
+                      phases: Phases, name: str, network: bool = True) -> np.ndarray:
     """The :func:`evidence` of each real of the train split enlarged 2x by a resize and nothing after it
-    (:func:`~realfake.training.synthetic.upsampled` without a generator), as a head learns them: as reals."""
+    (:func:`~realfake.training.synthetic.upsampled` without a generator), as a head learns them: as reals (without
+    ``network``, no face embedding: for heads that read only the coherence)."""
     made = Synthesised(split_reals(data, "train", packed_dir), train_cfg.seed, ENLARGED_STREAM,
                        train_cfg.synthetic.jpeg_quality, generator=False)
     return windows_evidence(model, made, 0.0, AS_THEY_ARE, 0, ENLARGED_STREAM, True, spec,
-                            train_cfg, phases, name)
+                            train_cfg, phases, name, network)
 
 
 def only_jpeg(augment: Augment) -> Augment:
@@ -160,8 +164,10 @@ def fit_synthetic_head(model: Fused, decision: Decision, bar_reals: np.ndarray, 
     fakes = windows_evidence(model, made, 1.0, AS_THEY_ARE, 0, SYNTHETIC_STREAM, True, spec, train_cfg, phases,
                              "synthetic_head_fakes")
     enlarged = recompressed = None
-    if set(cfg.enlarged_reals) & set(cfg.reads):  # an enlarged photo is a photo: they learn generators, not resizes
-        enlarged = enlarged_evidence(model, data, spec, train_cfg, packed_dir, phases, "synthetic_head_enlarged")
+    if learn_enlarged := set(cfg.enlarged_reals) & set(cfg.reads):  # an enlarged photo is a photo: they learn
+        # generators, not resizes; the network runs only if a head that learns them reads its embedding
+        enlarged = enlarged_evidence(model, data, spec, train_cfg, packed_dir, phases, "synthetic_head_enlarged",
+                                     network="evidence" in learn_enlarged)
     if set(cfg.jpeg_reals) & set(cfg.reads):  # and a re-compressed photo is a photo
         recompressed = recompressed_evidence(model, data, spec, train_cfg, packed_dir, phases, "synthetic_head_jpeg")
     read, out = network_reads(model, bar_reals), []
