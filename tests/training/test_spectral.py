@@ -298,8 +298,7 @@ def test_the_fused_model_runs_its_network_only_on_the_images_the_gate_lets_it_se
         seen.clear()
         spectral = model.spectrum_evidence(x).numpy()
     assert seen == []
-    embedding = slice(*model.evidence_columns("evidence"))
-    embedding = slice(embedding.stop - EMBEDDING * len(model.members), embedding.stop)
+    embedding = slice(N_FEATURES, N_FEATURES + EMBEDDING * len(model.members))  # after the spectrum features
     assert np.isnan(spectral[:, embedding]).all()
     keep = np.ones(found.shape[1], bool)
     keep[embedding] = False
