@@ -236,7 +236,7 @@ class TrainConfig:
     pretrained: str = "none"  # none | vggface2 | casia-webface
     image_size: int = 96
     input_policy: str = "crop"
-    network_window: int | None = 192  # the centred window the network reads in scoring (crop policy); None: image_size
+    network_window: int | None = 160  # the centred window the network reads in scoring (crop policy); None: image_size
     # one of preprocess.REPRESENTATIONS (described there); a list: an ensemble, one model each
     representation: str | tuple[str, ...] = "npr-white"
     augment: Augment = field(default_factory=Augment)
