@@ -453,7 +453,7 @@ def test_a_malformed_probe_entry_is_a_clear_error(fused_run, tmp_path):
         ({"strength": 1}, r"Unknown keys in params.yaml 'train.spectral': \['strength'\]"),
         ({"probe_window": "all"}, "train.spectral.probe_window must be an integer .* or null"),
         ({"probe_window": 128}, r"train.spectral.probe_window is 128; the probe reads at least the network's window "
-                                r"\(train.network_window, 160 px\)"),
+                                rf"\(train.network_window, {TrainConfig().network_window} px\)"),
         ({"window": 256}, r"params.yaml 'train.spectral.window' is now 'train.spectral.probe_window'"),
         ({"synthetic_prob": 1.5}, r"train.spectral.synthetic_prob must be a share in \[0, 1\]"),
         ({"synthetic_prob": "more"}, r"train.spectral.synthetic_prob must be a share in \[0, 1\].*or null"),
@@ -471,7 +471,7 @@ def test_the_probe_window_may_be_the_network_window_or_null_and_with_resize_it_i
         return TrainConfig.from_params(train).model_spec
 
     assert spec(network_window=256, spectral={"probe_window": 256}).probe_window == 256
-    assert spec(spectral={"probe_window": None}).probe_window == 160  # the network's window
+    assert spec(spectral={"probe_window": None}).probe_window == TrainConfig().network_window  # the network's window
     resize = spec(input_policy="resize", network_window=None)
     assert resize.fit_size == resize.probe_window == resize.network_window == 96  # the probe reads the resized image
     assert spec(spectral={"enabled": False}).probe_window is None
